@@ -1,0 +1,150 @@
+"""One settings module, read from the environment.
+
+Every value has a safe default for the embedded mode (SQLite, in-memory Celery broker with an
+in-process worker). Production sets the variables listed in README.md; `environs` parses them
+and fails loudly on a malformed value instead of silently falling back.
+"""
+
+from pathlib import Path
+
+from environs import Env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = Env()
+env.read_env(str(BASE_DIR / ".env"), recurse=False)
+
+DEBUG = env.bool("DEBUG", True)
+_DEV_SECRET = "dev-insecure-secret-key-change-me"
+SECRET_KEY = env.str("SECRET_KEY", _DEV_SECRET)
+# Production (DJANGO_ENV=production) must never run with debug on or the dev secret.
+PRODUCTION = env.str("DJANGO_ENV", "development") == "production"
+if PRODUCTION and (DEBUG or SECRET_KEY == _DEV_SECRET):
+    raise RuntimeError("DJANGO_ENV=production needs DEBUG=false and a SECRET_KEY of your own")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "ocpi_client",
+    "flexibility",
+    "settlement",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "smatch.urls"
+WSGI_APPLICATION = "smatch.wsgi.application"
+ASGI_APPLICATION = "smatch.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.dj_db_url("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'smatch.sqlite3'}"),
+}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", 60))
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+    # Several threads (web, in-process worker, simulator callbacks) share the file.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", BASE_DIR / "var" / "static")
+
+# OCPI bodies are small; anything bigger is refused before it is parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+
+# --- Celery -------------------------------------------------------------------------------
+# Unset broker = embedded mode: in-memory broker, worker thread inside the running process.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", "memory://")
+CELERY_EMBEDDED = CELERY_BROKER_URL.startswith("memory://")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", None) or None
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis re-delivers unacked tasks after this; must exceed the longest countdown we schedule.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", 3600)}
+CELERY_BEAT_SCHEDULE: dict = {}  # filled by smatch.celery from each app's periodic tasks
+
+# --- Clock --------------------------------------------------------------------------------
+# "system" (default), or "scaled:<sim start ISO>:<real start unix s>:<speed>" so that every
+# process (web, worker, simulator) agrees on one simulated time.
+SMATCH_CLOCK = env.str("SMATCH_CLOCK", "system")
+
+# --- OCPI ---------------------------------------------------------------------------------
+# Public base URL under which the CPO platform reaches our OCPI endpoints.
+OCPI_BASE_URL = env.str("OCPI_BASE_URL", "http://127.0.0.1:8000/ocpi").rstrip("/")
+OCPI_COUNTRY_CODE = env.str("OCPI_COUNTRY_CODE", "NL")
+OCPI_PARTY_ID = env.str("OCPI_PARTY_ID", "SCS")
+OCPI_BUSINESS_NAME = env.str("OCPI_BUSINESS_NAME", "SMATCH open SCSP")
+OCPI_HTTP_TIMEOUT_S = env.float("OCPI_HTTP_TIMEOUT_S", 5.0)
+OCPI_HTTP_POOL_SIZE = env.int("OCPI_HTTP_POOL_SIZE", 64)
+OCPI_PULL_INTERVAL_S = env.int("OCPI_PULL_INTERVAL_S", 300)
+OCPI_MAX_BODY_BYTES = env.int("OCPI_MAX_BODY_BYTES", 256 * 1024)
+
+# --- REST API -----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        "brp": env.str("BRP_THROTTLE_RATE", "600/min"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SMATCH open SCSP API",
+    "DESCRIPTION": "Imbalance signals from Balance Responsible Parties and their settlement.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", True)
