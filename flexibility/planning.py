@@ -1,0 +1,202 @@
+"""Pure steering arithmetic: ISPs, the activation window, the 30-min-in-4-h cap, eligibility.
+
+No ORM here: callers load plain values, these functions decide, callers save. That keeps the
+rules exhaustively testable (see tests/flexibility/test_planning*.py) and fast for 16,000 sessions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+ISP = timedelta(minutes=15)
+MAX_ACTIVATION = timedelta(minutes=15)
+CAP_WINDOW = timedelta(hours=4)
+CAP_BUDGET = timedelta(minutes=30)
+LIMIT_A = 8.0  # per phase: the cap we send, and the minimum a session must exceed to be worth it
+MIN_THROTTLE = timedelta(seconds=60)  # a budget remainder shorter than this is not worth a PUT
+VOLTS_PER_PHASE = 230.0
+
+Interval = tuple[datetime, datetime]
+
+
+class PlanningError(ValueError):
+    """A request the rules refuse (the message says why, for the operator or the BRP)."""
+
+
+def _aware(t: datetime) -> datetime:
+    if t.tzinfo is None:
+        raise PlanningError("naive datetime: all times are timezone-aware UTC")
+    return t.astimezone(UTC)
+
+
+def isp_start(t: datetime) -> datetime:
+    """Start of the 15-minute imbalance settlement period containing `t` (HH:00/15/30/45 UTC)."""
+    t = _aware(t)
+    return t.replace(minute=t.minute - t.minute % 15, second=0, microsecond=0)
+
+
+def next_isp_boundary(t: datetime) -> datetime:
+    """The first ISP boundary strictly after `t` (a time on a boundary gets the next one)."""
+    return isp_start(t) + ISP
+
+
+def isp_starts_between(t0: datetime, t1: datetime) -> list[datetime]:
+    """Starts of every ISP that overlaps [t0, t1)."""
+    out, s = [], isp_start(t0)
+    while s < _aware(t1):
+        out.append(s)
+        s += ISP
+    return out
+
+
+def activation_end(relayed_at: datetime, end_time: datetime | None = None) -> datetime:
+    """End of an activation relayed at `relayed_at`.
+
+    The given end time if any, else the next ISP boundary after relay; never more than 15
+    minutes after relay. An end at or before the relay cannot be relayed.
+    """
+    relayed_at = _aware(relayed_at)
+    end = _aware(end_time) if end_time is not None else next_isp_boundary(relayed_at)
+    if end <= relayed_at:
+        raise PlanningError(f"the signal ended at {end.isoformat()}, before it could be relayed")
+    return min(end, relayed_at + MAX_ACTIVATION)
+
+
+def validate_signal_end(received_at: datetime, end_time: datetime | None) -> None:
+    """A BRP's end time must lie in the future and at most 15 minutes away."""
+    if end_time is None:
+        return
+    received_at, end_time = _aware(received_at), _aware(end_time)
+    if end_time <= received_at:
+        raise PlanningError("end_time is in the past")
+    if end_time - received_at > MAX_ACTIVATION:
+        raise PlanningError("end_time is more than 15 minutes away: one activation lasts at most 15 minutes")
+
+
+def _overlap_s(intervals: Iterable[Interval], lo: datetime, hi: datetime) -> float:
+    return sum(max(0.0, (min(e, hi) - max(s, lo)).total_seconds()) for s, e in intervals)
+
+
+def cap_allowance(past: Sequence[Interval], start: datetime, wanted: timedelta) -> timedelta:
+    """Longest throttle from `start`, up to `wanted`, keeping every 4-hour window <= 30 minutes.
+
+    `past` are the session's earlier throttled intervals (all ending by `start`). For a new
+    interval [start, start+L], the fullest 4-hour window is the one ending at start+L (moving the
+    window's end left loses new time at least as fast as it gains old time), so the rule is
+    L + throttled(start+L-4h, start) <= 30 min; the left side grows with L, so bisect on seconds.
+    """
+    budget_s, want_s = CAP_BUDGET.total_seconds(), int(wanted.total_seconds())
+
+    def fits(length_s: int) -> bool:
+        lo = start + timedelta(seconds=length_s) - CAP_WINDOW
+        return length_s + _overlap_s(past, lo, start) <= budget_s
+
+    if fits(want_s):
+        return timedelta(seconds=want_s)
+    lo, hi = 0, want_s  # fits(lo) holds by the invariant on `past`; fits(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return timedelta(seconds=lo)
+
+
+def max_window_throttle(intervals: Sequence[Interval]) -> timedelta:
+    """The largest throttled time inside any 4-hour window (checked at every interval end)."""
+    worst = 0.0
+    for _, end in intervals:
+        worst = max(worst, _overlap_s(intervals, end - CAP_WINDOW, end))
+    return timedelta(seconds=worst)
+
+
+# --- eligibility ------------------------------------------------------------------------------
+
+ELIGIBLE = "eligible"
+SKIP_NOT_ACTIVE = "not_active"
+SKIP_AT_OR_BELOW_MIN = "at_or_below_8a"
+SKIP_OPTED_OUT = "opted_out"
+SKIP_CAP = "cap_exhausted"
+SKIP_ALREADY = "already_throttled"
+SKIP_REASONS = (SKIP_NOT_ACTIVE, SKIP_AT_OR_BELOW_MIN, SKIP_OPTED_OUT, SKIP_CAP, SKIP_ALREADY)
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """What planning needs to know of one charging session, loaded in bulk by the caller."""
+
+    session_pk: int
+    status: str
+    last_current_a: float | None
+    phases: int | None = None
+    opted_out: bool = False
+    past: tuple[Interval, ...] = ()  # earlier throttled intervals, most recent 4 h are enough
+
+
+@dataclass(frozen=True)
+class CapPlan:
+    session_pk: int
+    starts_at: datetime
+    ends_at: datetime
+    limit_a: float
+    expected_kw: float
+
+
+@dataclass
+class Plan:
+    caps: list[CapPlan] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
+
+    @property
+    def expected_kw(self) -> float:
+        return sum(c.expected_kw for c in self.caps)
+
+
+def shed_kw(current_a: float, phases: int | None, limit_a: float = LIMIT_A) -> float:
+    """Power freed by capping a session drawing `current_a` per phase down to `limit_a`.
+
+    An unknown phase count counts as one phase: the preview must not promise more than it can.
+    """
+    return max(0.0, current_a - limit_a) * (phases or 1) * VOLTS_PER_PHASE / 1000.0
+
+
+def classify(view: SessionView, start: datetime, end: datetime) -> tuple[str, timedelta]:
+    """Why a session is skipped, or ELIGIBLE with how long it may be throttled."""
+    if view.status != "ACTIVE":
+        return SKIP_NOT_ACTIVE, timedelta(0)
+    if view.last_current_a is None or view.last_current_a <= LIMIT_A:
+        return SKIP_AT_OR_BELOW_MIN, timedelta(0)
+    if view.opted_out:
+        return SKIP_OPTED_OUT, timedelta(0)
+    if any(s < end and e > start for s, e in view.past):
+        return SKIP_ALREADY, timedelta(0)
+    allowed = cap_allowance(view.past, start, end - start)
+    if allowed < min(MIN_THROTTLE, end - start):
+        return SKIP_CAP, timedelta(0)
+    return ELIGIBLE, allowed
+
+
+def plan_caps(views: Iterable[SessionView], start: datetime, end: datetime) -> Plan:
+    """Decide, for every session, whether and until when it is capped at 8 A in [start, end)."""
+    start, end = _aware(start), _aware(end)
+    if end - start > MAX_ACTIVATION:
+        raise PlanningError("an activation lasts at most 15 minutes")
+    plan = Plan()
+    for view in views:
+        verdict, allowed = classify(view, start, end)
+        if verdict != ELIGIBLE:
+            plan.skipped[verdict] += 1
+            continue
+        expected = shed_kw(view.last_current_a, view.phases)
+        plan.caps.append(CapPlan(view.session_pk, start, start + allowed, LIMIT_A, expected))
+    return plan
+
+
+def charging_profile(limit_a: float, start: datetime, end: datetime) -> dict:
+    """The OCPI 2.2.1 ChargingProfile: absolute start and a duration, so the CSMS restores by itself."""
+    return {
+        "start_date_time": _aware(start).isoformat().replace("+00:00", "Z"),
+        "duration": max(1, int((end - start).total_seconds())),
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": float(limit_a)}],
+    }

@@ -1,0 +1,232 @@
+"""ISP arithmetic, activation window, cap and eligibility: hand-computed cases and properties."""
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flexibility.planning import (
+    CAP_BUDGET,
+    MAX_ACTIVATION,
+    SKIP_ALREADY,
+    SKIP_AT_OR_BELOW_MIN,
+    SKIP_CAP,
+    SKIP_NOT_ACTIVE,
+    SKIP_OPTED_OUT,
+    PlanningError,
+    SessionView,
+    activation_end,
+    cap_allowance,
+    charging_profile,
+    isp_start,
+    isp_starts_between,
+    max_window_throttle,
+    next_isp_boundary,
+    plan_caps,
+    shed_kw,
+    validate_signal_end,
+)
+
+
+def t(h, m, s=0, us=0):
+    return datetime(2025, 5, 6, h, m, s, us, tzinfo=UTC)
+
+
+M = timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "boundary"),
+    [
+        (t(17, 0), t(17, 0), t(17, 15)),  # on a boundary: the next one, not itself
+        (t(17, 14, 59, 999999), t(17, 0), t(17, 15)),
+        (t(17, 15, 0, 1), t(17, 15), t(17, 30)),
+        (t(17, 44, 30), t(17, 30), t(17, 45)),
+        (t(23, 59, 59), t(23, 45), datetime(2025, 5, 7, 0, 0, tzinfo=UTC)),  # across midnight
+    ],
+)
+def test_isp_arithmetic_on_and_around_boundaries(now, start, boundary):
+    assert isp_start(now) == start
+    assert next_isp_boundary(now) == boundary
+
+
+def test_isp_arithmetic_converts_other_offsets_to_utc():
+    from zoneinfo import ZoneInfo
+
+    local = datetime(2025, 5, 6, 19, 7, tzinfo=ZoneInfo("Europe/Amsterdam"))  # 17:07Z
+    assert next_isp_boundary(local) == t(17, 15)
+
+
+def test_isp_starts_between_lists_every_overlapping_period():
+    assert isp_starts_between(t(17, 4), t(17, 31)) == [t(17, 0), t(17, 15), t(17, 30)]
+    assert isp_starts_between(t(17, 4), t(17, 15)) == [t(17, 0)]
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)))
+def test_isp_boundary_properties(now):
+    b = next_isp_boundary(now)
+    assert now < b <= now + timedelta(minutes=15)
+    assert b.minute % 15 == 0 and b.second == 0 and b.microsecond == 0
+    assert isp_start(now) <= now < isp_start(now) + timedelta(minutes=15)
+
+
+def test_activation_end_defaults_to_next_boundary():
+    assert activation_end(t(17, 4)) == t(17, 15)
+
+
+def test_activation_end_uses_given_end_but_never_beyond_15_minutes():
+    assert activation_end(t(17, 4), t(17, 10)) == t(17, 10)
+    assert activation_end(t(17, 4), t(17, 25)) == t(17, 19)
+
+
+def test_activation_end_in_the_past_cannot_be_relayed():
+    with pytest.raises(PlanningError, match="before it could be relayed"):
+        activation_end(t(17, 4), t(17, 3))
+
+
+def test_signal_end_validation():
+    validate_signal_end(t(17, 4), None)
+    validate_signal_end(t(17, 4), t(17, 19))
+    with pytest.raises(PlanningError, match="past"):
+        validate_signal_end(t(17, 4), t(17, 4))
+    with pytest.raises(PlanningError, match="more than 15 minutes"):
+        validate_signal_end(t(17, 4), t(17, 19, 1))
+
+
+def test_cap_allowance_hand_computed():
+    # 20 min throttled 17:00-17:20 leaves 10 min in any 4 h window containing it.
+    past = ((t(17, 0), t(17, 20)),)
+    assert cap_allowance(past, t(18, 0), 15 * M) == 10 * M
+    # Starting at 20:55, a window ending at 20:55+L reaches back to 16:55+L: for L > 5 min the old
+    # throttle starts to fall out, 1 s for 1 s, so L + (20 - (L - 5)) = 25 min fits: all 15 min.
+    assert cap_allowance(past, t(20, 55), 15 * M) == 15 * M
+    # At 20:50: L + 20 - max(0, L - 10) <= 30 -> L <= 10 only while L <= 10; beyond, 30 <= 30 holds.
+    assert cap_allowance(past, t(20, 50), 15 * M) == 15 * M
+    # At 20:40: window back to 16:40+L keeps all 20 min until L > 20: so L <= 10.
+    assert cap_allowance(past, t(20, 40), 15 * M) == 10 * M
+    # Two earlier throttles of 15 min fill the budget.
+    full = ((t(16, 0), t(16, 15)), (t(17, 0), t(17, 15)))
+    assert cap_allowance(full, t(17, 30), 15 * M) == timedelta(0)
+
+
+def test_max_window_throttle_counts_overlaps():
+    assert max_window_throttle(((t(16, 0), t(16, 15)), (t(19, 0), t(19, 15)))) == 30 * M
+    assert max_window_throttle(((t(12, 0), t(12, 15)), (t(17, 0), t(17, 15)))) == 15 * M
+
+
+def view(pk=1, status="ACTIVE", current=16.0, phases=3, opted_out=False, past=()):
+    return SessionView(pk, status, current, phases, opted_out, tuple(past))
+
+
+def test_plan_caps_classifies_every_skip_reason():
+    plan = plan_caps(
+        [
+            view(1),
+            view(2, status="COMPLETED"),
+            view(3, current=8.0),
+            view(4, current=None),
+            view(5, opted_out=True),
+            view(6, past=[(t(16, 0), t(16, 15)), (t(16, 30), t(16, 45))]),
+            view(7, past=[(t(17, 0), t(17, 15))]),  # overlaps the new activation
+            view(8, current=12.5, phases=1, past=[(t(15, 0), t(15, 25))]),  # 5 min left
+        ],
+        t(17, 4),
+        t(17, 15),
+    )
+    assert [c.session_pk for c in plan.caps] == [1, 8]
+    assert plan.caps[0].ends_at == t(17, 15)
+    assert plan.caps[1].ends_at == t(17, 9)  # only the 5 minutes of budget left
+    assert plan.skipped == {
+        SKIP_NOT_ACTIVE: 1,
+        SKIP_AT_OR_BELOW_MIN: 2,
+        SKIP_OPTED_OUT: 1,
+        SKIP_CAP: 1,
+        SKIP_ALREADY: 1,
+    }
+    # (16 - 8) A x 3 phases x 230 V = 5.52 kW; (12.5 - 8) x 1 x 230 = 1.035 kW
+    assert plan.expected_kw == pytest.approx(5.52 + 1.035)
+
+
+def test_plan_refuses_activations_over_15_minutes():
+    with pytest.raises(PlanningError, match="at most 15 minutes"):
+        plan_caps([], t(17, 0), t(17, 15, 1))
+
+
+def test_shed_kw_counts_unknown_phases_as_one():
+    assert shed_kw(16.0, None) == pytest.approx(1.84)
+    assert shed_kw(6.0, 3) == 0.0
+
+
+def test_charging_profile_is_absolute_and_self_expiring():
+    assert charging_profile(8, t(17, 4), t(17, 15)) == {
+        "start_date_time": "2025-05-06T17:04:00Z",
+        "duration": 660,
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": 8.0}],
+    }
+
+
+# --- the cap, as a property over random sequences of signals and sessions -----------------------
+
+DAY0 = datetime(2025, 5, 6, tzinfo=UTC)
+
+signals = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=24 * 3600),  # relay time, seconds into the day
+        st.one_of(st.none(), st.integers(min_value=-60, max_value=40 * 60)),  # given end offset
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(signals, st.integers(min_value=1, max_value=6))
+def test_cap_never_exceeded_over_random_signal_sequences(sigs, n_sessions):
+    history: dict[int, list] = {pk: [] for pk in range(n_sessions)}
+    for relay_s, end_offset in sorted(sigs, key=lambda sig: sig[0]):
+        relayed = DAY0 + timedelta(seconds=relay_s)
+        given_end = None if end_offset is None else relayed + timedelta(seconds=end_offset)
+        try:
+            end = activation_end(relayed, given_end)
+        except PlanningError:
+            assert given_end is not None and given_end <= relayed
+            continue
+        assert timedelta(0) < end - relayed <= MAX_ACTIVATION
+        views = [view(pk, past=history[pk]) for pk in range(n_sessions)]
+        for cap in plan_caps(views, relayed, end).caps:
+            assert cap.ends_at - cap.starts_at <= MAX_ACTIVATION
+            history[cap.session_pk].append((cap.starts_at, cap.ends_at))
+    for intervals in history.values():
+        assert max_window_throttle(intervals) <= CAP_BUDGET
+        spans = sorted(intervals)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # no double throttling
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4 * 3600), st.integers(1, 900)), max_size=6),
+    st.integers(4 * 3600, 5 * 3600),
+    st.integers(1, 900),
+)
+def test_cap_allowance_is_the_longest_that_fits(raw, start_s, want_s):
+    # Build a valid history (every window <= 30 min) by admitting intervals through the rule itself.
+    past: list = []
+    for s, length in sorted(raw):
+        begin = DAY0 + timedelta(seconds=s)
+        if past and begin < past[-1][1]:
+            continue
+        allowed = cap_allowance(past, begin, timedelta(seconds=length))
+        if allowed:
+            past.append((begin, begin + allowed))
+    start = DAY0 + timedelta(seconds=start_s)
+    if past and start < past[-1][1]:
+        return
+    allowed = cap_allowance(past, start, timedelta(seconds=want_s))
+    assert timedelta(0) <= allowed <= timedelta(seconds=want_s)
+    assert max_window_throttle([*past, (start, start + allowed)]) <= CAP_BUDGET
+    if allowed < timedelta(seconds=want_s):  # one more second would break the cap
+        longer = (start, start + allowed + timedelta(seconds=1))
+        assert max_window_throttle([*past, longer]) > CAP_BUDGET
