@@ -1,1 +1,166 @@
-from django.db import models  # noqa: F401
+"""OCPI 2.2.1 link in the SCSP role: connected parties, the sessions they push, and our profile calls.
+
+Tokens: `token_theirs` is the credentials token WE send to them (we must present it, so it is kept);
+the token THEY send to us is only kept as a sha256 hash (`token_ours_hash`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from django.db import models
+
+from smatch import clock
+
+
+def hash_token(token: str) -> str:
+    """sha256 hex of a credentials token: the only form in which we keep tokens we issue."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class OcpiParty(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "PENDING"
+        REGISTERED = "REGISTERED"
+        REVOKED = "REVOKED"
+
+    name = models.CharField(max_length=100)
+    country_code = models.CharField(max_length=2, blank=True)
+    party_id = models.CharField(max_length=3, blank=True)
+    role = models.CharField(max_length=10, default="CPO")
+    versions_url = models.URLField(max_length=255, blank=True)
+    version = models.CharField(max_length=10, default="2.2.1")
+    endpoints = models.JSONField(default=list, blank=True, help_text="[{identifier, role, url}] from version details")
+    token_theirs = models.CharField(max_length=64, blank=True, help_text="the token we send when calling them")
+    token_ours_hash = models.CharField(max_length=64, unique=True, editable=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # Upper end of the last successful sessions pull: the next pull starts there.
+    sessions_pulled_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+    updated_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        verbose_name = "OCPI party"
+        verbose_name_plural = "OCPI parties"
+
+    def __str__(self) -> str:
+        ids = f"{self.country_code}*{self.party_id}" if self.party_id else "?"
+        return f"{self.name} ({ids}, {self.status})"
+
+    def endpoint_url(self, identifier: str, role: str) -> str | None:
+        """URL of their module `identifier` for interface `role` (SENDER / RECEIVER), if offered."""
+        for endpoint in self.endpoints or []:
+            if endpoint.get("identifier") == identifier and endpoint.get("role") == role:
+                return endpoint.get("url")
+        return None
+
+
+class Session(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        COMPLETED = "COMPLETED"
+        INVALID = "INVALID"
+        PENDING = "PENDING"
+        RESERVATION = "RESERVATION"
+
+    party = models.ForeignKey(OcpiParty, on_delete=models.PROTECT, related_name="sessions")
+    country_code = models.CharField(max_length=2)
+    party_id = models.CharField(max_length=3)
+    session_id = models.CharField(max_length=36)
+    location_id = models.CharField(max_length=36)
+    evse_uid = models.CharField(max_length=36, db_index=True)
+    connector_id = models.CharField(max_length=36)
+    status = models.CharField(max_length=12, choices=Status.choices, db_index=True)
+    start_date_time = models.DateTimeField()
+    end_date_time = models.DateTimeField(null=True, blank=True)
+    kwh = models.FloatField()
+    last_updated = models.DateTimeField()
+    phases = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_current_a = models.FloatField(null=True, blank=True, help_text="highest per-phase current, latest state")
+    first_seen_at = models.DateTimeField(default=clock.now, editable=False)
+    # When we first saw it ACTIVE: `session_started` fires exactly once per session.
+    first_active_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["country_code", "party_id", "session_id"], name="ocpi_session_unique_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.country_code}*{self.party_id} {self.session_id} ({self.status})"
+
+
+class SessionState(models.Model):
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="states")
+    timestamp = models.DateTimeField(help_text="the update's last_updated")
+    kwh = models.FloatField(help_text="cumulative energy of the session")
+    current_l1_a = models.FloatField(null=True, blank=True)
+    current_l2_a = models.FloatField(null=True, blank=True)
+    current_l3_a = models.FloatField(null=True, blank=True)
+    power_kw = models.FloatField(null=True, blank=True)
+    phases = models.PositiveSmallIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Session.Status.choices)
+    received_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "timestamp"], name="ocpi_state_unique_ts")]
+        indexes = [models.Index(fields=["timestamp"], name="ocpi_state_ts")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} @ {self.timestamp:%Y-%m-%d %H:%M:%S} {self.kwh} kWh"
+
+
+class ChargingProfileCall(models.Model):
+    """One outbound chargingprofiles call; its id is the last segment of its unique response_url."""
+
+    class Kind(models.TextChoices):
+        SET = "SET"
+        CLEAR = "CLEAR"
+        GET = "GET"
+
+    class Response(models.TextChoices):
+        NONE = "", "(none)"
+        ACCEPTED = "ACCEPTED"
+        REJECTED = "REJECTED"
+        NOT_SUPPORTED = "NOT_SUPPORTED"
+        TOO_OFTEN = "TOO_OFTEN"
+        UNKNOWN_SESSION = "UNKNOWN_SESSION"
+        ERROR = "ERROR", "ERROR (transport)"
+
+    class Result(models.TextChoices):
+        NONE = "", "(none yet)"
+        ACCEPTED = "ACCEPTED"
+        REJECTED = "REJECTED"
+        UNKNOWN = "UNKNOWN"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="profile_calls")
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    created_at = models.DateTimeField(default=clock.now, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_result = models.CharField(max_length=15, choices=Response.choices, blank=True, default="")
+    response_timeout_s = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    result = models.CharField(max_length=8, choices=Result.choices, blank=True, default="")
+    result_at = models.DateTimeField(null=True, blank=True)
+    result_payload = models.JSONField(null=True, blank=True)
+    purpose_id = models.BigIntegerField(null=True, blank=True, db_index=True, help_text="flexibility Curtailment id")
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.response_result or '-'} / {self.result or '-'})"
+
+
+class ActiveProfileUpdate(models.Model):
+    """An ActiveChargingProfile the CPO pushed to us (PUT chargingprofiles/{session_id}): audit record."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="active_profiles")
+    start_date_time = models.DateTimeField()
+    charging_profile = models.JSONField()
+    received_at = models.DateTimeField(default=clock.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"active profile of {self.session_id} @ {self.start_date_time:%H:%M:%S}"
