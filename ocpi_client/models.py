@@ -66,7 +66,8 @@ class Session(models.Model):
 
     party = models.ForeignKey(OcpiParty, on_delete=models.PROTECT, related_name="sessions")
     country_code = models.CharField(max_length=2)
-    party_id = models.CharField(max_length=3)
+    # OCPI's `party_id` of the session owner; `party_id` itself is the FK column of `party`.
+    ocpi_party_id = models.CharField(max_length=3)
     session_id = models.CharField(max_length=36)
     location_id = models.CharField(max_length=36)
     evse_uid = models.CharField(max_length=36, db_index=True)
@@ -84,11 +85,11 @@ class Session(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["country_code", "party_id", "session_id"], name="ocpi_session_unique_id"),
+            models.UniqueConstraint(fields=["country_code", "ocpi_party_id", "session_id"], name="ocpi_session_unique_id"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.country_code}*{self.party_id} {self.session_id} ({self.status})"
+        return f"{self.country_code}*{self.ocpi_party_id} {self.session_id} ({self.status})"
 
 
 class SessionState(models.Model):
