@@ -1,1 +1,207 @@
+"""CPO operator controls: relay / veto / stop with an audit trail, previews, activation pages.
 
+Group `operators` holds the `decide_signal` permission; group `analysts` only views.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.shortcuts import render
+from django.utils.html import format_html
+
+from . import dispatch, services
+from .models import Activation, Brp, Curtailment, Decision, Signal, SteeringRule
+from .summary import activation_summary
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Brp)
+class BrpAdmin(admin.ModelAdmin):
+    list_display = ["name", "policy", "auto_after_s", "token_prefix", "is_active", "created_at"]
+    fields = ["name", "policy", "auto_after_s", "is_active", "token_prefix"]
+    readonly_fields = ["token_prefix"]
+    actions = ["rotate_token"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            token = obj.rotate_token()
+            messages.warning(request, f"API token for {obj.name} (shown once, store it now): {token}")
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Rotate the API token (the old one stops working)")
+    def rotate_token(self, request, queryset: QuerySet[Brp]) -> None:
+        for brp in queryset[:20]:
+            token = services.rotate_brp_token(brp.pk)
+            messages.warning(request, f"new API token for {brp.name} (shown once): {token}")
+
+
+class DecisionInline(admin.TabularInline):
+    model = Decision
+    extra = 0
+    can_delete = False
+    readonly_fields = ["action", "actor_label", "reason", "at"]
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class VetoForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea, help_text="why the signal is not relayed (recorded)")
+
+
+def _can_decide(request) -> bool:
+    return request.user.has_perm("flexibility.decide_signal")
+
+
+@admin.register(Signal)
+class SignalAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "brp", "status", "received_at", "end_time", "auto_relay_at"]
+    list_filter = ["status", "brp"]
+    list_select_related = ["brp"]
+    search_fields = ["external_id"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    readonly_fields = [
+        "brp", "external_id", "direction", "status", "received_at", "end_time", "isp_start",
+        "auto_relay_at", "veto_reason", "preview", "activation_link",
+    ]
+    inlines = [DecisionInline]
+    actions = ["relay", "veto", "stop_now"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request):
+        return super().get_actions(request) if _can_decide(request) else {}
+
+    @admin.display(description="preview if relayed now")
+    def preview(self, signal: Signal) -> str:
+        if signal.status != Signal.Status.RECEIVED:
+            return "-"
+        plan = dispatch.preview()
+        skipped = ", ".join(f"{k}: {v}" for k, v in plan.skipped.items())
+        return f"{len(plan.caps)} sessions eligible, expected shed {plan.expected_kw:.1f} kW; skipped: {skipped}"
+
+    @admin.display(description="activation")
+    def activation_link(self, signal: Signal) -> str:
+        activation = Activation.objects.filter(signal=signal).first()
+        if activation is None:
+            return "-"
+        return format_html('<a href="../../activation/{}/change/">activation {}</a>', activation.pk, activation.pk)
+
+    @admin.action(description="Relay the selected signals (cap sessions at 8 A now)")
+    def relay(self, request, queryset: QuerySet[Signal]) -> None:
+        for signal in queryset[:20]:
+            self._report(request, signal, lambda s: services.relay_signal(s.pk, actor=request.user), "relayed")
+
+    @admin.action(description="Veto the selected signals (a reason is required)")
+    def veto(self, request, queryset: QuerySet[Signal]):
+        form = VetoForm(request.POST if "reason" in request.POST else None)
+        if not form.is_valid():
+            context = {**self.admin_site.each_context(request), "signals": queryset[:20], "form": form,
+                       "opts": self.model._meta, "title": "Veto signals"}
+            return render(request, "admin/flexibility/veto.html", context)
+        reason = form.cleaned_data["reason"]
+        for signal in queryset[:20]:
+            self._report(request, signal, lambda s: services.veto_signal(s.pk, request.user, reason), "vetoed")
+        return None
+
+    @admin.action(description="Stop now (restore every capped session at once)")
+    def stop_now(self, request, queryset: QuerySet[Signal]) -> None:
+        for signal in queryset[:20]:
+            self._report(request, signal, lambda s: services.end_early(s.pk, actor=request.user), "stopped")
+
+    def _report(self, request, signal: Signal, act, done: str) -> None:
+        try:
+            act(signal)
+            messages.success(request, f"{signal}: {done}")
+        except services.SignalRefused as exc:
+            messages.error(request, f"{signal}: {exc}")
+
+
+class CurtailmentInline(admin.TabularInline):
+    model = Curtailment
+    extra = 0
+    can_delete = False
+    max_num = 0
+    fields = ["session", "status", "response", "attempts", "starts_at", "ends_at", "restored_at", "expected_kw"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("session")[:200]
+
+
+@admin.register(Activation)
+class ActivationAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "signal", "status", "relayed_at", "ends_at", "eligible", "expected_kw", "restored_at"]
+    list_filter = ["status"]
+    list_select_related = ["signal", "signal__brp"]
+    show_full_result_count = False
+    readonly_fields = ["signal", "status", "relayed_at", "ends_at", "restored_at", "stopped_early", "figures"]
+    fields = readonly_fields
+
+    @admin.display(description="summary and latency")
+    def figures(self, activation: Activation) -> str:
+        s = activation_summary(activation)
+        rows = "".join(
+            format_html("<tr><th>{}</th><td>{}</td></tr>", k, v)
+            for k, v in [*((k, v) for k, v in s.items() if k != "latency_ms"), *s["latency_ms"].items()]
+        )
+        link = format_html('<a href="../../curtailment/?activation__id__exact={}">per-session outcomes</a>',
+                           activation.pk)
+        return format_html("<table>{}</table>{}", format_html(rows), link)
+
+
+@admin.register(Curtailment)
+class CurtailmentAdmin(ReadOnlyAdmin):
+    list_display = [
+        "session", "activation", "status", "response", "async_result", "attempts", "starts_at", "ends_at",
+        "restored_at", "budget_used_4h",
+    ]
+    list_filter = ["status", "response"]
+    list_select_related = ["session", "activation"]
+    show_full_result_count = False
+    raw_id_fields = ["session", "activation"]
+
+    @admin.display(description="async result")
+    def async_result(self, cap: Curtailment) -> str:
+        from ocpi_client.models import ChargingProfileCall
+
+        call = ChargingProfileCall.objects.filter(purpose_id=cap.pk, kind="SET").order_by("-created_at").first()
+        return f"{call.result or '-'} {call.result_at or ''}" if call else "-"
+
+    @admin.display(description="cap used in last 4 h")
+    def budget_used_4h(self, cap: Curtailment) -> str:
+        return dispatch.budget_used(cap.session_id, cap.starts_at)
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = ["signal", "action", "actor_label", "reason", "at"]
+    list_filter = ["action"]
+    list_select_related = ["signal", "signal__brp"]
+    show_full_result_count = False
+
+
+@admin.register(SteeringRule)
+class SteeringRuleAdmin(admin.ModelAdmin):
+    list_display = ["location_id", "evse_uid", "reason", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["location_id", "evse_uid", "reason"]

@@ -1,1 +1,181 @@
-from django.db import models  # noqa: F401
+"""Demand response: BRPs, their signals, the CPO's decisions, activations and per-session caps."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+from smatch import clock
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Brp(models.Model):
+    """A Balance Responsible Party (energy supplier) that may post imbalance signals."""
+
+    class Policy(models.TextChoices):
+        MANUAL = "manual", "manual: an operator relays or vetoes"
+        AUTO = "auto", "automatic: relayed on arrival"
+        AUTO_AFTER = "auto_after", "automatic after N seconds unless vetoed"
+
+    name = models.CharField(max_length=100, unique=True)
+    policy = models.CharField(max_length=12, choices=Policy.choices, default=Policy.MANUAL)
+    auto_after_s = models.PositiveIntegerField(null=True, blank=True, help_text="for auto_after only")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(max_length=8, editable=False, help_text="to recognise a token")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        verbose_name = "BRP"
+        verbose_name_plural = "BRPs"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def rotate_token(self) -> str:
+        """Set a new API token and return it; only its hash is kept, so show it once."""
+        token = secrets.token_urlsafe(32)
+        self.token_hash, self.token_prefix = hash_token(token), token[:8]
+        return token
+
+
+class Signal(models.Model):
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        RELAYED = "relayed"
+        VETOED = "vetoed"
+        EXPIRED = "expired"
+        ACTIVE = "active"
+        RESTORED = "restored"
+        CANCELLED = "cancelled"
+
+    class Direction(models.TextChoices):
+        REDUCE = "reduce_consumption"
+
+    brp = models.ForeignKey(Brp, on_delete=models.PROTECT, related_name="signals")
+    external_id = models.CharField(max_length=100, help_text="the BRP's own id; a repeat is the same signal")
+    direction = models.CharField(max_length=24, choices=Direction.choices)
+    end_time = models.DateTimeField(null=True, blank=True)
+    isp_start = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=clock.now, editable=False)
+    auto_relay_at = models.DateTimeField(null=True, blank=True, help_text="policy deadline, if any")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    veto_reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["brp", "external_id"], name="signal_unique_per_brp")]
+        permissions = [("decide_signal", "Can relay, veto or stop signals")]
+        indexes = [models.Index(fields=["status", "received_at"])]
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.brp} #{self.external_id}"
+
+
+class Decision(models.Model):
+    """Audit trail: who did what to a signal, and when. Written once, never edited."""
+
+    class Action(models.TextChoices):
+        RELAY = "relay"
+        VETO = "veto"
+        STOP = "stop"
+        CANCEL = "cancel"
+        EXPIRE = "expire"
+
+    signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="decisions")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_label = models.CharField(max_length=100, help_text="user, BRP or policy that decided")
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_label}"
+
+
+class Activation(models.Model):
+    """One relayed signal being carried out: the window and its latency figures."""
+
+    class Status(models.TextChoices):
+        DISPATCHING = "dispatching"
+        ACTIVE = "active"
+        RESTORING = "restoring"
+        RESTORED = "restored"
+
+    signal = models.OneToOneField(Signal, on_delete=models.PROTECT, related_name="activation")
+    relayed_at = models.DateTimeField()
+    ends_at = models.DateTimeField(help_text="planned end: ISP boundary or the signal's end time")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DISPATCHING)
+    stopped_early = models.BooleanField(default=False)
+    eligible = models.PositiveIntegerField(default=0)
+    skipped = models.JSONField(default=dict, help_text="sessions skipped, by reason")
+    expected_kw = models.FloatField(default=0.0)
+    dispatched_kw = models.FloatField(default=0.0, help_text="expected shed of the sessions that accepted")
+    restored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "ends_at"])]
+
+    def __str__(self) -> str:
+        return f"activation {self.pk} of {self.signal}"
+
+
+class Curtailment(models.Model):
+    """One session capped at 8 A within one activation, with what the CPO answered."""
+
+    class Status(models.TextChoices):
+        PLANNED = "planned"
+        SENT = "sent"
+        ACCEPTED = "accepted"
+        REFUSED = "refused"  # REJECTED / NOT_SUPPORTED / UNKNOWN_SESSION: recorded, not retried
+        FAILED = "failed"  # transport errors until the activation ended
+        RESTORED = "restored"
+
+    activation = models.ForeignKey(Activation, on_delete=models.CASCADE, related_name="curtailments")
+    session = models.ForeignKey("ocpi_client.Session", on_delete=models.PROTECT, related_name="curtailments")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(help_text="planned end, shortened by the cap budget if needed")
+    restored_at = models.DateTimeField(null=True, blank=True)
+    limit_a = models.FloatField()
+    expected_kw = models.FloatField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PLANNED)
+    response = models.CharField(max_length=16, blank=True, help_text="last synchronous OCPI answer")
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["activation", "session"], name="one_cap_per_session_per_activation")
+        ]
+        indexes = [models.Index(fields=["session", "starts_at"]), models.Index(fields=["activation", "status"])]
+
+    def __str__(self) -> str:
+        return f"cap {self.session_id} in activation {self.activation_id}"
+
+
+class SteeringRule(models.Model):
+    """Location / EVSE opt-out: some municipalities require consent, some forbid steering."""
+
+    location_id = models.CharField(max_length=36, blank=True, db_index=True)
+    evse_uid = models.CharField(max_length=36, blank=True, db_index=True)
+    reason = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(location_id="", evse_uid=""), name="rule_names_location_or_evse"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"opt-out {self.location_id or '*'}/{self.evse_uid or '*'}: {self.reason}"

@@ -1,1 +1,231 @@
+"""Actions on signals: intake from a BRP, the CPO's relay / veto, cancel and stop, BRP accounts.
 
+Views, admin actions, commands and tasks call these; they hold no HTTP or admin concerns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+
+from smatch import clock
+
+from . import planning
+from .models import Activation, Brp, Decision, Signal
+
+POLICY_LABEL = "policy"
+
+
+class SignalRefused(ValueError):
+    """The request breaks a rule; the message tells the BRP or the operator which one."""
+
+
+class SignalConflict(SignalRefused):
+    """The same BRP id was used before for a different signal."""
+
+
+# --- BRPs ---------------------------------------------------------------------------------------
+
+
+def parse_policy(text: str) -> tuple[str, int | None]:
+    """`manual`, `auto` or `auto-after=SECONDS` (the brp_create command's syntax)."""
+    if text in (Brp.Policy.MANUAL, Brp.Policy.AUTO):
+        return text, None
+    if text.startswith("auto-after="):
+        seconds = text.split("=", 1)[1]
+        if seconds.isdigit() and int(seconds) > 0:
+            return Brp.Policy.AUTO_AFTER, int(seconds)
+    raise ValueError(f"bad policy {text!r}: use manual, auto or auto-after=SECONDS")
+
+
+def create_brp(name: str, policy: str = Brp.Policy.MANUAL, auto_after_s: int | None = None) -> tuple[Brp, str]:
+    """Create a BRP and return it with its API token (shown once: only the hash is stored)."""
+    if policy == Brp.Policy.AUTO_AFTER and not auto_after_s:
+        raise ValueError("auto_after needs a number of seconds")
+    brp = Brp(name=name, policy=policy, auto_after_s=auto_after_s)
+    token = brp.rotate_token()
+    try:
+        brp.save()
+    except IntegrityError as exc:
+        raise ValueError(f"a BRP named {name!r} exists already") from exc
+    return brp, token
+
+
+def rotate_brp_token(brp_id: int) -> str:
+    brp = Brp.objects.get(pk=brp_id)
+    token = brp.rotate_token()
+    brp.save(update_fields=["token_hash", "token_prefix"])
+    return token
+
+
+# --- signals ------------------------------------------------------------------------------------
+
+
+def signal_deadline(received_at: datetime, end_time: datetime | None) -> datetime:
+    """After this a signal can no longer be relayed: its end, or the end of the ISP it arrived in."""
+    return end_time or planning.next_isp_boundary(received_at)
+
+
+@dataclass(frozen=True)
+class Intake:
+    signal: Signal
+    created: bool
+
+
+def receive_signal(
+    brp: Brp,
+    external_id: str,
+    direction: str,
+    end_time: datetime | None = None,
+    isp_start: datetime | None = None,
+) -> Intake:
+    """Store a BRP's signal (idempotent on the BRP's id) and apply the BRP's relay policy."""
+    existing = Signal.objects.filter(brp=brp, external_id=external_id).first()
+    if existing is not None:
+        return Intake(_same_or_conflict(existing, direction, end_time, isp_start), created=False)
+    if direction != Signal.Direction.REDUCE:
+        raise SignalRefused(f"direction {direction!r} is not actionable: only 'reduce_consumption' is")
+    now = clock.now()
+    try:
+        planning.validate_signal_end(now, end_time)
+    except planning.PlanningError as exc:
+        raise SignalRefused(str(exc)) from exc
+    if isp_start is not None and isp_start != planning.isp_start(isp_start):
+        raise SignalRefused("isp_start must be an ISP boundary (HH:00, :15, :30 or :45 UTC)")
+    auto_at = None
+    if brp.policy == Brp.Policy.AUTO_AFTER:
+        auto_at = now + timedelta(seconds=brp.auto_after_s or 0)
+    try:
+        with transaction.atomic():
+            signal = Signal.objects.create(
+                brp=brp, external_id=external_id, direction=direction, end_time=end_time,
+                isp_start=isp_start, received_at=now, auto_relay_at=auto_at,
+            )
+    except IntegrityError:  # the same id raced in from a parallel request: that one wins
+        signal = Signal.objects.get(brp=brp, external_id=external_id)
+        return Intake(_same_or_conflict(signal, direction, end_time, isp_start), created=False)
+    _apply_policy_on_arrival(signal)
+    return Intake(signal, created=True)
+
+
+def _same_or_conflict(signal: Signal, direction: str, end_time, isp_start) -> Signal:
+    if (signal.direction, signal.end_time, signal.isp_start) != (direction, end_time, isp_start):
+        raise SignalConflict(f"id {signal.external_id!r} was already used for a different signal")
+    return signal
+
+
+def _apply_policy_on_arrival(signal: Signal) -> None:
+    from . import tasks
+
+    if signal.brp.policy == Brp.Policy.AUTO:
+        transaction.on_commit(lambda: tasks.relay_by_policy.delay(signal.pk))
+    elif signal.brp.policy == Brp.Policy.AUTO_AFTER:
+        delay_s = clock.real_seconds_until(signal.auto_relay_at)
+        transaction.on_commit(lambda: tasks.relay_by_policy.apply_async((signal.pk,), countdown=delay_s))
+
+
+def _decide(signal: Signal, action: str, actor, label: str, reason: str = "") -> None:
+    Decision.objects.create(
+        signal=signal, action=action, actor=actor, actor_label=label, reason=reason, at=clock.now()
+    )
+
+
+def _label(actor) -> str:
+    return actor.get_username() if actor is not None else POLICY_LABEL
+
+
+def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activation:
+    """Relay a received signal: open its activation and queue the dispatch."""
+    from . import tasks
+
+    with transaction.atomic():
+        signal = Signal.objects.select_for_update().get(pk=signal_id)
+        if signal.status != Signal.Status.RECEIVED:
+            raise SignalRefused(f"signal is {signal.status}: only a received signal can be relayed")
+        now = clock.now()
+        if now >= signal_deadline(signal.received_at, signal.end_time):
+            _expire(signal)
+            raise SignalRefused("the signal's end has passed: it expired and cannot be relayed")
+        ends_at = planning.activation_end(now, signal.end_time)
+        activation = Activation.objects.create(signal=signal, relayed_at=now, ends_at=ends_at)
+        signal.status = Signal.Status.RELAYED
+        signal.save(update_fields=["status"])
+        _decide(signal, Decision.Action.RELAY, actor, label or _label(actor))
+    transaction.on_commit(lambda: tasks.dispatch_activation.delay(activation.pk))
+    return activation
+
+
+def relay_if_due(signal_id: int) -> Activation | None:
+    """The policy's relay: only if the signal is still waiting (an operator may have decided)."""
+    try:
+        return relay_signal(signal_id, label=POLICY_LABEL)
+    except SignalRefused:
+        return None
+
+
+def due_policy_relays() -> list[int]:
+    """Signals whose auto-after delay has passed without a decision (a lost countdown, a crash)."""
+    return list(
+        Signal.objects.filter(status=Signal.Status.RECEIVED, auto_relay_at__lte=clock.now()).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def veto_signal(signal_id: int, actor, reason: str) -> Signal:
+    if not reason.strip():
+        raise SignalRefused("a veto needs a reason")
+    with transaction.atomic():
+        signal = Signal.objects.select_for_update().get(pk=signal_id)
+        if signal.status != Signal.Status.RECEIVED:
+            raise SignalRefused(f"signal is {signal.status}: only a received signal can be vetoed")
+        signal.status, signal.veto_reason = Signal.Status.VETOED, reason
+        signal.save(update_fields=["status", "veto_reason"])
+        _decide(signal, Decision.Action.VETO, actor, _label(actor), reason)
+    return signal
+
+
+def _expire(signal: Signal) -> None:
+    signal.status = Signal.Status.EXPIRED
+    signal.save(update_fields=["status"])
+    _decide(signal, Decision.Action.EXPIRE, None, POLICY_LABEL, "not relayed before its end")
+
+
+def expire_overdue_signals() -> int:
+    """Mark received signals whose end passed unrelayed as expired (periodic sweep)."""
+    now, count = clock.now(), 0
+    for signal in Signal.objects.filter(status=Signal.Status.RECEIVED, received_at__lt=now).iterator():
+        if now >= signal_deadline(signal.received_at, signal.end_time):
+            with transaction.atomic():
+                if Signal.objects.filter(pk=signal.pk, status=Signal.Status.RECEIVED).update(
+                    status=Signal.Status.EXPIRED
+                ):
+                    _decide(signal, Decision.Action.EXPIRE, None, POLICY_LABEL, "not relayed before its end")
+                    count += 1
+    return count
+
+
+def end_early(signal_id: int, actor=None, label: str | None = None, cancel: bool = False) -> Signal:
+    """BRP cancel or operator stop-now: a waiting signal is cancelled, a running one restored now."""
+    from . import tasks
+
+    with transaction.atomic():
+        signal = Signal.objects.select_for_update().get(pk=signal_id)
+        action = Decision.Action.CANCEL if cancel else Decision.Action.STOP
+        if signal.status == Signal.Status.RECEIVED and cancel:
+            signal.status = Signal.Status.CANCELLED
+            signal.save(update_fields=["status"])
+        elif signal.status in (Signal.Status.RELAYED, Signal.Status.ACTIVE):
+            now = clock.now()
+            Activation.objects.filter(signal=signal, ends_at__gt=now).update(ends_at=now, stopped_early=True)
+            if cancel:
+                signal.status = Signal.Status.CANCELLED
+                signal.save(update_fields=["status"])
+            activation_id = signal.activation.pk
+            transaction.on_commit(lambda: tasks.restore_activation.delay(activation_id))
+        else:
+            raise SignalRefused(f"signal is {signal.status}: nothing to {action}")
+        _decide(signal, action, actor, label or _label(actor))
+    return signal

@@ -1,1 +1,78 @@
+"""Celery tasks of the steering loop. Each takes ids, calls one service, and is safe to repeat."""
 
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+
+from smatch import clock
+
+from . import dispatch, services
+from .models import Activation
+
+
+def _chunks(ids: list[int], size: int) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _queue_sends(activation_id: int, ids: list[int], attempt: int = 0, countdown: float = 0) -> None:
+    for chunk in _chunks(ids, settings.DISPATCH_CHUNK):
+        send_caps.apply_async((activation_id, chunk, attempt), countdown=countdown)
+
+
+@shared_task(name="flexibility.relay_by_policy", acks_late=True)
+def relay_by_policy(signal_id: int) -> None:
+    services.relay_if_due(signal_id)
+
+
+@shared_task(name="flexibility.dispatch_activation", acks_late=True)
+def dispatch_activation(activation_id: int) -> None:
+    """Plan the caps, queue their PUTs in chunks, and schedule the restore at the end."""
+    pending = dispatch.plan_activation(activation_id)
+    ends_at = Activation.objects.values_list("ends_at", flat=True).get(pk=activation_id)
+    restore_activation.apply_async((activation_id,), countdown=clock.real_seconds_until(ends_at))
+    if pending:
+        _queue_sends(activation_id, pending)
+    else:
+        dispatch.mark_dispatched(activation_id)
+
+
+@shared_task(name="flexibility.send_caps", acks_late=True)
+def send_caps(activation_id: int, curtailment_ids: list[int], attempt: int = 0) -> None:
+    """PUT profiles; transient failures come back with backoff while the activation runs."""
+    retry = dispatch.send_caps(curtailment_ids)
+    if retry and attempt < settings.DISPATCH_MAX_RETRIES:
+        _queue_sends(activation_id, retry, attempt + 1, dispatch.retry_delay_s(attempt + 1))
+    elif retry:
+        dispatch.give_up(retry)
+    dispatch.mark_dispatched(activation_id)
+
+
+@shared_task(name="flexibility.throttle_new_sessions", acks_late=True)
+def throttle_new_sessions(session_ids: list[int]) -> None:
+    """Sessions that started while an activation runs are capped too, from their first push."""
+    for activation_id in dispatch.running_activation_ids():
+        pending = dispatch.plan_activation(activation_id, session_ids)
+        if pending:
+            _queue_sends(activation_id, pending)
+
+
+@shared_task(name="flexibility.restore_activation", acks_late=True)
+def restore_activation(activation_id: int) -> None:
+    dispatch.restore_activation(activation_id)
+
+
+@shared_task(name="flexibility.sweep")
+def sweep() -> None:
+    """The safety net after a crash: overdue restores, late policy relays, expired signals."""
+    for activation_id in dispatch.overdue_activation_ids():
+        restore_activation.delay(activation_id)
+    dispatch.restore_curtailments()  # caps shortened by the budget end before their activation
+    for signal_id in services.due_policy_relays():
+        relay_by_policy.delay(signal_id)
+    services.expire_overdue_signals()
+
+
+def on_sessions_started(sender, session_ids: list[int], **kwargs) -> None:
+    transaction.on_commit(lambda: throttle_new_sessions.delay(list(session_ids)))

@@ -74,8 +74,11 @@ DATABASES = {
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", 60))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     (BASE_DIR / "var").mkdir(exist_ok=True)
-    # Several threads (web, in-process worker, simulator callbacks) share the file.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Several threads (web, in-process worker, simulator callbacks) share the file: WAL lets
+    # readers run beside the writer, IMMEDIATE avoids lock-upgrade deadlocks between writers.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True
@@ -121,9 +124,17 @@ OCPI_HTTP_POOL_SIZE = env.int("OCPI_HTTP_POOL_SIZE", 64)
 OCPI_PULL_INTERVAL_S = env.int("OCPI_PULL_INTERVAL_S", 300)
 OCPI_MAX_BODY_BYTES = env.int("OCPI_MAX_BODY_BYTES", 256 * 1024)
 
+# --- Flexibility (dispatch) ---------------------------------------------------------------
+DISPATCH_THREADS = env.int("DISPATCH_THREADS", 64)  # concurrent OCPI calls per worker process
+DISPATCH_CHUNK = env.int("DISPATCH_CHUNK", 2000)  # sessions per Celery send task
+DISPATCH_MAX_RETRIES = env.int("DISPATCH_MAX_RETRIES", 6)  # transient failures only, bounded backoff
+SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", 10.0)  # overdue restores, policy relays, expiry
+
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {
         "brp": env.str("BRP_THROTTLE_RATE", "600/min"),
     },

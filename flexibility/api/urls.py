@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list = []
+from .views import SignalViewSet
+
+router = SimpleRouter()
+router.register("signals", SignalViewSet, basename="signal")
+urlpatterns = router.urls

@@ -1,0 +1,57 @@
+"""BRP authentication: `Authorization: Token <token>`; the token's hash identifies the BRP."""
+
+from __future__ import annotations
+
+from rest_framework import authentication, exceptions, permissions, throttling
+
+from ..models import Brp, hash_token
+
+
+class BrpUser:
+    """The authenticated caller of the BRP API: a BRP, not a Django user."""
+
+    is_authenticated = True
+    is_staff = False
+
+    def __init__(self, brp: Brp) -> None:
+        self.brp = brp
+        self.pk = f"brp:{brp.pk}"
+
+    def __str__(self) -> str:
+        return f"BRP {self.brp.name}"
+
+
+class BrpTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Token"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1").split()
+        if not header or header[0] not in (self.keyword, "Bearer"):
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Authorization header must be 'Token <your BRP token>'")
+        brp = Brp.objects.filter(token_hash=hash_token(header[1]), is_active=True).first()
+        if brp is None:
+            raise exceptions.AuthenticationFailed("unknown or revoked BRP token")
+        return BrpUser(brp), brp
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
+
+
+class IsBrp(permissions.BasePermission):
+    message = "a BRP token is needed: Authorization: Token <your BRP token>"
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, BrpUser)
+
+
+class BrpRateThrottle(throttling.SimpleRateThrottle):
+    """Per-BRP request rate, so one abusive client cannot starve the others."""
+
+    scope = "brp"
+
+    def get_cache_key(self, request, view):
+        if isinstance(request.user, BrpUser):
+            return self.cache_format % {"scope": self.scope, "ident": request.user.brp.pk}
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

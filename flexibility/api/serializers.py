@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from ..models import Signal
+from ..summary import signal_summary
+
+
+class SignalCreateSerializer(serializers.Serializer):
+    external_id = serializers.CharField(max_length=100, help_text="your own id; repeating it is idempotent")
+    direction = serializers.CharField(max_length=40, help_text="only 'reduce_consumption' is actionable")
+    end_time = serializers.DateTimeField(required=False, allow_null=True, help_text="at most 15 min ahead")
+    isp_start = serializers.DateTimeField(required=False, allow_null=True, help_text="an ISP boundary, UTC")
+
+
+class SignalSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    activation = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Signal
+        fields = [
+            "id", "url", "external_id", "direction", "status", "received_at", "end_time", "isp_start",
+            "veto_reason", "activation",
+        ]
+
+    def get_url(self, signal: Signal) -> str:
+        return reverse("signal-detail", args=[signal.pk], request=self.context.get("request"))
+
+    def get_activation(self, signal: Signal) -> dict | None:
+        return signal_summary(signal)

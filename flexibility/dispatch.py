@@ -1,0 +1,276 @@
+"""Carrying out an activation: plan caps, fan the PUTs out, retry, restore at the end.
+
+The hot loop (one OCPI PUT per session) runs in `ocpi_client.client.fan_out` over pooled
+keep-alive connections; everything around it reads and writes in bulk, never per session.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from ocpi_client import client as ocpi
+from ocpi_client.models import ChargingProfileCall, Session
+from smatch import clock
+
+from . import planning
+from .models import Activation, Curtailment, Signal, SteeringRule
+
+log = logging.getLogger(__name__)
+
+LIVE = (Curtailment.Status.SENT, Curtailment.Status.ACCEPTED)
+THROTTLED = (*LIVE, Curtailment.Status.RESTORED)  # what counts against the 4-hour budget
+RUNNING = (Activation.Status.DISPATCHING, Activation.Status.ACTIVE)
+REFUSALS = {"REJECTED", "NOT_SUPPORTED", "UNKNOWN_SESSION"}
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def _history(since: datetime, session_pk: int | None = None) -> dict[int, list[planning.Interval]]:
+    past: dict[int, list[planning.Interval]] = defaultdict(list)
+    rows = Curtailment.objects.filter(ends_at__gt=since, status__in=THROTTLED)
+    if session_pk is not None:
+        rows = rows.filter(session_id=session_pk)
+    rows = rows.values_list("session_id", "starts_at", "ends_at", "restored_at")
+    for session_pk, start, end, restored in rows:
+        past[session_pk].append((start, min(end, restored) if restored else end))
+    return past
+
+
+def load_views(now: datetime, session_pks: Iterable[int] | None = None) -> list[planning.SessionView]:
+    """Every active session as planning sees it: current, phases, opt-out, recent throttles."""
+    rules = SteeringRule.objects.filter(is_active=True).values_list("location_id", "evse_uid")
+    out_locations = {loc for loc, evse in rules if loc and not evse}
+    out_evses = {evse for loc, evse in rules if evse}
+    past = _history(now - planning.CAP_WINDOW - planning.MAX_ACTIVATION)
+    sessions = Session.objects.filter(status="ACTIVE")
+    if session_pks is not None:
+        sessions = sessions.filter(pk__in=list(session_pks))
+    fields = ("pk", "status", "last_current_a", "phases", "location_id", "evse_uid")
+    return [
+        planning.SessionView(
+            session_pk=pk, status=status, last_current_a=current, phases=phases,
+            opted_out=location in out_locations or evse in out_evses, past=tuple(past.get(pk, ())),
+        )
+        for pk, status, current, phases, location, evse in sessions.values_list(*fields).iterator(2000)
+    ]
+
+
+def preview(now: datetime | None = None) -> planning.Plan:
+    """What relaying now would do: eligible sessions, skips by reason, expected shed."""
+    now = now or clock.now()
+    return planning.plan_caps(load_views(now), now, planning.activation_end(now))
+
+
+# --- planning and sending -----------------------------------------------------------------------
+
+
+def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None) -> list[int]:
+    """Create the curtailments of an activation (once); return the ids still to send.
+
+    With `session_pks`, only those sessions are considered (sessions that just started).
+    A repeat after a crash finds the plan done and returns what is still unsent.
+    """
+    now = clock.now()
+    with transaction.atomic():
+        activation = Activation.objects.select_for_update().get(pk=activation_id)
+        first_plan = session_pks is None and activation.status == Activation.Status.DISPATCHING
+        already_planned = first_plan and activation.curtailments.exists()
+        if activation.status in RUNNING and now < activation.ends_at and not already_planned:
+            plan = planning.plan_caps(
+                load_views(now, session_pks),
+                now,
+                activation.ends_at,
+            )
+            Curtailment.objects.bulk_create(
+                [
+                    Curtailment(
+                        activation=activation, session_id=c.session_pk, starts_at=c.starts_at,
+                        ends_at=c.ends_at, limit_a=c.limit_a, expected_kw=c.expected_kw,
+                    )
+                    for c in plan.caps
+                ],
+                ignore_conflicts=True,
+                batch_size=2000,
+            )
+            if first_plan:
+                activation.eligible, activation.skipped = len(plan.caps), plan.skipped
+                activation.expected_kw = plan.expected_kw
+            else:
+                activation.eligible += len(plan.caps)
+                activation.expected_kw += plan.expected_kw
+            activation.save(update_fields=["eligible", "skipped", "expected_kw"])
+        pending = list(
+            activation.curtailments.filter(status=Curtailment.Status.PLANNED).values_list("pk", flat=True)
+        )
+    return pending
+
+
+def send_caps(curtailment_ids: Sequence[int]) -> list[int]:
+    """PUT the 8 A profile for these curtailments; return the ids to retry (transient failures)."""
+    now = clock.now()
+    rows = list(
+        Curtailment.objects.filter(pk__in=curtailment_ids, status=Curtailment.Status.PLANNED)
+        .select_related("session__party", "activation")
+        .only("pk", "ends_at", "limit_a", "attempts", "session__session_id", "session__party",
+              "activation__ends_at", "activation__status")
+    )
+    due = [c for c in rows if c.ends_at > now and c.activation.status in RUNNING]
+    _fail(c for c in rows if c not in due)
+    calls = [
+        ChargingProfileCall(
+            id=uuid.uuid4(), session_id=c.session_id, kind=ChargingProfileCall.Kind.SET, purpose_id=c.pk,
+            created_at=now,
+        )
+        for c in due
+    ]
+    ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
+    outbound = [
+        ocpi.OutboundCall.set_profile(
+            party=c.session.party, call_id=call.id, session_id=c.session.session_id,
+            profile=planning.charging_profile(c.limit_a, now, c.ends_at),
+        )
+        for c, call in zip(due, calls, strict=True)
+    ]
+    outcomes = ocpi.fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
+    ocpi_services().record_outcomes(outcomes)
+    retry = []
+    for c, outcome in zip(due, outcomes, strict=True):
+        c.attempts += 1
+        c.response = outcome.result
+        if outcome.result == "ACCEPTED":
+            c.status = Curtailment.Status.ACCEPTED
+        elif outcome.result in REFUSALS:
+            c.status = Curtailment.Status.REFUSED
+        else:
+            retry.append(c.pk)  # TOO_OFTEN, HTTP 5xx, timeouts: try again while the window lasts
+    Curtailment.objects.bulk_update(due, ["status", "response", "attempts"], batch_size=2000)
+    return retry
+
+
+def _fail(curtailments: Iterable[Curtailment]) -> None:
+    ids = [c.pk for c in curtailments]
+    if ids:
+        Curtailment.objects.filter(pk__in=ids, status=Curtailment.Status.PLANNED).update(
+            status=Curtailment.Status.FAILED
+        )
+
+
+def ocpi_services():
+    from ocpi_client import services
+
+    return services
+
+
+def mark_dispatched(activation_id: int) -> None:
+    """Once nothing is left to send, the activation is active (and the signal too)."""
+    if Curtailment.objects.filter(activation_id=activation_id, status=Curtailment.Status.PLANNED).exists():
+        return
+    with transaction.atomic():
+        if Activation.objects.filter(pk=activation_id, status=Activation.Status.DISPATCHING).update(
+            status=Activation.Status.ACTIVE
+        ):
+            Signal.objects.filter(activation__pk=activation_id, status=Signal.Status.RELAYED).update(
+                status=Signal.Status.ACTIVE
+            )
+
+
+def give_up(curtailment_ids: Sequence[int]) -> None:
+    """Transient failures that outlived the activation: recorded as failed, nothing throttled."""
+    Curtailment.objects.filter(pk__in=curtailment_ids, status=Curtailment.Status.PLANNED).update(
+        status=Curtailment.Status.FAILED
+    )
+
+
+def retry_delay_s(attempt: int) -> float:
+    """Bounded exponential backoff in wall-clock seconds: 0.5, 1, 2, 4, 4, ..."""
+    return min(4.0, 0.5 * 2 ** max(0, attempt - 1))
+
+
+def budget_used(session_pk: int, at: datetime) -> str:
+    """Throttled minutes of a session in the 4 hours before `at` (the activation page's column)."""
+    past = _history(at - planning.CAP_WINDOW, session_pk).get(session_pk, [])
+    used = planning.max_window_throttle([(s, e) for s, e in past if s <= at] or [(at, at)])
+    return f"{used.total_seconds() / 60:.1f} / {planning.CAP_BUDGET.total_seconds() / 60:.0f} min"
+
+
+# --- restoring ----------------------------------------------------------------------------------
+
+
+def restore_curtailments(curtailment_ids: Sequence[int] | None = None, now: datetime | None = None) -> int:
+    """DELETE the profile of every live curtailment whose end has come (or of the given ones).
+
+    A DELETE that fails changes nothing for the driver: the profile carries its own duration, so
+    the CSMS falls back at `ends_at` by itself; the restore time recorded is then that end.
+    """
+    now = now or clock.now()
+    live = Curtailment.objects.filter(status__in=LIVE)
+    live = live.filter(pk__in=curtailment_ids) if curtailment_ids is not None else live.filter(ends_at__lte=now)
+    rows = list(live.select_related("session__party").only("pk", "ends_at", "session__session_id", "session__party"))
+    if not rows:
+        return 0
+    calls = [
+        ChargingProfileCall(
+            id=uuid.uuid4(), session_id=c.session_id, kind=ChargingProfileCall.Kind.CLEAR, purpose_id=c.pk,
+            created_at=now,
+        )
+        for c in rows
+    ]
+    ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
+    outbound = [
+        ocpi.OutboundCall.clear_profile(party=c.session.party, call_id=call.id, session_id=c.session.session_id)
+        for c, call in zip(rows, calls, strict=True)
+    ]
+    outcomes = ocpi.fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
+    ocpi_services().record_outcomes(outcomes)
+    answered = clock.now()
+    for c, outcome in zip(rows, outcomes, strict=True):
+        c.status = Curtailment.Status.RESTORED
+        # Unanswered: the profile's own duration ends the cap at its planned end, not earlier.
+        c.restored_at = min(answered, c.ends_at) if outcome.result == "ACCEPTED" else c.ends_at
+    Curtailment.objects.bulk_update(rows, ["status", "restored_at"], batch_size=2000)
+    return len(rows)
+
+
+def restore_activation(activation_id: int) -> bool:
+    """End an activation: every live cap is deleted and the activation closed. Idempotent."""
+    now = clock.now()
+    activation = Activation.objects.get(pk=activation_id)
+    if activation.status == Activation.Status.RESTORED:
+        return False
+    if now < activation.ends_at:
+        return False  # queued early (clock skew): the sweep or the scheduled task comes back
+    Activation.objects.filter(pk=activation_id, status__in=RUNNING).update(status=Activation.Status.RESTORING)
+    Curtailment.objects.filter(activation_id=activation_id, status=Curtailment.Status.PLANNED).update(
+        status=Curtailment.Status.FAILED
+    )
+    ids = list(activation.curtailments.filter(status__in=LIVE).values_list("pk", flat=True))
+    restore_curtailments(ids, now)
+    with transaction.atomic():
+        Activation.objects.filter(pk=activation_id).exclude(status=Activation.Status.RESTORED).update(
+            status=Activation.Status.RESTORED, restored_at=clock.now()
+        )
+        Signal.objects.filter(activation__pk=activation_id).filter(
+            Q(status=Signal.Status.RELAYED) | Q(status=Signal.Status.ACTIVE)
+        ).update(status=Signal.Status.RESTORED)
+    return True
+
+
+def overdue_activation_ids(now: datetime | None = None) -> list[int]:
+    now = now or clock.now()
+    statuses = (*RUNNING, Activation.Status.RESTORING)
+    return list(Activation.objects.filter(status__in=statuses, ends_at__lte=now).values_list("pk", flat=True))
+
+
+def running_activation_ids(now: datetime | None = None) -> list[int]:
+    now = now or clock.now()
+    return list(Activation.objects.filter(status__in=RUNNING, ends_at__gt=now).values_list("pk", flat=True))
+

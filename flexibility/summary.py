@@ -1,0 +1,66 @@
+"""Read side: what an activation did, for the BRP API, the admin page and the demo summary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Count, Max, Min, Q, Sum
+
+from ocpi_client.models import ChargingProfileCall
+
+from .models import Activation, Curtailment, Signal
+
+
+def _ms(start: datetime | None, end: datetime | None) -> int | None:
+    return None if start is None or end is None else round((end - start).total_seconds() * 1000)
+
+
+def activation_summary(activation: Activation) -> dict:
+    """Counts, kW and latency figures (milliseconds after the signal was received)."""
+    by_status = dict(
+        activation.curtailments.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
+    )
+    accepted = Q(status__in=[Curtailment.Status.ACCEPTED, Curtailment.Status.RESTORED])
+    dispatched_kw = activation.curtailments.filter(accepted).aggregate(kw=Sum("expected_kw"))["kw"] or 0.0
+    cap_ids = activation.curtailments.values("pk")
+    puts = ChargingProfileCall.objects.filter(purpose_id__in=cap_ids, kind=ChargingProfileCall.Kind.SET)
+    figures = puts.aggregate(
+        first_put=Min("sent_at"),
+        last_answer=Max("answered_at"),
+        unanswered=Count("pk", filter=Q(answered_at__isnull=True)),
+        last_result=Max("result_at"),
+        awaiting=Count("pk", filter=Q(response_result="ACCEPTED", result="")),
+    )
+    planned = by_status.get(Curtailment.Status.PLANNED, 0)
+    all_answered = figures["last_answer"] if not figures["unanswered"] and not planned else None
+    all_results = figures["last_result"] if all_answered and not figures["awaiting"] else None
+    received = activation.signal.received_at
+    return {
+        "status": activation.status,
+        "relayed_at": activation.relayed_at,
+        "ends_at": activation.ends_at,
+        "restored_at": activation.restored_at,
+        "stopped_early": activation.stopped_early,
+        "sessions_eligible": activation.eligible,
+        "sessions_throttled": by_status.get(Curtailment.Status.ACCEPTED, 0)
+        + by_status.get(Curtailment.Status.RESTORED, 0),
+        "sessions_by_outcome": by_status,
+        "sessions_skipped": activation.skipped,
+        "expected_kw": round(activation.expected_kw, 3),
+        "dispatched_kw": round(dispatched_kw, 3),
+        "latency_ms": {
+            "relayed": _ms(received, activation.relayed_at),
+            "first_put": _ms(received, figures["first_put"]),
+            "all_puts_answered": _ms(received, all_answered),
+            "all_async_results": _ms(received, all_results),
+            "restored": _ms(received, activation.restored_at),
+        },
+    }
+
+
+def signal_summary(signal: Signal) -> dict | None:
+    activation = getattr(signal, "activation", None) if signal.status not in ("received", "vetoed") else None
+    try:
+        return activation_summary(activation) if activation else None
+    except Activation.DoesNotExist:
+        return None
