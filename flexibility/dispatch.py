@@ -16,7 +16,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from ocpi_client import client as ocpi
 from ocpi_client.models import ChargingProfileCall, Session
 from smatch import clock
 
@@ -134,13 +133,13 @@ def send_caps(curtailment_ids: Sequence[int]) -> list[int]:
     ]
     ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
     outbound = [
-        ocpi.OutboundCall.set_profile(
+        _client().OutboundCall.set_profile(
             party=c.session.party, call_id=call.id, session_id=c.session.session_id,
             profile=planning.charging_profile(c.limit_a, now, c.ends_at),
         )
         for c, call in zip(due, calls, strict=True)
     ]
-    outcomes = ocpi.fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
+    outcomes = _client().fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
     ocpi_services().record_outcomes(outcomes)
     retry = []
     for c, outcome in zip(due, outcomes, strict=True):
@@ -168,6 +167,12 @@ def ocpi_services():
     from ocpi_client import services
 
     return services
+
+
+def _client():
+    from ocpi_client import client
+
+    return client
 
 
 def mark_dispatched(activation_id: int) -> None:
@@ -226,10 +231,10 @@ def restore_curtailments(curtailment_ids: Sequence[int] | None = None, now: date
     ]
     ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
     outbound = [
-        ocpi.OutboundCall.clear_profile(party=c.session.party, call_id=call.id, session_id=c.session.session_id)
+        _client().OutboundCall.clear_profile(party=c.session.party, call_id=call.id, session_id=c.session.session_id)
         for c, call in zip(rows, calls, strict=True)
     ]
-    outcomes = ocpi.fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
+    outcomes = _client().fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
     ocpi_services().record_outcomes(outcomes)
     answered = clock.now()
     for c, outcome in zip(rows, outcomes, strict=True):

@@ -145,14 +145,17 @@ def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activa
         if signal.status != Signal.Status.RECEIVED:
             raise SignalRefused(f"signal is {signal.status}: only a received signal can be relayed")
         now = clock.now()
-        if now >= signal_deadline(signal.received_at, signal.end_time):
+        expired = now >= signal_deadline(signal.received_at, signal.end_time)
+        if expired:
             _expire(signal)
-            raise SignalRefused("the signal's end has passed: it expired and cannot be relayed")
-        ends_at = planning.activation_end(now, signal.end_time)
-        activation = Activation.objects.create(signal=signal, relayed_at=now, ends_at=ends_at)
-        signal.status = Signal.Status.RELAYED
-        signal.save(update_fields=["status"])
-        _decide(signal, Decision.Action.RELAY, actor, label or _label(actor))
+        else:
+            ends_at = planning.activation_end(now, signal.end_time)
+            activation = Activation.objects.create(signal=signal, relayed_at=now, ends_at=ends_at)
+            signal.status = Signal.Status.RELAYED
+            signal.save(update_fields=["status"])
+            _decide(signal, Decision.Action.RELAY, actor, label or _label(actor))
+    if expired:
+        raise SignalRefused("the signal's end has passed: it expired and cannot be relayed")
     transaction.on_commit(lambda: tasks.dispatch_activation.delay(activation.pk))
     return activation
 

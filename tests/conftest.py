@@ -60,3 +60,49 @@ def real_services():
     except redis.RedisError as exc:
         require(False, f"Redis at {broker} does not answer: {exc}")
     return {"database": settings.DATABASES["default"], "broker": broker}
+
+
+# --- named actors -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def brp(db, clock):
+    """An energy supplier whose signals an operator decides on by hand."""
+    from flexibility.services import create_brp
+
+    supplier, token = create_brp("Eneco-like supplier")
+    supplier.api_token = token
+    return supplier
+
+
+@pytest.fixture
+def other_brp(db, clock):
+    """Another BRP: must never see or touch the first one's signals."""
+    from flexibility.services import create_brp
+
+    supplier, token = create_brp("Another supplier")
+    supplier.api_token = token
+    return supplier
+
+
+def _staff(username: str, group: str):
+    from django.contrib.auth.models import Group, User
+
+    from flexibility.roles import ensure_groups
+
+    ensure_groups()
+    user = User.objects.create_user(username, password="pw-" + username, is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def operator(db):
+    """A CPO operator: relays, vetoes and stops signals in admin."""
+    return _staff("olga-operator", "operators")
+
+
+@pytest.fixture
+def analyst(db):
+    """An analyst: reads everything, runs settlement, decides nothing."""
+    return _staff("anna-analyst", "analysts")
