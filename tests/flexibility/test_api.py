@@ -1,0 +1,100 @@
+"""The BRP REST API: tokens, idempotency, refusals, isolation between BRPs, cancel."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from flexibility.models import Signal
+from tests.conftest import T0
+
+URL = "/api/v1/signals/"
+
+
+def api(brp=None, token=None):
+    client = APIClient()
+    if brp is not None or token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token or brp.api_token}")
+    return client
+
+
+def post(client, **fields):
+    body = {"external_id": "sig-1", "direction": "reduce_consumption", **fields}
+    return client.post(URL, body, format="json")
+
+
+def test_no_token_and_a_wrong_token_are_refused(db):
+    assert post(api()).status_code == 401
+    response = post(api(token="not-a-token"))
+    assert response.status_code == 401 and "unknown or revoked" in response.json()["detail"]
+    assert not Signal.objects.exists()
+
+
+def test_post_answers_202_with_a_url_to_poll_and_200_on_repeat(brp):
+    first = post(api(brp))
+    assert first.status_code == 202
+    body = first.json()
+    assert body["status"] == "received" and body["url"].endswith(f"{URL}{body['id']}/")
+    again = post(api(brp))
+    assert again.status_code == 200 and again.json()["id"] == body["id"]
+    assert api(brp).get(body["url"]).json()["external_id"] == "sig-1"
+
+
+def test_same_id_different_content_is_409(brp):
+    post(api(brp))
+    response = post(api(brp), end_time=(T0 + timedelta(minutes=3)).isoformat())
+    assert response.status_code == 409 and "already used" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"direction": "increase_consumption"}, "only 'reduce_consumption'"),
+        ({"end_time": (T0 - timedelta(minutes=1)).isoformat()}, "past"),
+        ({"end_time": (T0 + timedelta(minutes=20)).isoformat()}, "more than 15 minutes"),
+        ({"end_time": "tomorrow-ish"}, "Datetime has wrong format"),
+        ({"external_id": "x" * 101}, "no more than 100"),
+    ],
+)
+def test_bad_input_gets_a_clear_400(brp, fields, message):
+    response = post(api(brp), **fields)
+    assert response.status_code == 400
+    assert message in str(response.json())
+    assert not Signal.objects.exists()
+
+
+def test_missing_fields_are_named(brp):
+    response = api(brp).post(URL, {}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"external_id", "direction"}
+
+
+def test_a_brp_sees_only_its_own_signals(brp, other_brp):
+    mine = post(api(brp)).json()
+    post(api(other_brp), external_id="theirs")
+    listing = api(brp).get(URL).json()
+    assert [s["external_id"] for s in listing["results"]] == ["sig-1"]
+    assert api(other_brp).get(mine["url"]).status_code == 404
+    assert api(other_brp).post(f"{mine['url']}cancel/").status_code == 404
+
+
+def test_cancel_a_waiting_signal(brp):
+    signal = post(api(brp)).json()
+    response = api(brp).post(f"{signal['url']}cancel/")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    assert api(brp).post(f"{signal['url']}cancel/").status_code == 409
+
+
+def test_brp_create_prints_a_working_token(db, clock):
+    out = StringIO()
+    call_command("brp_create", "Command BRP", "--policy", "auto-after=30", stdout=out, stderr=StringIO())
+    token = out.getvalue().strip()
+    assert post(api(token=token)).status_code == 202
+
+
+def test_openapi_schema_describes_the_signal_api(db, client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert "/api/v1/signals/" in schema["paths"]
+    assert "/api/v1/signals/{id}/cancel/" in schema["paths"]
