@@ -119,28 +119,11 @@ def send_caps(curtailment_ids: Sequence[int]) -> list[int]:
     rows = list(
         Curtailment.objects.filter(pk__in=curtailment_ids, status=Curtailment.Status.PLANNED)
         .select_related("session__party", "activation")
-        .only("pk", "ends_at", "limit_a", "attempts", "session__session_id", "session__party",
-              "activation__ends_at", "activation__status")
     )
-    due = [c for c in rows if c.ends_at > now and c.activation.status in RUNNING]
-    _fail(c for c in rows if c not in due)
-    calls = [
-        ChargingProfileCall(
-            id=uuid.uuid4(), session_id=c.session_id, kind=ChargingProfileCall.Kind.SET, purpose_id=c.pk,
-            created_at=now,
-        )
-        for c in due
-    ]
-    ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
-    outbound = [
-        _client().OutboundCall.set_profile(
-            party=c.session.party, call_id=call.id, session_id=c.session.session_id,
-            profile=planning.charging_profile(c.limit_a, now, c.ends_at),
-        )
-        for c, call in zip(due, calls, strict=True)
-    ]
-    outcomes = _client().fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
-    ocpi_services().record_outcomes(outcomes)
+    due = [c for c in rows if min(c.ends_at, c.activation.ends_at) > now and c.activation.status in RUNNING]
+    due_ids = {c.pk for c in due}
+    _fail(c for c in rows if c.pk not in due_ids)
+    outcomes = _call_cpo(due, ChargingProfileCall.Kind.SET, now)
     retry = []
     for c, outcome in zip(due, outcomes, strict=True):
         c.attempts += 1
@@ -163,16 +146,41 @@ def _fail(curtailments: Iterable[Curtailment]) -> None:
         )
 
 
-def ocpi_services():
-    from ocpi_client import services
+def _call_cpo(caps: Sequence[Curtailment], kind: str, now: datetime) -> list:
+    """Record one profile call per curtailment, make them all concurrently, record the answers.
 
-    return services
+    Outcomes come back in the order of `caps`. Calls are grouped per CPO platform so each
+    platform's pooled keep-alive connections carry its own share.
+    """
+    from ocpi_client import client as ocpi
+    from ocpi_client import services as ocpi_services
+
+    calls = [
+        ChargingProfileCall(id=uuid.uuid4(), session_id=c.session_id, kind=kind, purpose_id=c.pk, created_at=now)
+        for c in caps
+    ]
+    ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
+    by_party: dict[int, list[int]] = defaultdict(list)
+    for index, cap in enumerate(caps):
+        by_party[cap.session.party_id].append(index)
+    outcomes: list = [None] * len(caps)
+    for indexes in by_party.values():
+        party = caps[indexes[0]].session.party
+        outbound = [_outbound(ocpi, caps[i], calls[i].id, kind, now) for i in indexes]
+        answers = ocpi.client_for(party).fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
+        for i, answer in zip(indexes, answers, strict=True):
+            outcomes[i] = answer
+    ocpi_services.record_outcomes(outcomes)
+    return outcomes
 
 
-def _client():
-    from ocpi_client import client
-
-    return client
+def _outbound(ocpi, cap: Curtailment, call_id: uuid.UUID, kind: str, now: datetime):
+    body = None
+    if kind == ChargingProfileCall.Kind.SET:
+        duration_s = max(1, int((cap.ends_at - now).total_seconds()))
+        body = ocpi.build_set_charging_profile(call_id, cap.limit_a, now, duration_s)
+    return ocpi.OutboundCall(call_id=call_id, kind=kind, session_id=cap.session.session_id,
+                             set_charging_profile=body)
 
 
 def mark_dispatched(activation_id: int) -> None:
@@ -219,23 +227,10 @@ def restore_curtailments(curtailment_ids: Sequence[int] | None = None, now: date
     now = now or clock.now()
     live = Curtailment.objects.filter(status__in=LIVE)
     live = live.filter(pk__in=curtailment_ids) if curtailment_ids is not None else live.filter(ends_at__lte=now)
-    rows = list(live.select_related("session__party").only("pk", "ends_at", "session__session_id", "session__party"))
+    rows = list(live.select_related("session__party"))
     if not rows:
         return 0
-    calls = [
-        ChargingProfileCall(
-            id=uuid.uuid4(), session_id=c.session_id, kind=ChargingProfileCall.Kind.CLEAR, purpose_id=c.pk,
-            created_at=now,
-        )
-        for c in rows
-    ]
-    ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
-    outbound = [
-        _client().OutboundCall.clear_profile(party=c.session.party, call_id=call.id, session_id=c.session.session_id)
-        for c, call in zip(rows, calls, strict=True)
-    ]
-    outcomes = _client().fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
-    ocpi_services().record_outcomes(outcomes)
+    outcomes = _call_cpo(rows, ChargingProfileCall.Kind.CLEAR, now)
     answered = clock.now()
     for c, outcome in zip(rows, outcomes, strict=True):
         c.status = Curtailment.Status.RESTORED

@@ -191,12 +191,3 @@ def plan_caps(views: Iterable[SessionView], start: datetime, end: datetime) -> P
         plan.caps.append(CapPlan(view.session_pk, start, start + allowed, LIMIT_A, expected))
     return plan
 
-
-def charging_profile(limit_a: float, start: datetime, end: datetime) -> dict:
-    """The OCPI 2.2.1 ChargingProfile: absolute start and a duration, so the CSMS restores by itself."""
-    return {
-        "start_date_time": _aware(start).isoformat().replace("+00:00", "Z"),
-        "duration": max(1, int((end - start).total_seconds())),
-        "charging_rate_unit": "A",
-        "charging_profile_period": [{"start_period": 0, "limit": float(limit_a)}],
-    }

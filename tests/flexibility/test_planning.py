@@ -19,7 +19,6 @@ from flexibility.planning import (
     SessionView,
     activation_end,
     cap_allowance,
-    charging_profile,
     isp_start,
     isp_starts_between,
     max_window_throttle,
@@ -157,15 +156,6 @@ def test_plan_refuses_activations_over_15_minutes():
 def test_shed_kw_counts_unknown_phases_as_one():
     assert shed_kw(16.0, None) == pytest.approx(1.84)
     assert shed_kw(6.0, 3) == 0.0
-
-
-def test_charging_profile_is_absolute_and_self_expiring():
-    assert charging_profile(8, t(17, 4), t(17, 15)) == {
-        "start_date_time": "2025-05-06T17:04:00Z",
-        "duration": 660,
-        "charging_rate_unit": "A",
-        "charging_profile_period": [{"start_period": 0, "limit": 8.0}],
-    }
 
 
 # --- the cap, as a property over random sequences of signals and sessions -----------------------
