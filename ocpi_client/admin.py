@@ -1,1 +1,109 @@
+"""Admin of the OCPI link: parties (with the registration actions) and read-only audit records."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib import admin, messages
+from django.db import transaction
+
+from . import services
+from .errors import OcpiError
+from .models import ActiveProfileUpdate, ChargingProfileCall, OcpiParty, Session, SessionState, hash_token
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Audit records: visible, never edited by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(OcpiParty)
+class OcpiPartyAdmin(admin.ModelAdmin):
+    list_display = ("name", "country_code", "party_id", "role", "status", "versions_url", "updated_at")
+    list_filter = ("status", "role")
+    search_fields = ("name", "party_id", "versions_url")
+    readonly_fields = ("status", "endpoints", "version", "sessions_pulled_until", "created_at", "updated_at")
+    fields = ("name", "versions_url", "token_theirs", "country_code", "party_id", "role", *readonly_fields)
+    actions = ("issue_token", "register", "pull_sessions_now")
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not obj.token_ours_hash:
+            # A party added by hand gets an unusable token until "issue token" or "register".
+            obj.token_ours_hash = hash_token(secrets.token_urlsafe(32))
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Issue a registration token A (pending parties; shown once)")
+    def issue_token(self, request, queryset) -> None:
+        for party in queryset:
+            try:
+                token = services.reissue_token(party)
+            except OcpiError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.message_user(request, f"{party.name}: token A = {token} (copy it now, it is not stored)",
+                              messages.WARNING)
+
+    @admin.action(description="Register with this party (its versions URL + token A in 'token theirs')")
+    def register(self, request, queryset) -> None:
+        # The credentials handshake is outbound HTTP: it runs in a worker, not in this request.
+        from .tasks import register_party
+
+        for party in queryset:
+            transaction.on_commit(lambda pk=party.pk: register_party.delay(pk))
+        self.message_user(request, f"registration queued for {queryset.count()} parties")
+
+    @admin.action(description="Pull sessions now")
+    def pull_sessions_now(self, request, queryset) -> None:
+        from .tasks import pull_sessions
+
+        for party in queryset.filter(status=OcpiParty.Status.REGISTERED):
+            transaction.on_commit(lambda pk=party.pk: pull_sessions.delay(pk))
+        self.message_user(request, "sessions pull queued")
+
+
+@admin.register(Session)
+class SessionAdmin(ReadOnlyAdmin):
+    list_display = ("session_id", "party", "evse_uid", "status", "kwh", "last_current_a", "phases", "last_updated")
+    list_filter = ("status",)
+    list_select_related = ("party",)
+    search_fields = ("session_id", "evse_uid", "location_id")
+    date_hierarchy = "last_updated"
+    show_full_result_count = False
+
+
+@admin.register(SessionState)
+class SessionStateAdmin(ReadOnlyAdmin):
+    list_display = ("session", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a", "status")
+    list_select_related = ("session",)
+    raw_id_fields = ("session",)
+    search_fields = ("session__session_id",)
+    show_full_result_count = False
+
+
+@admin.register(ChargingProfileCall)
+class ChargingProfileCallAdmin(ReadOnlyAdmin):
+    list_display = ("id", "kind", "session", "created_at", "response_result", "http_status", "result", "result_at",
+                    "purpose_id")
+    list_filter = ("kind", "response_result", "result")
+    list_select_related = ("session",)
+    raw_id_fields = ("session",)
+    search_fields = ("=id", "session__session_id")
+    show_full_result_count = False
+
+
+@admin.register(ActiveProfileUpdate)
+class ActiveProfileUpdateAdmin(ReadOnlyAdmin):
+    list_display = ("session", "start_date_time", "received_at")
+    list_select_related = ("session",)
+    raw_id_fields = ("session",)
+    show_full_result_count = False
+
 

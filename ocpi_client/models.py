@@ -80,12 +80,16 @@ class Session(models.Model):
     phases = models.PositiveSmallIntegerField(null=True, blank=True)
     last_current_a = models.FloatField(null=True, blank=True, help_text="highest per-phase current, latest state")
     first_seen_at = models.DateTimeField(default=clock.now, editable=False)
+    # OCPI fields we do not model (cdr_token, auth_method, currency, ...), kept so GET returns the object.
+    extra = models.JSONField(default=dict, blank=True)
     # When we first saw it ACTIVE: `session_started` fires exactly once per session.
     first_active_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["country_code", "ocpi_party_id", "session_id"], name="ocpi_session_unique_id"),
+            models.UniqueConstraint(
+                fields=["country_code", "ocpi_party_id", "session_id"], name="ocpi_session_unique_id"
+            ),
         ]
 
     def __str__(self) -> str:

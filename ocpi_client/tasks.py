@@ -1,1 +1,64 @@
+"""Celery tasks of the OCPI link: the periodic sessions pull (a safety net next to the pushes)."""
 
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from smatch.celery import app
+
+from . import services
+from .errors import OcpiClientError, OcpiError
+from .models import OcpiParty
+
+log = logging.getLogger(__name__)
+
+app.conf.beat_schedule = {
+    **(app.conf.beat_schedule or {}),
+    "ocpi-pull-sessions": {"task": "ocpi_client.pull_sessions", "schedule": float(settings.OCPI_PULL_INTERVAL_S)},
+}
+
+
+@shared_task(name="ocpi_client.pull_sessions", acks_late=True, ignore_result=True)
+def pull_sessions(party_pk: int | None = None) -> None:
+    """Pull one party's sessions, or (no id: the beat) queue one pull per registered party."""
+    if party_pk is None:
+        for pk in services.pull_due_sessions():
+            pull_party_sessions.delay(pk)
+        return
+    pull_party_sessions(party_pk)
+
+
+@shared_task(name="ocpi_client.pull_party_sessions", bind=True, acks_late=True, ignore_result=True,
+             max_retries=5)
+def pull_party_sessions(self, party_pk: int) -> None:
+    """Idempotent: states are unique per (session, timestamp), so a re-run stores nothing twice."""
+    party = OcpiParty.objects.filter(pk=party_pk, status=OcpiParty.Status.REGISTERED).first()
+    if party is None:
+        return
+    try:
+        report = services.pull_sessions(party)
+    except OcpiClientError as exc:
+        if exc.transient:
+            raise self.retry(exc=exc, countdown=min(30 * 2**self.request.retries, 600)) from None
+        log.error("sessions pull from %s failed: %s", party, exc)
+        return
+    log.info("pulled %s sessions from %s (%s stored, %s invalid)", report.received, party, report.stored,
+             report.invalid)
+
+
+@shared_task(name="ocpi_client.register_party", acks_late=True, ignore_result=True)
+def register_party(party_pk: int) -> None:
+    """The admin's "register" action: handshake with the versions URL + token A stored on the party.
+
+    Not retried: a half-done handshake needs a human (a fresh token A from the party).
+    """
+    party = OcpiParty.objects.filter(pk=party_pk).exclude(status=OcpiParty.Status.REGISTERED).first()
+    if party is None:
+        return
+    try:
+        services.register_with(party.versions_url, party.token_theirs, party=party)
+    except (OcpiClientError, OcpiError) as exc:
+        log.error("registration with %s failed: %s", party, exc)

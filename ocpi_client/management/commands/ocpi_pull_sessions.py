@@ -1,0 +1,29 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from ocpi_client import services
+from ocpi_client.errors import OcpiClientError
+from ocpi_client.models import OcpiParty
+from ocpi_client.schemas import ocpi_datetime
+
+
+class Command(BaseCommand):
+    help = "Pull sessions now from every registered party (or --party ID), following pagination."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--party", type=int, help="party id (default: all registered)")
+        parser.add_argument("--date-from", help="RFC 3339 UTC; default: where the last pull ended")
+        parser.add_argument("--date-to", help="RFC 3339 UTC; default: now")
+
+    def handle(self, *args, party: int | None, date_from: str | None, date_to: str | None, **options):
+        parties = OcpiParty.objects.filter(status=OcpiParty.Status.REGISTERED)
+        if party is not None:
+            parties = parties.filter(pk=party)
+        start = ocpi_datetime(date_from, "--date-from") if date_from else None
+        end = ocpi_datetime(date_to, "--date-to") if date_to else None
+        for target in parties:
+            try:
+                report = services.pull_sessions(target, start, end)
+            except OcpiClientError as exc:
+                raise CommandError(f"{target}: {exc}") from None
+            self.stdout.write(f"{target}: {report.received} received, {report.stored} stored, "
+                              f"{report.invalid} invalid")

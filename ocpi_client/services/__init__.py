@@ -1,0 +1,39 @@
+"""Actions of the OCPI link. Views, tasks, commands and admin actions call exactly one of these."""
+
+from .profiles import (
+    create_profile_calls,
+    record_active_profile,
+    record_outcomes,
+    record_profile_result,
+)
+from .registration import (
+    accept_credentials,
+    issue_token,
+    our_credentials,
+    register_with,
+    reissue_token,
+    unregister,
+    version_details,
+    versions,
+)
+from .sessions import PullReport, pull_due_sessions, pull_sessions, receive_session, session_object
+
+__all__ = [
+    "PullReport",
+    "accept_credentials",
+    "create_profile_calls",
+    "issue_token",
+    "our_credentials",
+    "pull_due_sessions",
+    "pull_sessions",
+    "receive_session",
+    "record_active_profile",
+    "record_outcomes",
+    "record_profile_result",
+    "register_with",
+    "reissue_token",
+    "session_object",
+    "unregister",
+    "version_details",
+    "versions",
+]
