@@ -1,0 +1,285 @@
+"""HTTP handlers of the simulated CPO platform (OCPI 2.2.1, CPO role)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import secrets
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from simulator import ocpi
+from simulator.config import DA_PER_A, VOLTAGE_V
+
+if TYPE_CHECKING:
+    from simulator.server import SimulatorServer
+
+JSON = "application/json"
+MAX_PAGE = 100
+RESPONSE_FAULTS = ("REJECTED", "TOO_OFTEN", "NOT_SUPPORTED", "UNKNOWN_SESSION")
+
+
+class OcpiError(Exception):
+    def __init__(self, http_status: int, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status, self.status_code, self.message = http_status, status_code, message
+
+
+class CpoApi:
+    def __init__(self, server: SimulatorServer) -> None:
+        self.s = server
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def reply(self, data: Any = None, status_code: int = 1000, http_status: int = 200, message: str | None = None,
+              headers: dict[str, str] | None = None, request: web.Request | None = None) -> web.Response:
+        hdrs = dict(headers or {})
+        if request is not None:  # echo the tracing headers (transport_and_format)
+            for name in ("X-Request-ID", "X-Correlation-ID"):
+                if name in request.headers:
+                    hdrs[name] = request.headers[name]
+        return web.Response(body=ocpi.envelope(self.s.now(), data, status_code, message), status=http_status,
+                            content_type=JSON, headers=hdrs)
+
+    def authorize(self, request: web.Request, registration: bool = False) -> None:
+        """401 unless the token is the peer's; token A only opens versions, details and credentials."""
+        valid = {self.s.peer.token_ours} - {""}
+        if registration and self.s.token_a:
+            valid.add(self.s.token_a)
+        if not any(tok in valid for tok in ocpi.tokens_in_header(request.headers.get("Authorization"))):
+            raise OcpiError(401, 2000, "missing or unknown credentials token")
+
+    @staticmethod
+    async def body(request: web.Request) -> Any:
+        try:
+            return json.loads(await request.read())
+        except ValueError as exc:
+            raise OcpiError(400, 2001, f"body is not valid JSON: {exc}") from exc
+
+    @web.middleware
+    async def errors(self, request: web.Request, handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except OcpiError as exc:
+            return self.reply(None, exc.status_code, exc.http_status, exc.message, request=request)
+
+    # --- versions and credentials -----------------------------------------------------------
+    async def versions(self, request: web.Request) -> web.Response:
+        self.authorize(request, registration=True)
+        return self.reply([{"version": ocpi.VERSION, "url": f"{self.s.base_url}/{ocpi.VERSION}"}], request=request)
+
+    async def details(self, request: web.Request) -> web.Response:
+        self.authorize(request, registration=True)
+        base = f"{self.s.base_url}/{ocpi.VERSION}"
+        endpoints = [
+            {"identifier": "credentials", "role": "SENDER", "url": f"{base}/credentials"},
+            {"identifier": "credentials", "role": "RECEIVER", "url": f"{base}/credentials"},
+            {"identifier": "sessions", "role": "SENDER", "url": f"{base}/sessions"},
+            {"identifier": "chargingprofiles", "role": "RECEIVER", "url": f"{base}/chargingprofiles"},
+        ]
+        return self.reply({"version": ocpi.VERSION, "endpoints": endpoints}, request=request)
+
+    def our_credentials(self) -> dict:
+        cfg = self.s.config
+        return ocpi.credentials_object(self.s.peer.token_ours, f"{self.s.base_url}/versions", cfg.country_code,
+                                       cfg.party_id, self.s.business_name)
+
+    async def credentials(self, request: web.Request) -> web.Response:
+        from simulator.registration import RegistrationError, fetch_peer
+
+        self.authorize(request, registration=True)
+        peer = self.s.peer
+        if request.method == "GET":
+            if not peer.registered:
+                raise OcpiError(405, 2000, "not registered")
+            return self.reply(self.our_credentials(), request=request)
+        if request.method == "DELETE":
+            if not peer.registered:
+                raise OcpiError(405, 2000, "not registered")
+            self.s.peer = type(peer)()
+            return self.reply(request=request)
+        if request.method == "POST" and peer.registered:
+            raise OcpiError(405, 2000, "already registered: use PUT to update")
+        if request.method == "PUT" and not peer.registered:
+            raise OcpiError(405, 2000, "not registered yet: use POST")
+        body = await self.body(request)
+        if not isinstance(body, dict) or not body.get("token") or not body.get("url") or not body.get("roles"):
+            raise OcpiError(200, 2001, "credentials need token, url and roles")
+        try:
+            fresh = await fetch_peer(self.s, body["url"], body["token"], body["roles"])
+        except RegistrationError as exc:
+            return self.reply(None, exc.status_code, 200, str(exc), request=request)
+        fresh.token_ours = secrets.token_urlsafe(32)  # token C
+        self.s.peer = fresh
+        self.s.token_a = ""  # token A is spent
+        return self.reply(self.our_credentials(), request=request)
+
+    # --- sessions (Sender) ---------------------------------------------------------------------
+    async def sessions(self, request: web.Request) -> web.Response:
+        self.authorize(request)
+        q = request.query
+        try:
+            date_from = ocpi.parse_dt(q["date_from"]) if "date_from" in q else None
+            date_to = ocpi.parse_dt(q["date_to"]) if "date_to" in q else None
+            offset = int(q.get("offset", 0))
+            limit = min(int(q.get("limit", MAX_PAGE)), MAX_PAGE)
+        except ValueError as exc:
+            raise OcpiError(200, 2001, f"bad query parameter: {exc}") from exc
+        if offset < 0 or limit < 1:
+            raise OcpiError(200, 2001, "offset must be >= 0 and limit >= 1")
+        matching = [r for r in self.s.sessions.values()
+                    if (date_from is None or r.last_updated >= date_from)
+                    and (date_to is None or r.last_updated < date_to)]
+        page = [self.s.session_object(r) for r in matching[offset:offset + limit]]
+        headers = {"X-Total-Count": str(len(matching)), "X-Limit": str(MAX_PAGE)}
+        if offset + limit < len(matching):
+            params = {k: v for k, v in q.items() if k not in ("offset", "limit")}
+            params.update(offset=str(offset + limit), limit=str(limit))
+            headers["Link"] = f'<{self.s.base_url}/{ocpi.VERSION}/sessions?{urlencode(params)}>; rel="next"'
+        return self.reply(page, headers=headers, request=request)
+
+    # --- chargingprofiles (Receiver) ---------------------------------------------------------
+    async def _gate(self, request: web.Request) -> tuple[int, int] | web.Response:
+        """Common part of PUT/DELETE/GET: auth, session lookup, outage and transport faults.
+
+        Returns (session index, point) or the response to send right away."""
+        self.authorize(request)
+        s, faults = self.s, self.s.config.faults
+        s.stats.profile_requests += 1
+        s._catch_up()
+        idx = s.fleet.session_index(request.match_info["session_id"])
+        if idx is None or not s.fleet.is_ongoing(idx):
+            return self.profile_response("UNKNOWN_SESSION", request)
+        point = int(s.fleet.pop.point[idx])
+        for outage in faults.outages:
+            if outage.covers(point, s.fleet.t):
+                if outage.mode == "unknown":
+                    return self.profile_response("UNKNOWN_SESSION", request)
+                await asyncio.sleep(s.outage_hang_s)  # the charger does not answer: client times out
+                return self.reply(None, 3000, 504, "charge point unreachable", request=request)
+        if s._rng.random() < faults.http_5xx_share:
+            return self.reply(None, 3000, 503, "simulated server error", request=request)
+        if s._rng.random() < faults.slow_share:
+            await asyncio.sleep(faults.slow_delay_s)
+            s._catch_up()
+        u = s._rng.random()
+        for name in RESPONSE_FAULTS:
+            u -= getattr(faults, f"{name.lower()}_share" if name != "UNKNOWN_SESSION" else "unknown_session_share")
+            if u < 0:
+                return self.profile_response(name, request)
+        return idx, point
+
+    def profile_response(self, result: str, request: web.Request) -> web.Response:
+        self.s.stats.responses[result] = self.s.stats.responses.get(result, 0) + 1
+        return self.reply({"result": result, "timeout": self.s.profile_timeout_s}, request=request)
+
+    async def put_profile(self, request: web.Request) -> web.Response:
+        body = await self.body(request)
+        profile = parse_set_charging_profile(body)
+        gate = await self._gate(request)
+        if isinstance(gate, web.Response):
+            return gate
+        idx, point = gate
+        s = self.s
+        pop = s.fleet.pop
+        start_s = profile["start_s"](s.config.start) if profile["start_s"] else int(pop.started_s[idx])
+        phases = int(pop.phases[idx])
+        periods = [(off, to_deci_amps(limit, profile["unit"], phases)) for off, limit in profile["periods"]]
+        end_s = start_s + profile["duration_s"] if profile["duration_s"] is not None else None
+        s.fleet.set_profile(point, start_s, periods, end_s, effective_s=s.fleet.t + s.apply_delay_s)
+        s.post_result_later(body["response_url"], {"result": "ACCEPTED"})
+        return self.profile_response("ACCEPTED", request)
+
+    async def delete_profile(self, request: web.Request) -> web.Response:
+        response_url = request.query.get("response_url")
+        if not response_url:
+            raise OcpiError(200, 2001, "response_url query parameter is required")
+        gate = await self._gate(request)
+        if isinstance(gate, web.Response):
+            return gate
+        _, point = gate
+        had = self.s.fleet.clear_profile(point, effective_s=self.s.fleet.t + self.s.apply_delay_s)
+        self.s.post_result_later(response_url, {"result": "ACCEPTED" if had else "UNKNOWN"})
+        return self.profile_response("ACCEPTED", request)
+
+    async def get_profile(self, request: web.Request) -> web.Response:
+        response_url = request.query.get("response_url")
+        try:
+            duration = int(request.query.get("duration", ""))
+        except ValueError:
+            duration = -1
+        if not response_url or duration <= 0:
+            raise OcpiError(200, 2001, "duration (> 0) and response_url query parameters are required")
+        gate = await self._gate(request)
+        if isinstance(gate, web.Response):
+            return gate
+        _, point = gate
+        profile = active_profile(self.s, point, duration)
+        self.s.post_result_later(response_url, {"result": "ACCEPTED", "profile": profile})
+        return self.profile_response("ACCEPTED", request)
+
+
+def to_deci_amps(limit: float, unit: str, phases: int) -> int:
+    amps = limit if unit == "A" else limit / (VOLTAGE_V * phases)  # W is the total over the phases
+    return max(0, math.floor(amps * DA_PER_A + 1e-9))
+
+
+def parse_set_charging_profile(body: Any) -> dict[str, Any]:
+    """Validate a SetChargingProfile; OcpiError 2001 says what is wrong."""
+    if not isinstance(body, dict) or not isinstance(body.get("response_url"), str):
+        raise OcpiError(200, 2001, "SetChargingProfile needs response_url")
+    cp = body.get("charging_profile")
+    if not isinstance(cp, dict):
+        raise OcpiError(200, 2001, "SetChargingProfile needs charging_profile")
+    unit = cp.get("charging_rate_unit")
+    if unit not in ("A", "W"):
+        raise OcpiError(200, 2001, "charging_rate_unit must be A or W")
+    raw = cp.get("charging_profile_period")
+    if not isinstance(raw, list) or not raw:
+        raise OcpiError(200, 2001, "charging_profile_period must be a non-empty list")
+    try:
+        periods = sorted((int(p["start_period"]), float(p["limit"])) for p in raw)
+        duration = int(cp["duration"]) if cp.get("duration") is not None else None
+        start = ocpi.parse_dt(cp["start_date_time"]) if cp.get("start_date_time") else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OcpiError(200, 2001, f"bad charging profile: {exc}") from exc
+    if any(off < 0 or lim < 0 for off, lim in periods) or (duration is not None and duration <= 0):
+        raise OcpiError(200, 2001, "start_period, limit and duration must be positive")
+    start_fn = (lambda origin: int((start - origin).total_seconds())) if start else None
+    return {"unit": unit, "periods": periods, "duration_s": duration, "start_s": start_fn}
+
+
+def active_profile(s: SimulatorServer, point: int, duration_s: int) -> dict[str, Any]:
+    """ActiveChargingProfile from now for `duration_s`; without a profile, the EVSE's capacity."""
+    now_s, capacity = s.fleet.t, s.config.station_single_a
+    prof = s.fleet.profiles.get(point)
+    segments: list[tuple[int, float]] = [(0, capacity)]
+    if prof is not None:
+        changes = [(prof.start_s + off, lim / DA_PER_A) for off, lim in prof.periods]
+        if prof.end_s is not None:
+            changes.append((prof.end_s, capacity))
+        limit_now = capacity
+        for t, lim in changes:
+            if t <= now_s:
+                limit_now = lim
+        segments = [(0, limit_now)] + [(t - now_s, lim) for t, lim in changes if now_s < t < now_s + duration_s]
+    return {"start_date_time": ocpi.fmt_dt(ocpi.at_offset(s.config.start, now_s)), "charging_profile": {
+        "charging_rate_unit": "A", "duration": duration_s,
+        "charging_profile_period": [{"start_period": off, "limit": lim} for off, lim in segments]}}
+
+
+def build_app(server: SimulatorServer) -> web.Application:
+    api = CpoApi(server)
+    app = web.Application(middlewares=[api.errors], client_max_size=256 * 1024)
+    v = f"/ocpi/{ocpi.VERSION}"
+    app.router.add_get("/ocpi/versions", api.versions)
+    app.router.add_get(v, api.details)
+    app.router.add_route("*", f"{v}/credentials", api.credentials)
+    app.router.add_get(f"{v}/sessions", api.sessions)
+    app.router.add_get(f"{v}/sessions/", api.sessions)
+    app.router.add_put(f"{v}/chargingprofiles/{{session_id}}", api.put_profile)
+    app.router.add_delete(f"{v}/chargingprofiles/{{session_id}}", api.delete_profile)
+    app.router.add_get(f"{v}/chargingprofiles/{{session_id}}", api.get_profile)
+    return app
