@@ -1,0 +1,15 @@
+"""Pure settlement core: numpy/pandas only, no Django, no ORM (see docs/settlement.md)."""
+
+from settlement.core.baselines import BASELINES, Baseline, register_baseline
+from settlement.core.reconstruction import Reconstruction, reconstruct
+from settlement.core.settle import SettlementResult, settle_frames
+
+__all__ = [
+    "BASELINES",
+    "Baseline",
+    "Reconstruction",
+    "SettlementResult",
+    "reconstruct",
+    "register_baseline",
+    "settle_frames",
+]

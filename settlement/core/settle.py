@@ -1,0 +1,155 @@
+"""One call from frames to results: `settle_frames(states, activations, prices, baseline=...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from settlement.core.baselines import BASELINES, Baseline
+from settlement.core.edges import EdgeWindow, detect_edges, mean_power_kw
+from settlement.core.frames import clean_activations
+from settlement.core.potential import erasable_by_time_of_day, non_responders
+from settlement.core.quality import coverage_share
+from settlement.core.reconstruction import Reconstruction, ReconstructionParams, reconstruct
+from settlement.core.valuation import isp_pieces, price_for, value_eur
+
+ACTIVATION_COLUMNS = ["activation_id", "t_signal", "t_clear", "p_signal_kw", "p_clear_kw", "baseline_kwh",
+                      "delivered_kwh", "shed_kwh", "sessions"]
+ISP_COLUMNS = ["isp_start", "activation_id", "baseline_kwh", "delivered_kwh", "shed_kwh", "price_eur_per_mwh",
+               "value_eur"]
+QUALITY_FLAGS = ("kwh_decrease", "gap", "conflicting_duplicates", "single_state", "energy_without_current")
+
+
+@dataclass(frozen=True)
+class SettleParams:
+    reconstruction: ReconstructionParams = field(default_factory=ReconstructionParams)
+    edge_window: EdgeWindow = field(default_factory=EdgeWindow)
+    bracket_s: float = 600.0  # states must bracket t_signal and t_clear within this
+    min_coverage: float = 0.9  # below this share of well-bracketed sessions the activation is "thin"
+    grace_s: float = 120.0  # non-responder: first state later than this after the signal...
+    responder_threshold_a: float = 8.5  # ...still above this per-phase current
+    tod_bin_minutes: int = 15
+
+
+@dataclass(eq=False)
+class SettlementResult:
+    activations: pd.DataFrame
+    isp: pd.DataFrame
+    reconstruction: Reconstruction
+    baselines: dict[str, dict[str, Baseline]]  # activation_id -> baseline name -> Baseline
+    non_responders: pd.DataFrame
+    erasable_by_tod: pd.DataFrame
+    warnings: list[str]
+
+
+def _baseline_names(baseline: str | Sequence[str]) -> list[str]:
+    names = list(BASELINES) if baseline == "all" else [baseline] if isinstance(baseline, str) else list(baseline)
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown or not names:
+        raise ValueError(f"unknown baseline {', '.join(unknown) or '(none)'}; known: {', '.join(BASELINES)}")
+    return names
+
+
+def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Series | None = None,
+                  baseline: str | Sequence[str] = "trapezoid", params: SettleParams | None = None,
+                  progress: Callable[[int], None] | None = None) -> SettlementResult:
+    """Reconstruct, find edges, compute baseline / delivered / shed per activation and per ISP, value it.
+
+    The first baseline named is the primary one (the contract columns); the others are added as
+    `<name>_...` columns. `progress(n)` is called as work advances (1 for the reconstruction, 1 per
+    activation).
+    """
+    params = params or SettleParams()
+    names = _baseline_names(baseline)
+    acts = clean_activations(activations)
+    rec = reconstruct(states, params.reconstruction)
+    if progress:
+        progress(1)
+    power = rec.power_kw()
+    theoretical = rec.theoretical_kw()
+    warnings: list[str] = []
+    rows, isp_rows, all_baselines, silent = [], [], {}, []
+    flags = rec.session_flags["flags"].to_numpy(str)
+    flagged = np.array([any(q in f for q in QUALITY_FLAGS) for f in flags], bool)
+    codes = np.arange(len(rec.session_ids))
+    for act in acts.itertuples(index=False):
+        ts, tc = act.t_signal, act.t_clear
+        ts_s, tc_s = rec.seconds([ts, tc])
+        edges = detect_edges(power, ts, tc, params.edge_window)
+        found = {n: BASELINES[n](power, ts, tc, edges=edges) for n in names}
+        all_baselines[act.activation_id] = found
+        active = (rec.first_s < tc_s) & (rec.last_s > ts_s)
+        pieces = isp_pieces(ts, tc)
+        bounds = [pieces[0][1]] + [p[2] for p in pieces]
+        energy_at = [float(rec.session_energy_at(codes, np.full(len(codes), s)).sum()) for s in rec.seconds(bounds)]
+        delivered = energy_at[-1] - energy_at[0]
+        coverage = coverage_share(rec, active, ts_s, tc_s, params.bracket_s)
+        reasons = _reasons(coverage, params, active, flagged, found[names[0]], edges)
+        values = []
+        for j, (isp, lo, hi) in enumerate(pieces):
+            price = price_for(prices, isp)
+            if np.isnan(price):
+                reasons.append(f"no price for ISP {isp.isoformat()}")
+                warnings.append(f"activation {act.activation_id}: no imbalance price for ISP {isp.isoformat()}")
+            row = {"isp_start": isp, "activation_id": act.activation_id,
+                   "delivered_kwh": energy_at[j + 1] - energy_at[j], "price_eur_per_mwh": price}
+            for k, name in enumerate(names):
+                prefix = "" if k == 0 else f"{name}_"
+                row[f"{prefix}baseline_kwh"] = found[name].energy_kwh(lo, hi)
+                row[f"{prefix}shed_kwh"] = row[f"{prefix}baseline_kwh"] - row["delivered_kwh"]
+                row[f"{prefix}value_eur"] = value_eur(row[f"{prefix}shed_kwh"], price)
+            values.append(row)
+        isp_rows.extend(values)
+        row = {"activation_id": act.activation_id, "t_signal": ts, "t_clear": tc, "delivered_kwh": delivered,
+               "sessions": int(active.sum())}
+        for k, name in enumerate(names):
+            b, prefix = found[name], ("" if k == 0 else f"{name}_")
+            row[f"{prefix}p_signal_kw"], row[f"{prefix}p_clear_kw"] = b.p_signal_kw, b.p_clear_kw
+            row[f"{prefix}baseline_kwh"] = b.energy_kwh()
+            row[f"{prefix}shed_kwh"] = row[f"{prefix}baseline_kwh"] - delivered
+            # NaN when any ISP lacks a price: a partial sum would understate the value silently.
+            row[f"{prefix}value_eur"] = float(np.sum([v[f"{prefix}value_eur"] for v in values]))
+        row.update({
+            "detected_drop_at": edges.drop_at, "detected_recovery_at": edges.recovery_at,
+            "historical_kw": mean_power_kw(power, ts, tc, rec.grid_s),
+            "theoretical_min_kw": mean_power_kw(theoretical, ts, tc, rec.grid_s),
+            "coverage_share": coverage, "data_quality": "thin" if reasons else "ok", "dq_reasons": "; ".join(reasons),
+        })
+        rows.append(row)
+        silent.append(non_responders(rec, act.activation_id, ts, tc, params.grace_s, params.responder_threshold_a))
+        if progress:
+            progress(1)
+    return SettlementResult(
+        activations=_ordered(pd.DataFrame(rows), ACTIVATION_COLUMNS),
+        isp=_ordered(pd.DataFrame(isp_rows), ISP_COLUMNS),
+        reconstruction=rec, baselines=all_baselines,
+        non_responders=pd.concat(silent, ignore_index=True) if silent else pd.DataFrame(
+            columns=["activation_id", "evse_uid", "session_id", "state_at", "max_current_a"]),
+        erasable_by_tod=erasable_by_time_of_day(rec, bin_minutes=params.tod_bin_minutes),
+        warnings=warnings,
+    )
+
+
+def _ordered(frame: pd.DataFrame, first: list[str]) -> pd.DataFrame:
+    for col in first:
+        if col not in frame.columns:
+            frame[col] = pd.Series(dtype=float)
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def _reasons(coverage: float, params: SettleParams, active: np.ndarray, flagged: np.ndarray,
+             baseline: Baseline, edges) -> list[str]:
+    reasons = []
+    if not active.any():
+        reasons.append("no active sessions")
+    elif coverage < params.min_coverage:
+        reasons.append(f"only {coverage:.0%} of sessions have states within {params.bracket_s / 60:.0f} min "
+                       "of both signal and clear")
+    n_flagged = int((active & flagged).sum())
+    if n_flagged:
+        reasons.append(f"{n_flagged} active session(s) with data issues (see sessions flags)")
+    reasons.extend(baseline.notes)
+    return reasons
