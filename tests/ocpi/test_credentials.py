@@ -1,0 +1,164 @@
+"""Credentials handshake in both directions, over real HTTP: live_server is us, a loopback server the CPO."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import requests
+from django.core.management import CommandError, call_command
+
+from ocpi_client.models import OcpiParty, hash_token
+
+from .conftest import b64, session_payload
+from .loopback import ok
+
+TOKEN_B = "cpo-token-b-for-calling-the-cpo"
+
+
+def cpo_roles(party_id: str = "ACM") -> list:
+    return [{"role": "CPO", "business_details": {"name": "Acme CPO"}, "party_id": party_id, "country_code": "NL"}]
+
+
+def serve_versions(server, *, expected_token: str, version: str = "2.2.1", modules=None) -> None:
+    modules = modules or [("credentials", "SENDER"), ("sessions", "SENDER"), ("chargingprofiles", "RECEIVER")]
+
+    def guarded(data):
+        def handler(call):
+            if call.headers.get("Authorization") != f"Token {b64(expected_token)}":
+                return ok(None, 2000, 401)
+            return ok(data)
+        return handler
+
+    server.route("GET", "/versions", guarded([{"version": version, "url": f"{server.url}/{version}"}]))
+    endpoints = [{"identifier": i, "role": r, "url": f"{server.url}/{version}/{i}"} for i, r in modules]
+    server.route("GET", f"/{version}", guarded({"version": version, "endpoints": endpoints}))
+
+
+@pytest.fixture
+def ours(live_server, settings):
+    settings.OCPI_BASE_URL = f"{live_server.url}/ocpi"
+    return settings.OCPI_BASE_URL
+
+
+def call(method: str, url: str, token: str, body=None) -> requests.Response:
+    return requests.request(method, url, json=body, headers={"Authorization": f"Token {b64(token)}"}, timeout=10)
+
+
+def issue(name: str = "Acme") -> str:
+    out = io.StringIO()
+    call_command("ocpi_issue_token", name, stdout=out, stderr=io.StringIO())
+    return out.getvalue().strip()
+
+
+def test_cpo_registers_updates_and_unregisters(ours, cpo_server):
+    token_a = issue()
+    party = OcpiParty.objects.get(name="Acme")
+    assert party.status == "PENDING" and party.token_ours_hash == hash_token(token_a)
+    serve_versions(cpo_server, expected_token=TOKEN_B)
+    creds = {"token": TOKEN_B, "url": f"{cpo_server.url}/versions", "roles": cpo_roles()}
+
+    answer = call("POST", f"{ours}/2.2.1/credentials", token_a, creds).json()
+    assert answer["status_code"] == 1000, answer
+    token_c = answer["data"]["token"]
+    assert answer["data"]["url"] == f"{ours}/versions"
+    assert answer["data"]["roles"][0]["role"] == "SCSP"
+    party.refresh_from_db()
+    assert (party.status, party.token_theirs) == ("REGISTERED", TOKEN_B)
+    assert (party.country_code, party.party_id) == ("NL", "ACM")
+    assert party.endpoint_url("chargingprofiles", "RECEIVER") == f"{cpo_server.url}/2.2.1/chargingprofiles"
+    assert party.token_ours_hash == hash_token(token_c)  # token A is thrown away
+    assert call("GET", f"{ours}/versions", token_a).status_code == 401
+    put = call("PUT", f"{ours}/2.2.1/sessions/NL/ACM/S1", token_c, session_payload(party_id="ACM"))
+    assert put.status_code == 201
+
+    assert call("POST", f"{ours}/2.2.1/credentials", token_c, creds).status_code == 405
+    updated = call("PUT", f"{ours}/2.2.1/credentials", token_c, creds).json()
+    token_c2 = updated["data"]["token"]
+    assert token_c2 != token_c
+    assert call("GET", f"{ours}/versions", token_c).status_code == 401
+    assert call("GET", f"{ours}/2.2.1/credentials", token_c2).json()["data"]["token"] == token_c2
+
+    deleted = call("DELETE", f"{ours}/2.2.1/credentials", token_c2)
+    assert deleted.status_code == 200 and deleted.json()["status_code"] == 1000
+    party.refresh_from_db()
+    assert party.status == "REVOKED"
+    assert call("GET", f"{ours}/versions", token_c2).status_code == 401
+
+
+def test_put_and_delete_before_registering_are_405(ours, cpo_server):
+    token_a = issue()
+    creds = {"token": TOKEN_B, "url": f"{cpo_server.url}/versions", "roles": cpo_roles()}
+    assert call("PUT", f"{ours}/2.2.1/credentials", token_a, creds).status_code == 405
+    assert call("DELETE", f"{ours}/2.2.1/credentials", token_a).status_code == 405
+
+
+@pytest.mark.parametrize(("setup", "status_code"), [
+    ("unreachable", 3001),
+    ("wrong_token", 3001),
+    ("old_version", 3002),
+    ("no_chargingprofiles", 3003),
+])
+def test_failed_exchange_keeps_the_party_pending(ours, cpo_server, setup, status_code):
+    token_a = issue()
+    versions_url = f"{cpo_server.url}/versions"
+    if setup == "unreachable":
+        versions_url = "http://127.0.0.1:9/versions"
+    else:
+        serve_versions(cpo_server, expected_token="other" if setup == "wrong_token" else TOKEN_B,
+                       version="2.1.1" if setup == "old_version" else "2.2.1",
+                       modules=[("credentials", "SENDER")] if setup == "no_chargingprofiles" else None)
+    creds = {"token": TOKEN_B, "url": versions_url, "roles": cpo_roles()}
+    answer = call("POST", f"{ours}/2.2.1/credentials", token_a, creds).json()
+    assert answer["status_code"] == status_code
+    assert OcpiParty.objects.get().status == "PENDING"
+    assert call("GET", f"{ours}/versions", token_a).status_code == 200  # token A still usable
+
+
+def test_invalid_credentials_object_is_2001(ours):
+    token_a = issue()
+    answer = call("POST", f"{ours}/2.2.1/credentials", token_a, {"token": "x", "url": "ftp://x", "roles": []}).json()
+    assert answer["status_code"] == 2001
+    assert OcpiParty.objects.get().status == "PENDING"
+
+
+def test_we_register_with_a_cpo(ours, cpo_server):
+    token_a, token_c = "cpo-gave-us-token-a", "cpo-token-c-for-us"
+    serve_versions(cpo_server, expected_token=token_a)
+    callbacks = []
+
+    def post_credentials(call_):
+        # Like a real CPO: fetch the SCSP's versions with token B before answering.
+        token_b = call_.body["token"]
+        callbacks.append(call("GET", call_.body["url"], token_b).status_code)
+        callbacks.append(token_b)
+        return ok({"token": token_c, "url": f"{cpo_server.url}/versions", "roles": cpo_roles("CPX")})
+
+    cpo_server.route("POST", "/2.2.1/credentials", post_credentials)
+    out = io.StringIO()
+    call_command("ocpi_register", f"{cpo_server.url}/versions", token_a, "--name", "Acme", stdout=out)
+    party = OcpiParty.objects.get()
+    assert "registered party" in out.getvalue()
+    assert callbacks[0] == 200
+    assert (party.status, party.token_theirs, party.party_id, party.role) == ("REGISTERED", token_c, "CPX", "CPO")
+    assert party.token_ours_hash == hash_token(callbacks[1])
+    posted = next(c for c in cpo_server.calls if c.method == "POST")
+    assert posted.headers["Authorization"] == f"Token {b64(token_a)}"
+    assert posted.body["roles"][0]["role"] == "SCSP" and posted.body["url"] == f"{ours}/versions"
+    put = call("PUT", f"{ours}/2.2.1/sessions/NL/CPX/S1", callbacks[1], session_payload(party_id="CPX"))
+    assert put.status_code == 201
+
+
+def test_failed_registration_leaves_party_pending(ours, cpo_server):
+    serve_versions(cpo_server, expected_token="token-a")
+    cpo_server.route("POST", "/2.2.1/credentials", lambda c: ok(None, 2001))
+    with pytest.raises(CommandError, match="registration failed"):
+        call_command("ocpi_register", f"{cpo_server.url}/versions", "token-a")
+    assert OcpiParty.objects.get().status == "PENDING"
+
+
+def test_register_refuses_a_cpo_without_2_2_1(ours, cpo_server):
+    serve_versions(cpo_server, expected_token="token-a", version="2.1.1")
+    with pytest.raises(CommandError, match=r"2\.2\.1"):
+        call_command("ocpi_register", f"{cpo_server.url}/versions", "token-a")
+    assert not OcpiParty.objects.exists()

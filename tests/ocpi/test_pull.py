@@ -1,0 +1,99 @@
+"""Sessions pull from the CPO's Sender interface, with OCPI pagination, over a real loopback server."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pytest
+from django.core.management import call_command
+
+from ocpi_client import services, tasks
+from ocpi_client.client import client_for
+from ocpi_client.errors import OcpiClientError
+from ocpi_client.models import OcpiParty, Session, SessionState
+
+from .conftest import THEIR_TOKEN, b64, session_payload
+from .loopback import ok
+
+FROM = datetime(2025, 5, 6, 16, 0, tzinfo=UTC)
+TO = datetime(2025, 5, 6, 18, 0, tzinfo=UTC)
+
+
+def serve_sessions(server, sessions: list, server_limit: int = 2) -> None:
+    """A Sender that caps pages at `server_limit` and links the next page with all filters."""
+
+    def handler(call):
+        offset, limit = int(call.query.get("offset", 0)), min(int(call.query.get("limit", 50)), server_limit)
+        page = sessions[offset:offset + limit]
+        headers = {"X-Total-Count": str(len(sessions)), "X-Limit": str(server_limit)}
+        if offset + limit < len(sessions):
+            query = f"offset={offset + limit}&limit={limit}&date_from={call.query['date_from']}"
+            headers["Link"] = f'<{server.url}{call.path}?{query}>; rel="next"'
+        return ok(page, headers=headers)
+
+    server.route("GET", "/ocpi/2.2.1/sessions", handler)
+
+
+def five_sessions() -> list:
+    return [session_payload(id=f"S{i}", evse_uid=f"E{i}", kwh=float(i)) for i in range(5)]
+
+
+def test_iter_sessions_follows_links(party, cpo_server):
+    serve_sessions(cpo_server, five_sessions())
+    items = list(client_for(party).iter_sessions(FROM, TO, page_limit=10))
+    assert [s["id"] for s in items] == ["S0", "S1", "S2", "S3", "S4"]
+    gets = [c for c in cpo_server.calls if c.method == "GET"]
+    assert len(gets) == 3
+    assert gets[0].query == {"date_from": "2025-05-06T16:00:00Z", "date_to": "2025-05-06T18:00:00Z",
+                             "offset": "0", "limit": "10"}
+    assert [g.query["offset"] for g in gets] == ["0", "2", "4"]
+    assert all(g.headers["Authorization"] == f"Token {b64(THEIR_TOKEN)}" for g in gets)
+    assert len({g.headers["X-Request-ID"] for g in gets}) == 3
+
+
+def test_pull_stores_valid_sessions_and_skips_invalid(party, cpo_server):
+    sessions = five_sessions()
+    sessions[2]["kwh"] = -1  # invalid: skipped, the rest still stored
+    sessions.append(session_payload(id="OTHER", party_id="XYZ"))  # not this party's: skipped
+    serve_sessions(cpo_server, sessions)
+    report = services.pull_sessions(party, FROM, TO)
+    assert (report.received, report.stored, report.invalid) == (6, 4, 2)
+    assert sorted(Session.objects.values_list("session_id", flat=True)) == ["S0", "S1", "S3", "S4"]
+    party.refresh_from_db()
+    assert party.sessions_pulled_until == TO
+    again = services.pull_sessions(party, FROM, TO)
+    assert again.stored == 4 and SessionState.objects.count() == 4  # idempotent
+
+
+def test_pull_errors_are_transient_for_5xx(party, cpo_server):
+    cpo_server.route("GET", "/ocpi/2.2.1/sessions", lambda c: ok(None, 3000, 503))
+    with pytest.raises(OcpiClientError) as err:
+        services.pull_sessions(party, FROM, TO)
+    assert err.value.transient
+    party.refresh_from_db()
+    assert party.sessions_pulled_until is None
+
+
+def test_periodic_task_pulls_every_registered_party(party, cpo_server, clock):
+    serve_sessions(cpo_server, five_sessions())
+    OcpiParty.objects.create(name="pending", token_ours_hash="x" * 64)  # not registered: not pulled
+    tasks.pull_sessions.delay()
+    assert Session.objects.count() == 5
+    first = next(c for c in cpo_server.calls if c.method == "GET")
+    assert first.query["date_to"] == "2025-05-06T17:04:00Z"  # now, from the product clock
+    assert first.query["date_from"] == "2025-05-05T17:04:00Z"  # first pull: a day back
+
+
+def test_beat_schedule_has_the_pull():
+    from smatch.celery import app
+
+    entry = app.conf.beat_schedule["ocpi-pull-sessions"]
+    assert entry["task"] == "ocpi_client.pull_sessions" and entry["schedule"] == 300.0
+
+
+def test_pull_command(party, cpo_server):
+    serve_sessions(cpo_server, five_sessions())
+    out = io.StringIO()
+    call_command("ocpi_pull_sessions", "--date-from", "2025-05-06T16:00:00Z", stdout=out)
+    assert "5 received, 5 stored, 0 invalid" in out.getvalue()
