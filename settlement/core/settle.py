@@ -11,6 +11,7 @@ import pandas as pd
 from settlement.core.baselines import BASELINES, Baseline
 from settlement.core.edges import EdgeWindow, detect_edges, mean_power_kw
 from settlement.core.frames import clean_activations
+from settlement.core.meters import MeterReport, reconcile_meters
 from settlement.core.potential import erasable_by_time_of_day, non_responders
 from settlement.core.quality import coverage_share
 from settlement.core.reconstruction import Reconstruction, ReconstructionParams, reconstruct
@@ -32,6 +33,7 @@ class SettleParams:
     grace_s: float = 120.0  # non-responder: first state later than this after the signal...
     responder_threshold_a: float = 8.5  # ...still above this per-phase current
     tod_bin_minutes: int = 15
+    idle_w: float = 4.5  # meter reconciliation: idle consumption per station
 
 
 @dataclass(eq=False)
@@ -43,6 +45,7 @@ class SettlementResult:
     non_responders: pd.DataFrame
     erasable_by_tod: pd.DataFrame
     warnings: list[str]
+    meters: MeterReport | None = None
 
 
 def _baseline_names(baseline: str | Sequence[str]) -> list[str]:
@@ -55,12 +58,14 @@ def _baseline_names(baseline: str | Sequence[str]) -> list[str]:
 
 def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Series | None = None,
                   baseline: str | Sequence[str] = "trapezoid", params: SettleParams | None = None,
-                  progress: Callable[[int], None] | None = None) -> SettlementResult:
+                  progress: Callable[[int], None] | None = None,
+                  meters: pd.DataFrame | None = None) -> SettlementResult:
     """Reconstruct, find edges, compute baseline / delivered / shed per activation and per ISP, value it.
 
     The first baseline named is the primary one (the contract columns); the others are added as
     `<name>_...` columns. `progress(n)` is called as work advances (1 for the reconstruction, 1 per
-    activation).
+    activation). `meters` (station_id, interval_start, energy_kwh) adds a meter reconciliation; a
+    `station_id` column in `states` maps sessions to stations (default: one station per EVSE).
     """
     params = params or SettleParams()
     names = _baseline_names(baseline)
@@ -130,7 +135,16 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
             columns=["activation_id", "evse_uid", "session_id", "state_at", "max_current_a"]),
         erasable_by_tod=erasable_by_time_of_day(rec, bin_minutes=params.tod_bin_minutes),
         warnings=warnings,
+        meters=None if meters is None else reconcile_meters(rec, meters, _stations(states, rec), params.idle_w),
     )
+
+
+def _stations(states: pd.DataFrame, rec: Reconstruction) -> np.ndarray | None:
+    if "station_id" not in states.columns:
+        return None
+    first = states.drop_duplicates("session_id").set_index(states.drop_duplicates("session_id")["session_id"]
+                                                             .astype(str))["station_id"]
+    return first.reindex(rec.session_ids).fillna("").astype(str).to_numpy(object)
 
 
 def _ordered(frame: pd.DataFrame, first: list[str]) -> pd.DataFrame:
