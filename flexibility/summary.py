@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, Max, Min, Q, Sum
 
@@ -22,7 +22,10 @@ def activation_summary(activation: Activation) -> dict:
     )
     accepted = Q(status__in=[Curtailment.Status.ACCEPTED, Curtailment.Status.RESTORED])
     dispatched_kw = activation.curtailments.filter(accepted).aggregate(kw=Sum("expected_kw"))["kw"] or 0.0
-    cap_ids = activation.curtailments.values("pk")
+    # Latency is about the fan-out at relay; sessions that join later have their own clock.
+    first_start = activation.curtailments.aggregate(t=Min("starts_at"))["t"]
+    initial = activation.curtailments.filter(starts_at__lte=first_start + timedelta(seconds=1)) if first_start else None
+    cap_ids = initial.values("pk") if initial is not None else []
     puts = ChargingProfileCall.objects.filter(purpose_id__in=cap_ids, kind=ChargingProfileCall.Kind.SET)
     figures = puts.aggregate(
         first_put=Min("sent_at"),

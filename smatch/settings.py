@@ -106,6 +106,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis re-delivers unacked tasks after this; must exceed the longest countdown we schedule.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", 3600)}
+if CELERY_EMBEDDED:  # the in-memory transport polls; the default second would add to every latency
+    CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 0.05
 CELERY_BEAT_SCHEDULE: dict = {}  # filled by smatch.celery from each app's periodic tasks
 
 # --- Clock --------------------------------------------------------------------------------
