@@ -25,6 +25,8 @@ def tables(result: SettlementResult) -> dict[str, pd.DataFrame]:
         "non_responders": result.non_responders,
         "erasable_by_time_of_day": result.erasable_by_tod.reset_index(),
     }
+    if result.kpis:
+        out["driver_impact"] = pd.DataFrame([result.kpis])
     if result.meters is not None:
         m = result.meters
         out["meters"] = m.intervals

@@ -11,6 +11,7 @@ import pandas as pd
 from settlement.core.baselines import BASELINES, Baseline
 from settlement.core.edges import EdgeWindow, detect_edges, mean_power_kw
 from settlement.core.frames import clean_activations
+from settlement.core.kpis import driver_impact, frames_from_states
 from settlement.core.meters import MeterReport, reconcile_meters
 from settlement.core.potential import erasable_by_time_of_day, non_responders
 from settlement.core.quality import coverage_share
@@ -46,6 +47,7 @@ class SettlementResult:
     erasable_by_tod: pd.DataFrame
     warnings: list[str]
     meters: MeterReport | None = None
+    kpis: dict[str, float] = field(default_factory=dict)  # file door: curtailments approximated
 
 
 def _baseline_names(baseline: str | Sequence[str]) -> list[str]:
@@ -136,6 +138,7 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
         erasable_by_tod=erasable_by_time_of_day(rec, bin_minutes=params.tod_bin_minutes),
         warnings=warnings,
         meters=None if meters is None else reconcile_meters(rec, meters, _stations(states, rec), params.idle_w),
+        kpis=driver_impact(*frames_from_states(rec, acts), acts),
     )
 
 
