@@ -94,7 +94,7 @@ def cap_allowance(past: Sequence[Interval], start: datetime, wanted: timedelta) 
         return length_s + _overlap_s(past, lo, start) <= budget_s
 
     if fits(want_s):
-        return timedelta(seconds=want_s)
+        return wanted  # not the truncated seconds: a 14.7 s activation gets all of its 14.7 s
     lo, hi = 0, want_s  # fits(lo) holds by the invariant on `past`; fits(hi) does not
     while hi - lo > 1:
         mid = (lo + hi) // 2

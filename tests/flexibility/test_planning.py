@@ -148,6 +148,11 @@ def test_plan_caps_classifies_every_skip_reason():
     assert plan.expected_kw == pytest.approx(5.52 + 1.035)
 
 
+def test_a_fractional_activation_is_not_mistaken_for_an_exhausted_budget():
+    plan = plan_caps([view(1)], t(17, 14, 45, 300000), t(17, 15))
+    assert [c.ends_at for c in plan.caps] == [t(17, 15)]
+
+
 def test_plan_refuses_activations_over_15_minutes():
     with pytest.raises(PlanningError, match="at most 15 minutes"):
         plan_caps([], t(17, 0), t(17, 15, 1))

@@ -1,0 +1,78 @@
+"""Signal -> relay -> the simulator's sessions at 8 A -> restored: real worker, Redis, PostgreSQL, OCPI."""
+
+from datetime import timedelta
+
+import pytest
+
+from flexibility import services
+from flexibility.models import Activation, Brp, Curtailment, Signal
+from ocpi_client import services as ocpi
+from ocpi_client.models import ChargingProfileCall, Session
+from smatch import clock
+from smatch.clock import SystemClock
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+def simulator(celery_worker_process, live_server, settings):
+    from simulator.config import SimConfig
+    from simulator.server import SimulatorServer
+
+    settings.OCPI_BASE_URL = f"{live_server.url}/ocpi"
+    now = clock.now().replace(microsecond=0)
+    sim = SimulatorServer(SimConfig(points=80, seed=3, start=now - timedelta(hours=2), duration_s=4 * 3600),
+                          SystemClock())
+    url = sim.start_in_thread()
+    party = ocpi.register_with(f"{url}/versions", sim.token_a, name="simulator")
+    wait_for(lambda: Session.objects.filter(party=party, status="ACTIVE", last_current_a__gt=8).count() >= 3,
+             60, "sessions above 8 A pushed by the simulator")
+    yield sim
+    sim.stop()
+
+
+def capped(sim) -> list[str]:
+    return [s for s in sim.ongoing_session_ids() if sim.limit_in_force_a(s) == 8.0]
+
+
+def test_relay_caps_simulator_sessions_and_restores_them(simulator):
+    auto, _ = services.create_brp("auto BRP", Brp.Policy.AUTO)
+    end = clock.now() + timedelta(seconds=15)
+    signal = services.receive_signal(auto, "e2e-1", "reduce_consumption", end_time=end).signal
+    activation = wait_for(lambda: Activation.objects.filter(signal=signal, status="active").first(), 30,
+                          "dispatch")
+    accepted = set(Curtailment.objects.filter(activation=activation, status="accepted")
+                   .values_list("session__session_id", flat=True))
+    assert accepted, f"no session was capped: skipped {activation.skipped}"
+    wait_for(lambda: accepted <= set(capped(simulator)), 10, "the simulator to apply the 8 A profiles")
+    wait_for(lambda: Signal.objects.get(pk=signal.pk).status == Signal.Status.RESTORED, 40, "restore")
+    assert not capped(simulator)
+    results = ChargingProfileCall.objects.filter(kind="SET", purpose_id__in=Curtailment.objects.filter(
+        activation=activation).values("pk"))
+    wait_for(lambda: not results.filter(response_result="ACCEPTED", result="").exists(), 10, "async results")
+    assert set(results.values_list("result", flat=True)) == {"ACCEPTED"}
+
+
+def test_veto_sends_nothing(simulator, operator):
+    brp, _ = services.create_brp("manual BRP")
+    signal = services.receive_signal(brp, "e2e-veto", "reduce_consumption").signal
+    services.veto_signal(signal.pk, operator, "not today")
+    with pytest.raises(services.SignalRefused):
+        services.relay_signal(signal.pk, actor=operator)
+    assert not ChargingProfileCall.objects.exists()
+    assert not capped(simulator)
+
+
+def test_cancel_restores_at_once(simulator):
+    auto, _ = services.create_brp("auto BRP", Brp.Policy.AUTO)
+    end = clock.now() + timedelta(minutes=5)
+    signal = services.receive_signal(auto, "e2e-cancel", "reduce_consumption", end_time=end).signal
+    wait_for(lambda: Activation.objects.filter(signal=signal, status="active").exists(), 30, "dispatch")
+    wait_for(lambda: capped(simulator), 10, "caps in force")
+    services.end_early(signal.pk, label="brp:test", cancel=True)
+    wait_for(lambda: Activation.objects.filter(signal=signal, status="restored").exists(), 20, "restore")
+    assert clock.now() < end - timedelta(minutes=4)
+    wait_for(lambda: not capped(simulator), 10, "the simulator to drop the profiles")
+    assert Signal.objects.get(pk=signal.pk).status == Signal.Status.CANCELLED
