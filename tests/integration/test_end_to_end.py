@@ -76,3 +76,19 @@ def test_cancel_restores_at_once(simulator):
     assert clock.now() < end - timedelta(minutes=4)
     wait_for(lambda: not capped(simulator), 10, "the simulator to drop the profiles")
     assert Signal.objects.get(pk=signal.pk).status == Signal.Status.CANCELLED
+
+
+def test_a_killed_worker_still_leaves_every_session_restored_by_the_deadline(simulator, celery_worker_process):
+    auto, _ = services.create_brp("auto BRP", Brp.Policy.AUTO)
+    end = clock.now() + timedelta(seconds=20)
+    signal = services.receive_signal(auto, "e2e-crash", "reduce_consumption", end_time=end).signal
+    wait_for(lambda: Activation.objects.filter(signal=signal, status="active").exists(), 30, "dispatch")
+    wait_for(lambda: capped(simulator), 10, "caps in force")
+    celery_worker_process.kill()  # SIGKILL: the scheduled restore dies with it
+    # The profile's own start_date_time + duration make the CSMS fall back by the deadline.
+    wait_for(lambda: clock.now() > end + timedelta(seconds=2), 40, "the deadline")
+    assert not capped(simulator)
+    celery_worker_process.start()  # a fresh worker's sweep closes the activation
+    wait_for(lambda: Signal.objects.get(pk=signal.pk).status == Signal.Status.RESTORED, 30, "the sweep")
+    restored = Curtailment.objects.filter(activation__signal=signal).values_list("restored_at", flat=True)
+    assert all(r is not None and r <= end + timedelta(seconds=1) for r in restored)
