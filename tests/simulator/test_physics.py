@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -55,7 +56,7 @@ def test_taper_reduces_current_over_time_until_full(small_config):
     for _ in range(6):
         fleet.step_until(fleet.t + 600)
         seen.append(fleet.current_a(0))
-    assert all(b <= a for a, b in zip(seen, seen[1:], strict=False))
+    assert all(b <= a for a, b in itertools.pairwise(seen))
     assert seen[0] < 16.0 and seen[-1] < seen[0]
 
 
