@@ -44,12 +44,14 @@ def station_id(point: int) -> str:
     return f"LOC{point // 2:05d}"
 
 
-def random_activations(config: SimConfig, count: int, min_gap_s: int = 3600) -> list[tuple[datetime, datetime]]:
+def random_activations(config: SimConfig, count: int, min_gap_s: int | None = None) -> list[tuple[datetime, datetime]]:
     """`count` non-overlapping activations: a random signal, cleared at the next ISP boundary.
 
     Boundaries less than 3 minutes away are skipped (the product relays, then waits for the next).
     """
     rng = np.random.default_rng([config.seed, 4])
+    if min_gap_s is None:  # an hour apart, or tighter on short runs (never closer than 20 min)
+        min_gap_s = max(1200, min(3600, (config.duration_s - 3 * ISP_S) // (count + 1)))
     start_epoch = int(config.start.timestamp())
     chosen: list[int] = []
     for _ in range(count * 200):
@@ -99,7 +101,8 @@ def _simulate(config: SimConfig, windows: list[tuple[int, int]], delay_s: int) -
 def run(config: SimConfig, activations: Sequence[tuple[datetime, datetime]] = (), response_delay_s: int = 20,
         counterfactual: bool = False) -> BatchResult:
     windows = sorted((_to_s(config, a), _to_s(config, b)) for a, b in activations)
-    for (s0, s1), nxt in zip(windows, [*windows[1:], None], strict=True):
+    for i, (s0, s1) in enumerate(windows):
+        nxt = windows[i + 1] if i + 1 < len(windows) else None
         if not 0 <= s0 < s1 <= config.duration_s:
             raise ValueError(f"activation ({s0} s, {s1} s) outside the run or empty")
         if nxt is not None and nxt[0] < s1:
