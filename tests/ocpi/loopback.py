@@ -23,6 +23,10 @@ def ok(data: object = None, status_code: int = 1000, http: int = 200, headers: d
     return http, body, headers or {}
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 refuses connections when 32 workers connect at once
+
+
 class LoopbackServer:
     """Routes (METHOD, path prefix) -> handler(call) -> (http status, JSON body, headers). Records calls."""
 
@@ -59,7 +63,7 @@ class LoopbackServer:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd = _Server(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)

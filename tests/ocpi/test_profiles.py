@@ -155,6 +155,7 @@ def test_fan_out_500_calls_and_bulk_record(party, cpo_server, sessions, django_a
     elapsed = time.monotonic() - started
     assert [o.call_id for o in outcomes] == [c.call_id for c in calls]
     errors = [o for o in outcomes if o.result == "ERROR"]
+    assert [o.error for o in errors if o.http_status != 503] == []
     assert len(errors) == 10 and all(o.http_status == 503 and o.is_transient for o in errors)
     too_often = [o for o in outcomes if o.result == "TOO_OFTEN"]
     assert len(too_often) == len([i for i in range(500) if i % 7 == 0 and i % 50 != 0])
