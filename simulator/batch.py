@@ -44,26 +44,22 @@ def station_id(point: int) -> str:
     return f"LOC{point // 2:05d}"
 
 
-def random_activations(config: SimConfig, count: int, min_gap_s: int | None = None) -> list[tuple[datetime, datetime]]:
+def random_activations(config: SimConfig, count: int) -> list[tuple[datetime, datetime]]:
     """`count` non-overlapping activations: a random signal, cleared at the next ISP boundary.
 
-    Boundaries less than 3 minutes away are skipped (the product relays, then waits for the next).
+    The run is cut into `count` equal slots and each signal falls in the first half of its slot,
+    so activations are at least half a slot apart (room for the recovery edge). Boundaries less
+    than 3 minutes away are skipped (the product relays, then waits for the next).
     """
     rng = np.random.default_rng([config.seed, 4])
-    if min_gap_s is None:  # an hour apart, or tighter on short runs (never closer than 20 min)
-        min_gap_s = max(1200, min(3600, (config.duration_s - 3 * ISP_S) // (count + 1)))
+    usable = config.duration_s - 3 * ISP_S
+    slot = usable // max(count, 1)
+    if count and slot < 2 * ISP_S:
+        raise ValueError(f"cannot fit {count} activations into {config.duration_s} s")
     start_epoch = int(config.start.timestamp())
-    chosen: list[int] = []
-    for _ in range(count * 200):
-        if len(chosen) == count:
-            break
-        t = int(rng.integers(ISP_S, config.duration_s - 2 * ISP_S))
-        if all(abs(t - c) >= min_gap_s for c in chosen):
-            chosen.append(t)
-    if len(chosen) < count:
-        raise ValueError(f"cannot fit {count} activations {min_gap_s} s apart into {config.duration_s} s")
     out = []
-    for t in sorted(chosen):
+    for i in range(count):
+        t = ISP_S + i * slot + int(rng.integers(0, slot // 2))
         boundary = ((start_epoch + t) // ISP_S + 1) * ISP_S - start_epoch
         if boundary - t < 180:
             boundary += ISP_S

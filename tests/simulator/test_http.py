@@ -102,8 +102,11 @@ def test_scsp_registers_with_the_simulator_using_token_a(scsp):
 
 def test_put_profile_sync_response_async_result_and_8_a_in_force_until_duration_ends(sim):
     server, clock, scsp = sim
-    sid = next(s for s in server.ongoing_session_ids()
-               if server.call(lambda s=s: server.fleet.current_a(int(server.fleet.pop.point[server.fleet.session_index(s)]))) > 8)
+    fleet = server.fleet
+
+    def current_a(sid: str) -> float:
+        return server.call(lambda: fleet.current_a(int(fleet.pop.point[fleet.session_index(sid)])))
+    sid = next(s for s in server.ongoing_session_ids() if current_a(s) > 8)
     r = requests.put(f"{server.base_url}/2.2.1/chargingprofiles/{sid}", headers=_headers(scsp), timeout=5,
                      json=_profile_body(scsp, "call-1", start=clock.now()))
     assert r.status_code == 200
@@ -126,8 +129,8 @@ def test_delete_and_get_active_profile_post_their_results(sim):
     requests.put(base, headers=_headers(scsp), json=_profile_body(scsp, "p", start=clock.now()), timeout=5)
     clock.advance(3)
     server.sync()
-    r = requests.get(base, params={"duration": 900, "response_url": f"{scsp.base_url}/2.2.1/chargingprofiles/results/g"},
-                     headers=_headers(scsp), timeout=5)
+    results = f"{scsp.base_url}/2.2.1/chargingprofiles/results"
+    r = requests.get(base, params={"duration": 900, "response_url": f"{results}/g"}, headers=_headers(scsp), timeout=5)
     assert r.json()["data"]["result"] == "ACCEPTED"
     assert server.wait_for(lambda: any(c == "g" for c, _ in scsp.results))
     got = next(b for c, b in scsp.results if c == "g")
@@ -163,7 +166,7 @@ def test_raw_token_is_accepted_as_well_as_base64(sim):
 
 
 def test_sessions_pagination_follows_link_headers(sim):
-    server, clock, scsp = sim
+    server, _, scsp = sim
     total = len(server.sessions)
     assert total > 5
     url, seen, pages = f"{server.base_url}/2.2.1/sessions?date_from={ocpi.fmt_dt(START)}&limit=4", [], 0
