@@ -287,19 +287,36 @@ def _clip_pieces(s, e, c, m, cap_kw) -> tuple[np.ndarray, ...]:
 
 
 def _bin_energy(s, e, c, m, n_bins: int, grid_s: float) -> np.ndarray:
-    """Energy per grid bin (kWh) of the sum of pieces, via truncated polynomials at each breakpoint.
+    """Energy per grid bin (kWh) of the sum of pieces, in O(pieces + bins).
 
-    A piece equals a truncated ramp starting at s minus one starting at e; the cumulative energy of a
-    breakpoint (x, c, m) at time g > x is c (g - x) + m (g - x)^2 / 2, a polynomial in g whose
-    coefficients add up across breakpoints: A(g) = W2 g^2 + W1 g + W0 over breakpoints before g.
+    Everything is computed in bin-local coordinates so that steep, very short pieces (two states a
+    millisecond apart) cannot lose precision: a piece's first and last partial bins get their exact
+    energy through bincount; the full bins between (only when the piece spans more than a bin, so its
+    slope is bounded by real power / grid) get a linear-in-bin energy through a second-difference array.
     """
-    x = np.r_[s, e]
-    cc = np.r_[c, -(c + m * (e - s))]
-    mm = np.r_[m, -m]
-    bins = np.clip(np.floor(x / grid_s).astype(np.int64), 0, n_bins)
-    w2 = np.cumsum(np.bincount(bins, weights=mm / 2, minlength=n_bins + 1))
-    w1 = np.cumsum(np.bincount(bins, weights=cc - mm * x, minlength=n_bins + 1))
-    w0 = np.cumsum(np.bincount(bins, weights=mm * x * x / 2 - cc * x, minlength=n_bins + 1))
-    g = np.arange(1, n_bins + 1) * grid_s  # right edge of each bin; breakpoints in bins < edge index
-    cumulative = np.r_[0.0, w2[:n_bins] * g * g + w1[:n_bins] * g + w0[:n_bins]]
-    return np.diff(cumulative) / 3600.0
+    g = grid_s
+    first = np.clip(np.floor(s / g).astype(np.int64), 0, n_bins - 1)
+    last = np.clip(np.ceil(e / g).astype(np.int64) - 1, first, n_bins - 1)
+    one = first == last
+    length = e - s
+    out = np.bincount(first[one], weights=c[one] * length[one] + m[one] * length[one] ** 2 / 2,
+                      minlength=n_bins).astype(float)  # bincount of nothing is int
+    s, e, c, m, first, last = s[~one], e[~one], c[~one], m[~one], first[~one], last[~one]
+    head = (first + 1) * g - s
+    out += np.bincount(first, weights=c * head + m * head**2 / 2, minlength=n_bins)
+    tail = e - last * g
+    p_tail = c + m * (last * g - s)
+    out += np.bincount(last, weights=p_tail * tail + m * tail**2 / 2, minlength=n_bins)
+    # Full bins j0..j1 get g * power at their middle = A + B (j - j0).
+    j0, j1 = first + 1, last - 1
+    full = j1 >= j0
+    j0, j1, s, c, m = j0[full], j1[full], s[full], c[full], m[full]
+    A = g * (c + m * ((j0 + 0.5) * g - s))
+    B = m * g * g
+    dd = np.bincount(j0, weights=A, minlength=n_bins + 2).astype(float)
+    dd += np.bincount(j0 + 1, weights=B - A, minlength=n_bins + 2)
+    end_value = A + B * (j1 - j0)
+    dd -= np.bincount(j1 + 1, weights=end_value + B, minlength=n_bins + 2)
+    dd += np.bincount(j1 + 2, weights=end_value, minlength=n_bins + 2)
+    out += np.cumsum(np.cumsum(dd))[:n_bins]
+    return out / 3600.0

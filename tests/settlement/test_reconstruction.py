@@ -1,0 +1,153 @@
+"""Reconstruction: hand-computed shapes, robustness cases, energy conservation as a property."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from settlement.core.frames import FrameError
+from settlement.core.reconstruction import ReconstructionParams, reconstruct
+from tests.settlement.helpers import at, frame, state_rows
+
+
+def three_states():
+    # 3 phases x 16 A x 0.23 kW/A = 11.04 kW; 300 s of it = 11.04 * 300 / 3600 = 0.92 kWh.
+    # Then 0.46 kWh in the next 300 s = 5.52 kW mean = 3 x 8 A x 0.23 (throttled at the second state).
+    return frame(state_rows("s1", "e1", [at("23:00:30"), at("23:05:30"), at("23:10:30")],
+                            [0.0, 0.92, 1.38], [16, 16, 8]))
+
+
+def test_step_shape_hand_computed():
+    rec = reconstruct(three_states())
+    # Bin 23:00 holds 30 s of 11.04 kW -> mean 5.52; 23:05 holds 30 s at 11.04 + 30 s at 5.52 -> 8.28;
+    # 23:10 holds 30 s at 5.52 -> 2.76.
+    assert rec.power_kw().round(9).tolist() == [5.52, 11.04, 11.04, 11.04, 11.04, 8.28, 5.52, 5.52, 5.52, 5.52,
+                                                2.76]
+    assert rec.t0 == at("23:00:00")
+    assert rec.bin_energy_kwh.sum() == pytest.approx(1.38, rel=1e-12)
+    # Theoretical minimum: 3 x 8 A x 0.23 = 5.52 kW cap; bin 23:00 = 30 s of 5.52 -> 2.76 mean.
+    assert rec.theoretical_kw().round(9).tolist() == [2.76] + [5.52] * 9 + [2.76]
+
+
+def test_step_is_placed_where_energy_says():
+    # One phase: 16 A = 3.68 kW for 120 s, then 8 A = 1.84 kW for 180 s:
+    # E = 3.68 * 120 / 3600 + 1.84 * 180 / 3600 = 0.122667 + 0.092 = 0.214667 kWh.
+    energy = 3.68 * 120 / 3600 + 1.84 * 180 / 3600
+    rec = reconstruct(frame(state_rows("s", "e", [at("10:00:00"), at("10:05:00")], [0.0, energy], [16, 8], 1)))
+    assert rec.tau_s[0] == pytest.approx(120.0)
+    assert rec.session_energy_at(np.array([0]), rec.seconds(at("10:02:00")))[0] == pytest.approx(3.68 * 120 / 3600)
+    assert rec.power_kw().round(9).tolist() == [3.68, 3.68, 1.84, 1.84, 1.84]
+
+
+def test_linear_shape_hand_computed():
+    # a = 3.68 kW, b = 1.84 kW, T = 300 s, dE = 0.2 kWh. Shape integral up to u: a u + (b - a) u^2 / (2T).
+    # Half-way (u = 150): 3.68 * 150 - 1.84 * 22500 / 600 = 552 - 69 = 483; total (a + b) T / 2 = 828.
+    # E(150) = 0.2 * 483 / 828 = 0.1166667 kWh.
+    rec = reconstruct(frame(state_rows("s", "e", [at("10:00:00"), at("10:05:00")], [0.0, 0.2], [16, 8], 1)),
+                      ReconstructionParams(shape="linear"))
+    got = rec.session_energy_at(np.array([0]), rec.seconds(at("10:02:30")))[0]
+    assert got == pytest.approx(0.2 * 483 / 828, rel=1e-12)
+
+
+def test_flat_when_currents_missing_or_zero():
+    rows = state_rows("s", "e", [at("10:00:00"), at("10:05:00")], [0.0, 0.5], [None, None])
+    rows += state_rows("z", "f", [at("10:00:00"), at("10:05:00")], [0.0, 0.5], [0, 0])
+    rec = reconstruct(frame(rows))
+    # 0.5 kWh over 5 min, flat: 6 kW per session, 12 kW together in every bin.
+    assert rec.power_kw().round(9).tolist() == [12.0] * 5
+    assert rec.session_flags["flags"].tolist() == ["energy_without_current", "energy_without_current"]
+
+
+def test_single_state_gives_zero_power_and_flag():
+    rec = reconstruct(frame(state_rows("s", "e", [at("10:00:00")], [0.0], [16])))
+    assert rec.bin_energy_kwh.sum() == 0.0
+    assert rec.session_flags.loc[0, "flags"] == "single_state"
+
+
+def test_decreasing_kwh_is_flagged_not_integrated_negative():
+    # 0 -> 1 (+1), 1 -> 0.2 (reset: 0, flagged), 0.2 -> 0.7 (+0.5): total 1.5 kWh.
+    rows = state_rows("s", "e", [at("10:00:00"), at("10:05:00"), at("10:10:00"), at("10:15:00")],
+                      [0.0, 1.0, 0.2, 0.7], [16, 16, 16, 16])
+    rec = reconstruct(frame(rows))
+    assert rec.bin_energy_kwh.sum() == pytest.approx(1.5)
+    assert (rec.bin_energy_kwh >= 0).all()
+    assert rec.session_flags.loc[0, "flags"] == "kwh_decrease"
+
+
+def test_duplicates_and_order_resolved_deterministically():
+    rows = state_rows("s", "e", [at("10:00:00"), at("10:05:00"), at("10:05:00"), at("10:05:00"), at("10:10:00")],
+                      [0.0, 0.9, 0.92, 0.92, 1.84], [16, 16, 16, 16, 16])
+    df = frame(rows)
+    forward = reconstruct(df)
+    backward = reconstruct(df.iloc[::-1].reset_index(drop=True))
+    # The highest kWh wins: 0.92 at 10:05, so each interval holds 0.92 kWh.
+    assert forward.e_kwh.tolist() == [0.0, 0.92, 1.84]
+    assert np.array_equal(forward.bin_energy_kwh, backward.bin_energy_kwh)
+    assert forward.session_flags.loc[0, "flags"] == "conflicting_duplicates; duplicates x2"
+
+
+def test_gap_conserves_energy_and_is_flagged():
+    rows = state_rows("s", "e", [at("10:00:00"), at("10:40:00")], [0.0, 4.0], [16, 16])
+    rec = reconstruct(frame(rows))
+    assert rec.bin_energy_kwh.sum() == pytest.approx(4.0)
+    assert rec.session_flags.loc[0, "flags"] == "gap"
+
+
+def test_session_first_seen_with_energy_gets_a_lead_in():
+    # First push 90 s after plug-in: 1 phase x 16 A = 3.68 kW; 90 s -> 0.092 kWh already on the meter.
+    rows = state_rows("s", "e", [at("10:01:30"), at("10:06:30")], [0.092, 0.092 + 0.3067], [16, 16], 1)
+    rec = reconstruct(frame(rows))
+    assert rec.first_s[0] == pytest.approx(rec.seconds(at("10:00:00"))[0])
+    assert rec.bin_energy_kwh.sum() == pytest.approx(0.092 + 0.3067)
+    assert rec.session_flags.loc[0, "flags"] == ""
+
+
+def test_session_with_unexplained_first_energy_is_flagged():
+    rows = state_rows("s", "e", [at("10:00:00"), at("10:05:00")], [20.0, 20.92], [16, 16])
+    rec = reconstruct(frame(rows))
+    assert rec.bin_energy_kwh.sum() == pytest.approx(0.92)
+    assert rec.session_flags.loc[0, "flags"] == "started_before_data"
+
+
+def test_naive_timestamps_are_refused():
+    df = frame(state_rows("s", "e", [at("10:00:00")], [0.0], [16]))
+    df["timestamp"] = df["timestamp"].dt.tz_localize(None)
+    with pytest.raises(FrameError, match="timezone-aware"):
+        reconstruct(df)
+
+
+@st.composite
+def random_states(draw):
+    n_sessions = draw(st.integers(1, 5))
+    rows = []
+    for i in range(n_sessions):
+        n = draw(st.integers(1, 8))
+        offsets_ms = sorted(set(draw(st.lists(st.integers(0, 20_000_000), min_size=n, max_size=n))))
+        offsets = [o / 1000 for o in offsets_ms]  # unaligned, millisecond resolution
+        steps = draw(st.lists(st.floats(0, 3), min_size=len(offsets), max_size=len(offsets)))
+        currents = draw(st.lists(st.one_of(st.none(), st.sampled_from([0.0, 6.0, 8.0, 13.3, 16.0, 32.0])),
+                                 min_size=len(offsets), max_size=len(offsets)))
+        kwh = np.cumsum(steps) - steps[0]
+        times = [at("06:00:00") + pd.Timedelta(seconds=o) for o in offsets]
+        rows += state_rows(f"s{i}", f"e{i}", times, list(kwh), currents, phases=draw(st.integers(1, 3)))
+    return frame(rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_states(), st.sampled_from(["step", "linear"]), st.sampled_from([1.0, 7.0, 60.0]))
+def test_energy_is_conserved_between_every_pair_of_states(states, shape, grid_s):
+    rec = reconstruct(states, ReconstructionParams(grid_s=grid_s, shape=shape))
+    total = 0.0
+    for sid, group in states.groupby("session_id"):
+        code = int(np.flatnonzero(rec.session_ids == sid)[0])
+        t = rec.seconds(group["timestamp"])
+        energy = rec.session_energy_at(np.full(len(t), code), t)
+        deltas = np.diff(group["kwh"].to_numpy())
+        np.testing.assert_allclose(np.diff(energy), deltas, rtol=1e-9, atol=1e-12)
+        total += deltas.sum()
+    assert rec.bin_energy_kwh.sum() == pytest.approx(total, rel=1e-9, abs=1e-9)
+    assert (rec.bin_energy_kwh > -1e-9).all()
+    assert (rec.bin_theoretical_kwh <= rec.bin_energy_kwh + 1e-9).all()
