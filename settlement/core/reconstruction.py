@@ -140,6 +140,13 @@ def _partial(u, T, dE, mode, a, b, tau) -> np.ndarray:
     return np.where(T > 0, out, 0.0)
 
 
+def _owner(starts: np.ndarray, n: int) -> np.ndarray:
+    """For runs starting at `starts` (sorted, distinct, starts[0] == 0) covering n items: the run of each."""
+    marks = np.zeros(n, np.int64)
+    marks[starts[1:]] = 1
+    return np.cumsum(marks)
+
+
 def _flag_text(counts: dict[str, np.ndarray], n: int) -> np.ndarray:
     out = np.full(n, "", dtype=object)
     for name, count in counts.items():
@@ -254,69 +261,73 @@ def _pieces(rec: Reconstruction) -> tuple[np.ndarray, ...]:
     lin, step = lin & ~bad, step & ~bad
     c1 = np.where(lin | step, a * scale, energy_kws / T)
     m1 = np.where(lin, (b - a) * scale / T, 0.0)
-    e1 = np.where(step, start + tau, start + T)
+    # Lengths stay interval-local (tau, T - tau): absolute times lose digits on millisecond pieces.
+    length1 = np.where(step, tau, T)
     second = step & (tau < T)
     s = np.r_[start, (start + tau)[second]]
-    e = np.r_[e1, (start + T)[second]]
+    length = np.r_[length1, (T - tau)[second]]
     c = np.r_[c1, (b * scale)[second]]
     m = np.r_[m1, np.zeros(int(second.sum()))]
     owner = np.r_[k, k[second]]
-    keep = e > s
-    return s[keep], e[keep], c[keep], m[keep], owner[keep]
+    keep = length > 0
+    return s[keep], length[keep], c[keep], m[keep], owner[keep]
 
 
-def _clip_pieces(s, e, c, m, cap_kw) -> tuple[np.ndarray, ...]:
+def _clip_pieces(s, length, c, m, cap_kw) -> tuple[np.ndarray, ...]:
     """Pieces with power min(p, cap) (cap NaN = unknown phases: unchanged); ramps are split at the crossing."""
     cap = np.where(np.isnan(cap_kw), np.inf, cap_kw)
-    p_start, p_end = c, c + m * (e - s)
+    p_start, p_end = c, c + m * length
     with np.errstate(divide="ignore", invalid="ignore"):
-        cross = s + (cap - c) / m
+        to_cross = (cap - c) / m
     crossing = (m != 0) & (np.minimum(p_start, p_end) < cap) & (np.maximum(p_start, p_end) > cap)
     # Non-crossing pieces: entirely below (unchanged) or entirely above (constant cap).
     above = ~crossing & (np.minimum(p_start, p_end) >= cap)
     c_out, m_out = np.where(above, cap, c), np.where(above, 0.0, m)
-    e_out = np.where(crossing, cross, e)
+    len_out = np.where(crossing, to_cross, length)
     # Crossing pieces: keep [s, cross) as it was or at cap, add [cross, e).
     rising = crossing & (m > 0)
     c_out = np.where(crossing & ~rising, cap, c_out)
     m_out = np.where(crossing & ~rising, 0.0, m_out)
-    s2, e2 = cross[crossing], e[crossing]
-    c2 = np.where(rising[crossing], cap[crossing], cap[crossing])
+    s2, len2 = (s + to_cross)[crossing], (length - to_cross)[crossing]
+    c2 = cap[crossing]
     m2 = np.where(rising[crossing], 0.0, m[crossing])
-    return np.r_[s, s2], np.r_[e_out, e2], np.r_[c_out, c2], np.r_[m_out, m2]
+    return np.r_[s, s2], np.r_[len_out, len2], np.r_[c_out, c2], np.r_[m_out, m2]
 
 
-def _bin_energy(s, e, c, m, n_bins: int, grid_s: float) -> np.ndarray:
-    """Energy per grid bin (kWh) of the sum of pieces, in O(pieces + bins).
+def _bin_energy(s, length, c, m, n_bins: int, grid_s: float) -> np.ndarray:
+    """Energy per grid bin (kWh) of the sum of pieces c + m (t - s) on [s, s + length).
 
-    Everything is computed in bin-local coordinates so that steep, very short pieces (two states a
-    millisecond apart) cannot lose precision: a piece's first and last partial bins get their exact
-    energy through bincount; the full bins between (only when the piece spans more than a bin, so its
-    slope is bounded by real power / grid) get a linear-in-bin energy through a second-difference array.
+    Bin-local arithmetic keeps steep, very short pieces (two states a millisecond apart) exact:
+    - a piece inside one bin adds its exact energy c L + m L^2 / 2 there;
+    - a constant piece over several bins adds its head to the first bin, g c to the full bins between
+      (a first-difference array, summed in extended precision) and the remainder of its energy to
+      the last bin, so it adds up to c L to rounding;
+    - a ramp over several bins (``linear`` shape only) is cut into (piece, bin) pairs whose energies
+      are differences of its cumulative energy, which telescope.
     """
     g = grid_s
     first = np.clip(np.floor(s / g).astype(np.int64), 0, n_bins - 1)
-    last = np.clip(np.ceil(e / g).astype(np.int64) - 1, first, n_bins - 1)
+    last = np.clip(np.ceil((s + length) / g).astype(np.int64) - 1, first, n_bins - 1)
+    total = c * length + m * length**2 / 2
     one = first == last
-    length = e - s
-    out = np.bincount(first[one], weights=c[one] * length[one] + m[one] * length[one] ** 2 / 2,
-                      minlength=n_bins).astype(float)  # bincount of nothing is int
-    s, e, c, m, first, last = s[~one], e[~one], c[~one], m[~one], first[~one], last[~one]
-    head = (first + 1) * g - s
-    out += np.bincount(first, weights=c * head + m * head**2 / 2, minlength=n_bins)
-    tail = e - last * g
-    p_tail = c + m * (last * g - s)
-    out += np.bincount(last, weights=p_tail * tail + m * tail**2 / 2, minlength=n_bins)
-    # Full bins j0..j1 get g * power at their middle = A + B (j - j0).
-    j0, j1 = first + 1, last - 1
-    full = j1 >= j0
-    j0, j1, s, c, m = j0[full], j1[full], s[full], c[full], m[full]
-    A = g * (c + m * ((j0 + 0.5) * g - s))
-    B = m * g * g
-    dd = np.bincount(j0, weights=A, minlength=n_bins + 2).astype(float)
-    dd += np.bincount(j0 + 1, weights=B - A, minlength=n_bins + 2)
-    end_value = A + B * (j1 - j0)
-    dd -= np.bincount(j1 + 1, weights=end_value + B, minlength=n_bins + 2)
-    dd += np.bincount(j1 + 2, weights=end_value, minlength=n_bins + 2)
-    out += np.cumsum(np.cumsum(dd))[:n_bins]
+    out = np.bincount(first[one], weights=total[one], minlength=n_bins).astype(float)  # bincount of nothing is int
+    flat = ~one & (m == 0)
+    sf, lf, cf, ff, lastf = s[flat], length[flat], c[flat], first[flat], last[flat]
+    head = np.clip((ff + 1) * g - sf, 0.0, lf)
+    n_full = np.maximum(lastf - ff - 1, 0)
+    out += np.bincount(ff, weights=cf * head, minlength=n_bins)
+    out += np.bincount(lastf, weights=total[flat] - cf * head - n_full * g * cf, minlength=n_bins)
+    d = np.bincount(ff + 1, weights=g * cf, minlength=n_bins + 2) - np.bincount(lastf, weights=g * cf,
+                                                                                  minlength=n_bins + 2)
+    out += np.cumsum(d.astype(np.longdouble))[:n_bins].astype(float)
+    ramp = np.flatnonzero(~one & (m != 0))
+    if len(ramp):
+        count = last[ramp] - first[ramp] + 1
+        starts = np.cumsum(count) - count
+        owner = _owner(starts, int(count.sum()))
+        bins = first[ramp][owner] + np.arange(int(count.sum())) - starts[owner]
+        sr, lr, cr, mr = (x[ramp][owner] for x in (s, length, c, m))
+        hi = np.clip((bins + 1) * g - sr, 0.0, lr)
+        lo = np.clip(bins * g - sr, 0.0, lr)
+        out += np.bincount(bins, weights=cr * (hi - lo) + mr * (hi * hi - lo * lo) / 2, minlength=n_bins)
     return out / 3600.0

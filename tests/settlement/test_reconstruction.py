@@ -136,8 +136,7 @@ def random_states(draw):
     return frame(rows)
 
 
-@pytest.mark.xfail(reason="open: hypothesis found a conservation counterexample; fix in progress (issue 4)")
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(random_states(), st.sampled_from(["step", "linear"]), st.sampled_from([1.0, 7.0, 60.0]))
 def test_energy_is_conserved_between_every_pair_of_states(states, shape, grid_s):
     rec = reconstruct(states, ReconstructionParams(grid_s=grid_s, shape=shape))
