@@ -64,8 +64,8 @@ def trapezoid(power_kw: pd.Series, t_signal: pd.Timestamp, t_clear: pd.Timestamp
               edges: Edges | None = None) -> Baseline:
     """The paper's baseline.
 
-    P(t_signal): mean power over `pre_s` just before the detected drop (the given signal time if no
-    drop is found). P(t_clear): a least-squares line through the bin powers over `fit_s` starting
+    P(t_signal): mean power over `pre_s` just before the drop (the detected drop or the given signal
+    time, whichever is earlier). P(t_clear): a least-squares line through the bin powers over `fit_s` starting
     `settle_s` after the detected recovery (so the ramp itself is not fitted), evaluated at t_clear.
     """
     grid_s = _grid_s(power_kw)
@@ -74,7 +74,9 @@ def trapezoid(power_kw: pd.Series, t_signal: pd.Timestamp, t_clear: pd.Timestamp
     drop = edges.drop_at if edges.drop_at is not None else t_signal
     if edges.drop_at is None:
         notes.append("no drop detected: P(t_signal) read before the given signal time")
-    drop = min(drop, t_clear)
+    # The drop cannot start before the signal; a late detected edge (latency, a partly throttled bin)
+    # must not pull throttled power into P(t_signal).
+    drop = min(drop, t_signal)
     p_signal = mean_power_kw(power_kw, drop - pd.Timedelta(seconds=pre_s), drop, grid_s)
     recovery = edges.recovery_at if edges.recovery_at is not None else t_clear
     if edges.recovery_at is None:

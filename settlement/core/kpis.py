@@ -21,7 +21,8 @@ def driver_impact(sessions: pd.DataFrame, curtailments: pd.DataFrame, activation
     driver left before the car was full. Comparing its rate for throttled and unthrottled sessions
     shows whether throttling sent drivers away early.
     """
-    throttle_min = ((curtailments["end"] - curtailments["start"]).dt.total_seconds() / 60.0).clip(lower=0)
+    span = pd.to_datetime(curtailments["end"], utc=True) - pd.to_datetime(curtailments["start"], utc=True)
+    throttle_min = (span.dt.total_seconds() / 60.0).clip(lower=0)
     per_session = throttle_min.groupby(curtailments["session_id"].astype(str)).sum()
     ids = sessions["session_id"].astype(str)
     throttled = ids.isin(per_session.index).to_numpy()
