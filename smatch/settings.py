@@ -132,6 +132,12 @@ DISPATCH_CHUNK = env.int("DISPATCH_CHUNK", 2000)  # sessions per Celery send tas
 DISPATCH_MAX_RETRIES = env.int("DISPATCH_MAX_RETRIES", 6)  # transient failures only, bounded backoff
 SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", 10.0)  # overdue restores, policy relays, expiry
 
+# --- Settlement ---------------------------------------------------------------------------
+# Where database-door settlement runs write their CSV / XLSX / PNG files (one folder per run).
+SETTLEMENT_OUTPUT_DIR = env.path("SETTLEMENT_OUTPUT_DIR", BASE_DIR / "var" / "settlement")
+# States are loaded this far around the activations, for the baseline before and the fit after.
+SETTLEMENT_MARGIN_S = env.int("SETTLEMENT_MARGIN_S", 3600)
+
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
