@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+
+import pandas as pd
+from django.conf import settings
+from django.db import transaction
 
 from settlement import exports, files, prices
 from settlement.core.frames import FrameError
 from settlement.core.reconstruction import ReconstructionParams
 from settlement.core.settle import SettlementResult, SettleParams, settle_frames
+
+log = logging.getLogger(__name__)
 
 
 class SettlementError(ValueError):
@@ -41,6 +50,116 @@ def settle_files(states_path: str | Path, activations_path: str | Path, out_dir:
         raise SettlementError(str(exc)) from exc
     written = exports.write_outputs(result, out_dir, progress=progress)
     return FileSettlement(result, written)
+
+
+def import_prices(path: str | Path) -> int:
+    """Store a price file's ISPs (any supported format); a re-import updates them. Returns the count."""
+    from settlement.models import ImbalancePrice
+
+    try:
+        series = prices.load_prices(path)
+    except prices.PriceFileError as exc:
+        raise SettlementError(str(exc)) from exc
+    with transaction.atomic():
+        for isp_start, price in series.items():
+            ImbalancePrice.objects.update_or_create(
+                isp_start=isp_start.to_pydatetime(), defaults={"price_eur_per_mwh": price, "source": Path(path).name})
+    return len(series)
+
+
+def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline: str = "trapezoid",
+              grid_s: float = 60.0, run_async: bool = True):
+    """Create a settlement run over the database and queue it (or run it now when run_async=False)."""
+    from settlement.core.baselines import BASELINES
+    from settlement.models import SettlementRun
+
+    if period_from.tzinfo is None or period_to.tzinfo is None:
+        raise SettlementError("period_from and period_to must be timezone-aware")
+    if not period_to > period_from:
+        raise SettlementError("period_to must be after period_from")
+    if baseline != "all" and baseline not in BASELINES:
+        raise SettlementError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}, all")
+    if not grid_s > 0:
+        raise SettlementError("grid_s must be positive")
+    run = SettlementRun.objects.create(created_by=user, period_from=period_from, period_to=period_to,
+                                       baseline=baseline, grid_s=grid_s)
+    if run_async:
+        from settlement.tasks import run_settlement_task
+
+        transaction.on_commit(lambda: run_settlement_task.delay(run.pk))
+    else:
+        run_settlement(run.pk)
+        run.refresh_from_db()
+    return run
+
+
+def run_settlement(run_id: int) -> None:
+    """Load the run's period from the database, settle it, write files and result rows. Idempotent."""
+    from settlement import loaders
+    from settlement.models import SettlementRun
+    from smatch import clock
+
+    with transaction.atomic():
+        run = SettlementRun.objects.select_for_update().get(pk=run_id)
+        if run.status in (SettlementRun.Status.DONE, SettlementRun.Status.RUNNING):
+            return  # already done, or a redelivered task while another worker has it
+        run.status, run.started_at, run.error = SettlementRun.Status.RUNNING, clock.now(), ""
+        run.save(update_fields=["status", "started_at", "error"])
+    try:
+        acts = loaders.activations_frame(run.period_from, run.period_to)
+        if acts.empty:
+            raise SettlementError("no activations in the period")
+        margin = timedelta(seconds=settings.SETTLEMENT_MARGIN_S)
+        start, end = acts["t_signal"].min() - margin, acts["t_clear"].max() + margin
+        states = loaders.states_frame(start, end)
+        if states.empty:
+            raise SettlementError("no session states around the activations")
+        params = SettleParams(reconstruction=ReconstructionParams(grid_s=run.grid_s))
+        result = settle_frames(states, acts, loaders.prices_series(start, end), baseline=run.baseline,
+                               params=params, curtailments=loaders.curtailments_frame(list(acts["activation_id"])))
+        out_dir = Path(settings.SETTLEMENT_OUTPUT_DIR) / f"run_{run.pk}"
+        exports.write_outputs(result, out_dir)
+        _store(run, result, acts, out_dir)
+    except (SettlementError, FrameError, ValueError) as exc:
+        run.status, run.error, run.finished_at = SettlementRun.Status.FAILED, str(exc), clock.now()
+        run.save(update_fields=["status", "error", "finished_at"])
+        log.warning("settlement run %s failed: %s", run.pk, exc)
+
+
+def _none(value):
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value
+
+
+def _store(run, result: SettlementResult, acts: pd.DataFrame, out_dir: Path) -> None:
+    from settlement.models import ActivationResult, IspResult, SettlementRun
+    from smatch import clock
+
+    brp_of = dict(zip(acts["activation_id"], acts["brp_id"], strict=True))
+    with transaction.atomic():
+        run.activations.all().delete()
+        by_id = {}
+        for row in result.activations.to_dict("records"):
+            by_id[row["activation_id"]] = ActivationResult.objects.create(
+                run=run, activation_id=int(row["activation_id"]), brp_id=brp_of.get(row["activation_id"]),
+                **{f: _none(row[f]) for f in (
+                    "t_signal", "t_clear", "p_signal_kw", "p_clear_kw", "baseline_kwh", "delivered_kwh", "shed_kwh",
+                    "sessions", "value_eur", "detected_drop_at", "detected_recovery_at", "coverage_share",
+                    "data_quality", "dq_reasons")})
+        IspResult.objects.bulk_create([
+            IspResult(activation_result=by_id[row["activation_id"]],
+                      **{f: _none(row[f]) for f in ("isp_start", "baseline_kwh", "delivered_kwh", "shed_kwh",
+                                                    "price_eur_per_mwh", "value_eur")})
+            for row in result.isp.to_dict("records")])
+        run.status, run.finished_at, run.output_dir = SettlementRun.Status.DONE, clock.now(), str(out_dir)
+        run.summary = {"warnings": result.warnings, "kpis": {k: _none(v) for k, v in result.kpis.items()},
+                       "activations": len(result.activations)}
+        run.save(update_fields=["status", "finished_at", "output_dir", "summary"])
 
 
 def steps_for(activation_count: int) -> int:

@@ -61,13 +61,16 @@ def _baseline_names(baseline: str | Sequence[str]) -> list[str]:
 def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Series | None = None,
                   baseline: str | Sequence[str] = "trapezoid", params: SettleParams | None = None,
                   progress: Callable[[int], None] | None = None,
-                  meters: pd.DataFrame | None = None) -> SettlementResult:
+                  meters: pd.DataFrame | None = None,
+                  curtailments: pd.DataFrame | None = None) -> SettlementResult:
     """Reconstruct, find edges, compute baseline / delivered / shed per activation and per ISP, value it.
 
     The first baseline named is the primary one (the contract columns); the others are added as
     `<name>_...` columns. `progress(n)` is called as work advances (1 for the reconstruction, 1 per
     activation). `meters` (station_id, interval_start, energy_kwh) adds a meter reconciliation; a
     `station_id` column in `states` maps sessions to stations (default: one station per EVSE).
+    `curtailments` (session_id, start, end) feed the driver-impact KPIs; without them the throttled
+    sessions are approximated from the states (see kpis.frames_from_states).
     """
     params = params or SettleParams()
     names = _baseline_names(baseline)
@@ -138,8 +141,13 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
         erasable_by_tod=erasable_by_time_of_day(rec, bin_minutes=params.tod_bin_minutes),
         warnings=warnings,
         meters=None if meters is None else reconcile_meters(rec, meters, _stations(states, rec), params.idle_w),
-        kpis=driver_impact(*frames_from_states(rec, acts), acts),
+        kpis=_kpis(rec, acts, curtailments),
     )
+
+
+def _kpis(rec: Reconstruction, acts: pd.DataFrame, curtailments: pd.DataFrame | None) -> dict[str, float]:
+    sessions, approximated = frames_from_states(rec, acts)
+    return driver_impact(sessions, approximated if curtailments is None else curtailments, acts)
 
 
 def _stations(states: pd.DataFrame, rec: Reconstruction) -> np.ndarray | None:

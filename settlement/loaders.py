@@ -1,0 +1,59 @@
+"""The database door: SessionState / Activation / Curtailment rows into the core's frames (read only)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+from django.db.models import F
+
+from flexibility.models import Activation, Curtailment
+from ocpi_client.models import SessionState
+from settlement.core.frames import STATE_COLUMNS
+from settlement.models import ImbalancePrice
+
+
+def activations_frame(period_from: datetime, period_to: datetime) -> pd.DataFrame:
+    """Activations relayed in [from, to): t_signal = relayed_at, t_clear = the planned end, or the
+    restore time when the operator stopped it early. Extra columns: brp_id."""
+    rows = Activation.objects.filter(relayed_at__gte=period_from, relayed_at__lt=period_to).values_list(
+        "pk", "relayed_at", "ends_at", "restored_at", "stopped_early", "signal__brp_id")
+    data = [{"activation_id": str(pk), "t_signal": relayed,
+             "t_clear": restored if early and restored and restored < ends else ends, "brp_id": brp}
+            for pk, relayed, ends, restored, early, brp in rows.order_by("relayed_at")]
+    frame = pd.DataFrame(data, columns=["activation_id", "t_signal", "t_clear", "brp_id"])
+    for col in ("t_signal", "t_clear"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def states_frame(start: datetime, end: datetime, chunk_size: int = 20_000) -> pd.DataFrame:
+    """Session states in [start, end], one row per state, the contract-(4) columns."""
+    rows = (SessionState.objects.filter(timestamp__gte=start, timestamp__lte=end)
+            .annotate(evse_uid=F("session__evse_uid"))
+            .values_list("session_id", "evse_uid", "timestamp", "kwh", "current_l1_a", "current_l2_a",
+                         "current_l3_a")
+            .order_by())
+    frame = pd.DataFrame(list(rows.iterator(chunk_size=chunk_size)), columns=STATE_COLUMNS)
+    frame["session_id"] = frame["session_id"].astype(str)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    for col in STATE_COLUMNS[3:]:
+        frame[col] = pd.to_numeric(frame[col]).astype(float)
+    return frame
+
+
+def curtailments_frame(activation_ids: list[str]) -> pd.DataFrame:
+    rows = Curtailment.objects.filter(activation_id__in=[int(a) for a in activation_ids]).values_list(
+        "session_id", "starts_at", "ends_at", "restored_at")
+    data = [(str(s), start, min(end, restored) if restored else end) for s, start, end, restored in rows]
+    frame = pd.DataFrame(data, columns=["session_id", "start", "end"])
+    frame["start"] = pd.to_datetime(frame["start"], utc=True)
+    frame["end"] = pd.to_datetime(frame["end"], utc=True)
+    return frame
+
+
+def prices_series(start: datetime, end: datetime) -> pd.Series:
+    rows = ImbalancePrice.objects.filter(isp_start__gte=start - timedelta(minutes=15), isp_start__lte=end)
+    data = dict(rows.values_list("isp_start", "price_eur_per_mwh"))
+    return pd.Series(list(data.values()), index=pd.DatetimeIndex(list(data.keys()), tz=None).tz_convert("UTC")
+                     if data else pd.DatetimeIndex([], tz="UTC"), dtype=float)
