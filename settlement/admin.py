@@ -1,1 +1,96 @@
+"""Analysts run settlements and browse / download the results; results are read-only records."""
 
+from pathlib import Path
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.urls import path, reverse
+from django.utils.html import format_html_join
+
+from settlement import services
+from settlement.models import ActivationResult, ImbalancePrice, IspResult, SettlementRun
+
+
+class ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class IspInline(admin.TabularInline):
+    model = IspResult
+    extra = 0
+    can_delete = False
+    readonly_fields = ["isp_start", "baseline_kwh", "delivered_kwh", "shed_kwh", "price_eur_per_mwh", "value_eur"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SettlementRun)
+class SettlementRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "period_from", "period_to", "baseline", "status", "created_by", "created_at", "finished_at"]
+    list_filter = ["status", "baseline"]
+    list_select_related = ["created_by"]
+    fields = ["period_from", "period_to", "baseline", "grid_s", "status", "error", "created_by", "created_at",
+              "finished_at", "summary", "downloads"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        done = ["status", "error", "created_by", "created_at", "finished_at", "summary", "downloads"]
+        return done + (["period_from", "period_to", "baseline", "grid_s"] if obj else [])
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        # New run: recorded with who asked, then settled by a worker after the commit.
+        obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        services.queue_run(obj.pk)
+
+    @admin.display(description="files")
+    def downloads(self, obj):
+        folder = obj.output_dir and Path(obj.output_dir)
+        if not folder or not folder.is_dir():
+            return "-"
+        names = sorted(p.name for p in folder.iterdir())
+        return format_html_join(", ", '<a href="{}">{}</a>', (
+            (reverse("admin:settlement_download", args=[obj.pk, n]), n) for n in names))
+
+    def get_urls(self):
+        download = path("<int:run_id>/download/<str:name>/", self.admin_site.admin_view(self.download),
+                        name="settlement_download")
+        return [download, *super().get_urls()]
+
+    def download(self, request, run_id: int, name: str):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = SettlementRun.objects.filter(pk=run_id).first()
+        try:
+            return FileResponse(open(services.output_file(run, name), "rb"), as_attachment=True, filename=name)
+        except (services.SettlementError, AttributeError):
+            raise Http404("no such file") from None
+
+
+@admin.register(ActivationResult)
+class ActivationResultAdmin(ReadOnly):
+    list_display = ["id", "run", "activation", "brp", "t_signal", "t_clear", "baseline_kwh", "delivered_kwh",
+                    "shed_kwh", "value_eur", "data_quality"]
+    list_filter = ["data_quality"]
+    list_select_related = ["run", "brp", "activation__signal"]
+    show_full_result_count = False
+    inlines = [IspInline]
+
+
+@admin.register(ImbalancePrice)
+class ImbalancePriceAdmin(ReadOnly):
+    list_display = ["isp_start", "price_eur_per_mwh", "source"]
+    date_hierarchy = "isp_start"
+    show_full_result_count = False

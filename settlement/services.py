@@ -84,13 +84,25 @@ def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline
     run = SettlementRun.objects.create(created_by=user, period_from=period_from, period_to=period_to,
                                        baseline=baseline, grid_s=grid_s)
     if run_async:
-        from settlement.tasks import run_settlement_task
-
-        transaction.on_commit(lambda: run_settlement_task.delay(run.pk))
+        queue_run(run.pk)
     else:
         run_settlement(run.pk)
         run.refresh_from_db()
     return run
+
+
+def queue_run(run_id: int) -> None:
+    from settlement.tasks import run_settlement_task
+
+    transaction.on_commit(lambda: run_settlement_task.delay(run_id))
+
+
+def output_file(run, name: str) -> Path:
+    """A file of a run's output folder, by its listed name only (no path tricks)."""
+    folder = Path(run.output_dir) if run.output_dir else None
+    if folder is None or not folder.is_dir() or name not in {p.name for p in folder.iterdir()}:
+        raise SettlementError(f"run {run.pk} has no output file {name!r}")
+    return folder / name
 
 
 def run_settlement(run_id: int) -> None:

@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list = []
+from .views import ActivationResultViewSet, RunViewSet
+
+router = SimpleRouter()
+router.register("settlement/runs", RunViewSet, basename="settlement-run")
+router.register("settlement/activations", ActivationResultViewSet, basename="settlement-activation")
+urlpatterns = router.urls
