@@ -55,5 +55,5 @@ def curtailments_frame(activation_ids: list[str]) -> pd.DataFrame:
 def prices_series(start: datetime, end: datetime) -> pd.Series:
     rows = ImbalancePrice.objects.filter(isp_start__gte=start - timedelta(minutes=15), isp_start__lte=end)
     data = dict(rows.values_list("isp_start", "price_eur_per_mwh"))
-    return pd.Series(list(data.values()), index=pd.DatetimeIndex(list(data.keys()), tz=None).tz_convert("UTC")
-                     if data else pd.DatetimeIndex([], tz="UTC"), dtype=float)
+    index = pd.to_datetime(list(data.keys()), utc=True) if data else pd.DatetimeIndex([], tz="UTC")
+    return pd.Series(list(data.values()), index=index, dtype=float)
