@@ -43,8 +43,10 @@ def shed_chart(result: SettlementResult, activation_id: str, path: Path) -> None
     ax.plot([ts, tc], [baseline.p_signal_kw, baseline.p_clear_kw], color="tab:red", label=f"{baseline.name} baseline")
     inside = power[(power.index >= ts) & (power.index < tc)]
     if len(inside):
-        base = [baseline.power_at(t) for t in inside.index]
-        ax.fill_between(inside.index, inside.to_numpy(), base, step="post", color="tab:orange", alpha=0.4,
+        # Repeat the last bin at t_clear so the post-step fill reaches the end of the activation.
+        x = [*inside.index, tc]
+        y = [*inside.to_numpy(), inside.iloc[-1]]
+        ax.fill_between(x, y, [baseline.power_at(t) for t in x], step="post", color="tab:orange", alpha=0.4,
                         label="shed energy")
     ax.axvline(ts, color="grey", ls="--", lw=1, label="signal / clear (given)")
     ax.axvline(tc, color="grey", ls="--", lw=1)

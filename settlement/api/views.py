@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from rest_framework import authentication, mixins, permissions, serializers, viewsets
+from rest_framework import authentication, mixins, permissions, viewsets
 from rest_framework.exceptions import ValidationError
 
 from flexibility.api.auth import BrpTokenAuthentication, BrpUser
 from flexibility.roles import ANALYSTS
 from settlement import services
-from settlement.models import ActivationResult, IspResult, SettlementRun
+from settlement.models import ActivationResult, SettlementRun
+
+from .serializers import ActivationResultSerializer, RunSerializer
 
 
 def is_analyst(user) -> bool:
@@ -32,29 +34,6 @@ class IsAnalystOrBrp(permissions.BasePermission):
 
 
 AUTH = [BrpTokenAuthentication, authentication.SessionAuthentication, authentication.BasicAuthentication]
-
-
-class RunSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = SettlementRun
-        fields = ["id", "period_from", "period_to", "baseline", "grid_s", "status", "error", "created_at",
-                  "finished_at", "summary"]
-        read_only_fields = ["status", "error", "created_at", "finished_at", "summary"]
-
-
-class IspSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = IspResult
-        fields = ["isp_start", "baseline_kwh", "delivered_kwh", "shed_kwh", "price_eur_per_mwh", "value_eur"]
-
-
-class ActivationResultSerializer(serializers.ModelSerializer):
-    isps = IspSerializer(many=True, read_only=True)
-
-    class Meta:
-        model = ActivationResult
-        fields = ["id", "run", "activation", "t_signal", "t_clear", "p_signal_kw", "p_clear_kw", "baseline_kwh",
-                  "delivered_kwh", "shed_kwh", "sessions", "value_eur", "data_quality", "dq_reasons", "isps"]
 
 
 class RunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
