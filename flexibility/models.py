@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from django.conf import settings
 from django.db import models
 
+from ocpi_client.models import hash_token
 from smatch import clock
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Brp(models.Model):

@@ -62,8 +62,8 @@ def activation_summary(activation: Activation) -> dict:
 
 
 def signal_summary(signal: Signal) -> dict | None:
-    activation = getattr(signal, "activation", None) if signal.status not in ("received", "vetoed") else None
+    """The activation summary of a relayed signal, or None before relay."""
     try:
-        return activation_summary(activation) if activation else None
+        return activation_summary(signal.activation)
     except Activation.DoesNotExist:
         return None
