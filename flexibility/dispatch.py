@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 
 from ocpi_client.models import ChargingProfileCall, Session
 from smatch import clock
@@ -114,31 +114,46 @@ def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None
 
 
 def send_caps(curtailment_ids: Sequence[int]) -> list[int]:
-    """PUT the 8 A profile for these curtailments; return the ids to retry (transient failures)."""
+    """PUT the 8 A profile for these curtailments; return the ids to retry (transient failures).
+
+    Rows are claimed (-> SENT) in one locked UPDATE before any call, so a restore that starts
+    meanwhile sees them as live and DELETEs them; answers are then written only to rows still
+    SENT, so a late answer never overwrites what the restore recorded. Rows already SENT are sent
+    again: that is a task redelivered after a worker crash, and a repeated PUT is harmless.
+    """
     now = clock.now()
-    rows = list(
-        Curtailment.objects.filter(pk__in=curtailment_ids, status=Curtailment.Status.PLANNED)
-        .select_related("session__party", "activation")
-    )
-    due = [c for c in rows if min(c.ends_at, c.activation.ends_at) > now and c.activation.status in RUNNING]
-    due_ids = {c.pk for c in due}
-    _fail(c for c in rows if c.pk not in due_ids)
+    with transaction.atomic():
+        claimable = Curtailment.objects.filter(
+            pk__in=curtailment_ids, status__in=(Curtailment.Status.PLANNED, Curtailment.Status.SENT),
+            activation__status__in=RUNNING, activation__ends_at__gt=now, ends_at__gt=now,
+        )
+        claimed = list(claimable.select_for_update(of=("self",)).values_list("pk", flat=True))
+        Curtailment.objects.filter(pk__in=claimed).update(status=Curtailment.Status.SENT)
+    _fail(Curtailment.objects.filter(pk__in=curtailment_ids, status=Curtailment.Status.PLANNED))
+    due = list(Curtailment.objects.filter(pk__in=claimed).select_related("session__party").order_by("pk"))
     outcomes = _call_cpo(due, ChargingProfileCall.Kind.SET, now)
-    retry = []
+    by_status: dict[str, list[int]] = defaultdict(list)
     for c, outcome in zip(due, outcomes, strict=True):
-        c.attempts += 1
-        c.response = outcome.result
         if outcome.result == "ACCEPTED":
-            c.status = Curtailment.Status.ACCEPTED
+            status = Curtailment.Status.ACCEPTED
         elif outcome.result in REFUSALS:
-            c.status = Curtailment.Status.REFUSED
-        else:
-            retry.append(c.pk)  # TOO_OFTEN, HTTP 5xx, timeouts: try again while the window lasts
-    Curtailment.objects.bulk_update(due, ["status", "response", "attempts"], batch_size=2000)
+            status = Curtailment.Status.REFUSED
+        else:  # TOO_OFTEN, HTTP 5xx, timeouts: try again while the window lasts
+            status = Curtailment.Status.PLANNED
+        by_status[f"{status}|{outcome.result}"].append(c.pk)
+    retry: list[int] = []
+    for key, ids in by_status.items():
+        status, result = key.split("|", 1)
+        updated = Curtailment.objects.filter(pk__in=ids, status=Curtailment.Status.SENT).update(
+            status=status, response=result, attempts=F("attempts") + 1
+        )
+        if status == Curtailment.Status.PLANNED and updated:
+            retry.extend(ids)
     return retry
 
 
 def _fail(curtailments: Iterable[Curtailment]) -> None:
+    """Planned caps whose window closed before they could be sent: recorded, nothing throttled."""
     ids = [c.pk for c in curtailments]
     if ids:
         Curtailment.objects.filter(pk__in=ids, status=Curtailment.Status.PLANNED).update(
@@ -185,7 +200,8 @@ def _outbound(ocpi, cap: Curtailment, call_id: uuid.UUID, kind: str, now: dateti
 
 def mark_dispatched(activation_id: int) -> None:
     """Once nothing is left to send, the activation is active (and the signal too)."""
-    if Curtailment.objects.filter(activation_id=activation_id, status=Curtailment.Status.PLANNED).exists():
+    unanswered = (Curtailment.Status.PLANNED, Curtailment.Status.SENT)
+    if Curtailment.objects.filter(activation_id=activation_id, status__in=unanswered).exists():
         return
     with transaction.atomic():
         if Activation.objects.filter(pk=activation_id, status=Activation.Status.DISPATCHING).update(

@@ -306,6 +306,7 @@ class SimulatorServer:
     def limit_in_force_a(self, session_id: str) -> float | None:
         """The profile limit the EVSE of `session_id` currently obeys (None: no limit)."""
         def inner():
+            self._catch_up()  # the truth as of now, not as of the last physics tick
             idx = self.fleet.session_index(session_id)
             if idx is None or not self.fleet.is_ongoing(idx):
                 return None
