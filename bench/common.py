@@ -1,0 +1,114 @@
+"""What every benchmark script shares: the row format, the command line, the table, the JSON file.
+
+Contract (bench/__main__.py relies on it): each benchmark is a script
+
+    python bench/NAME.py [--quick] [--repeat N] [--json OUT]
+
+that prints its own table and, with --json, writes a list of rows
+
+    {"benchmark", "case", "metric", "unit", "median", "min", "max", "n",
+     "target" (text or null), "met" (bool or null), "note"}
+
+A row summarises n repeated measurements of one metric (median, min and max = the spread).
+Use `Row.of(...)` to build one from samples, `bench_args()` for the flags and `finish()` to print and write.
+A script starts with
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.common import Row, bench_args, finish  # noqa: E402
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+FIELDS = ("benchmark", "case", "metric", "unit", "median", "min", "max", "n", "target", "met", "note")
+
+
+@dataclass
+class Row:
+    benchmark: str
+    case: str
+    metric: str
+    unit: str
+    median: float
+    min: float
+    max: float
+    n: int
+    target: str | None = None
+    met: bool | None = None
+    note: str = ""
+
+    @classmethod
+    def of(cls, benchmark: str, case: str, metric: str, unit: str, samples: Sequence[float], *,
+           target: str | None = None, ok: Callable[[float], bool] | None = None, note: str = "") -> Row:
+        """Summarise samples; `ok(median)` decides `met` when a target is given."""
+        values = [float(v) for v in samples]
+        if not values:
+            raise ValueError(f"{benchmark}/{case}/{metric}: no samples")
+        med = statistics.median(values)
+        met = bool(ok(med)) if ok is not None else None
+        return cls(benchmark, case, metric, unit, med, min(values), max(values), len(values), target, met, note)
+
+
+def bench_args(description: str | None, *, default_repeat: int = 3) -> argparse.ArgumentParser:
+    """The flags every benchmark accepts; add your own before calling parse_args()."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, short durations (smoke run, CI)")
+    p.add_argument("--repeat", type=int, default=default_repeat, help="repetitions per case (median and spread)")
+    p.add_argument("--json", type=Path, help="write the rows here as JSON")
+    return p
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    a = abs(value)
+    if a == 0 or 0.01 <= a < 1e6:
+        return f"{value:,.3g}" if a < 100 else f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def table(rows: Sequence[Row]) -> str:
+    """A fixed-width text table (also valid Markdown)."""
+    head = ["benchmark", "case", "metric", "median", "min", "max", "unit", "n", "target", "met"]
+    body = [[r.benchmark, r.case, r.metric, fmt(r.median), fmt(r.min), fmt(r.max), r.unit, str(r.n),
+             r.target or "", {True: "yes", False: "NO", None: ""}[r.met]] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=False)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+    return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
+
+
+def finish(rows: Sequence[Row], json_path: Path | None) -> None:
+    """Print the table (and notes) and write the JSON rows if asked."""
+    print(table(rows))
+    for r in rows:
+        if r.note:
+            print(f"  note {r.benchmark}/{r.case}/{r.metric}: {r.note}")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+
+
+def load_rows(path: Path) -> list[Row]:
+    return [Row(**{k: d.get(k) for k in FIELDS}) for d in json.loads(path.read_text())]
+
+
+def env_url(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+PG_ADMIN_URL = env_url("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = env_url("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
