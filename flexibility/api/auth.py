@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from ..models import Brp, hash_token
@@ -37,6 +39,16 @@ class BrpTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return self.keyword
+
+
+class BrpTokenScheme(OpenApiAuthenticationExtension):
+    """Declares the BRP token in the OpenAPI schema (clients and fuzzers then know how to authenticate)."""
+
+    target_class = BrpTokenAuthentication
+    name = "brpToken"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(header_name="AUTHORIZATION", token_prefix=self.target.keyword)
 
 
 class IsBrp(permissions.BasePermission):
