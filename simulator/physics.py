@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,19 +137,26 @@ class Fleet:
         self._profile_gen[point] += 1
         gen = int(self._profile_gen[point])
         eff = self.t if effective_s is None else effective_s
+        previous_end = self._own_end(self.profiles.get(point))
         self.profiles[point] = Profile(int(self.session[point]), start_s, end_s, periods, self.t)
-        # Nothing in force until the profile (and the EVSE) picks it up.
-        self._push(max(eff, self.t), point, gen, NO_LIMIT_DA)
+        # Nothing in force until the profile (and the EVSE) picks it up; the old one still ends on time.
+        self._push(max(min(eff, previous_end), self.t), point, gen, NO_LIMIT_DA)
         for offset, limit_da in periods:
             self._push(max(start_s + offset, eff), point, gen, limit_da)
         if end_s is not None:
             self._push(max(end_s, eff), point, gen, NO_LIMIT_DA)
 
     def clear_profile(self, point: int, effective_s: int | None = None) -> bool:
-        had = self.profiles.pop(point, None) is not None
+        prof = self.profiles.pop(point, None)
         self._profile_gen[point] += 1
-        self._push(self.t if effective_s is None else effective_s, point, int(self._profile_gen[point]), NO_LIMIT_DA)
-        return had
+        eff = self.t if effective_s is None else effective_s
+        # The EVSE's apply delay never postpones the end the profile's own duration already set.
+        self._push(max(min(eff, self._own_end(prof)), self.t), point, int(self._profile_gen[point]), NO_LIMIT_DA)
+        return prof is not None
+
+    @staticmethod
+    def _own_end(prof: Profile | None) -> float:
+        return prof.end_s if prof is not None and prof.end_s is not None else math.inf
 
     def _push(self, t: int, point: int, gen: int, limit_da: int) -> None:
         heapq.heappush(self._events, (int(t), next(self._seq), int(point), gen, int(limit_da)))

@@ -307,6 +307,7 @@ class SimulatorServer:
         """The profile limit the EVSE of `session_id` currently obeys (None: no limit)."""
         def inner():
             self._catch_up()  # the truth as of now, not as of the last physics tick
+            self.fleet._apply_profile_events(self.fleet.t)  # what step(t) applies first anyway
             idx = self.fleet.session_index(session_id)
             if idx is None or not self.fleet.is_ongoing(idx):
                 return None

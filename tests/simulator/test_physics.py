@@ -96,6 +96,28 @@ def test_multi_period_profile_and_clear(small_config):
     assert fleet.current_a(0) == 16.0
 
 
+def test_a_late_clear_does_not_postpone_the_profiles_own_end(small_config):
+    """A DELETE that takes 20 s to apply must not keep a cap that its duration ends at 60 s."""
+    fleet = Fleet(small_config, population({"point": 0}))
+    fleet.set_profile(0, start_s=0, periods=[(0, 80)], end_s=60)
+    fleet.step_until(50)
+    assert fleet.current_a(0) == 8.0
+    fleet.clear_profile(0, effective_s=70)
+    fleet.step_until(61)
+    assert fleet.current_a(0) == 16.0
+
+
+def test_a_replacing_profile_does_not_extend_the_old_one(small_config):
+    fleet = Fleet(small_config, population({"point": 0}))
+    fleet.set_profile(0, start_s=0, periods=[(0, 80)], end_s=60)
+    fleet.step_until(55)
+    fleet.set_profile(0, start_s=100, periods=[(0, 100)], end_s=200, effective_s=75)
+    fleet.step_until(61)
+    assert fleet.current_a(0) == 16.0  # the old cap ended at 60, the new one starts at 100
+    fleet.step_until(101)
+    assert fleet.current_a(0) == 10.0
+
+
 def test_profile_dies_with_its_session(small_config):
     fleet = Fleet(small_config, population({"point": 0, "depart_s": 50}, {"point": 0, "arrival_s": 60}))
     fleet.set_profile(0, 0, [(0, 80)], None)
