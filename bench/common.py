@@ -14,13 +14,14 @@ Use `Row.of(...)` to build one from samples, `bench_args()` for the flags and `f
 A script starts with
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.common import Row, bench_args, finish  # noqa: E402
+    from bench.common import Row, bench_args, finish
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -112,3 +113,111 @@ def env_url(name: str, default: str) -> str:
 
 PG_ADMIN_URL = env_url("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = env_url("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
+
+
+# --- services shared by the benchmarks that need the production setup ----------------------------------
+
+def pg_url(dbname: str) -> str:
+    """PG_ADMIN_URL with another database name."""
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
+
+
+def fresh_database(dbname: str) -> str:
+    """Drop and create `dbname` (a bench-only database); returns its URL."""
+    import psycopg2
+
+    conn = psycopg2.connect(PG_ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{dbname}"')
+    conn.close()
+    return pg_url(dbname)
+
+
+def production_env(database_url: str, **extra: str) -> dict[str, str]:
+    """Environment of a production process (README 'Production') on `database_url`."""
+    env = dict(os.environ)
+    env.update(DJANGO_ENV="production", DEBUG="false", SECRET_KEY="bench-" + "x" * 40,
+               ALLOWED_HOSTS="127.0.0.1,localhost", DATABASE_URL=database_url,
+               CELERY_BROKER_URL=REDIS_URL, PYTHONPATH=str(ROOT))
+    env.update(extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    """Run `manage.py ARGS` in a child process with `env`; returns stdout, raises with stderr on failure."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Gunicorn:
+    """`gunicorn smatch.wsgi` as a child process on a free loopback port; use as a context manager."""
+
+    def __init__(self, env: dict[str, str], workers: int, threads: int, worker_class: str = "gthread") -> None:
+        self.env, self.workers, self.threads, self.worker_class = env, workers, threads, worker_class
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def description(self) -> str:
+        return f"gunicorn {self.worker_class} {self.workers} workers x {self.threads} threads"
+
+    def __enter__(self) -> Gunicorn:
+        import subprocess
+        import time
+        import urllib.error
+        import urllib.request
+
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        self.proc = subprocess.Popen(
+            [gunicorn, "smatch.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+             "--threads", str(self.threads), "--worker-class", self.worker_class, "--keep-alive", "30",
+             "--backlog", "2048", "--log-level", "warning"], env=self.env, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.base}/ocpi/versions", timeout=2)  # a 401 means it is up
+            except urllib.error.HTTPError:
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("gunicorn exited at start") from None
+                time.sleep(0.3)
+            else:
+                return self
+        self.__exit__()
+        raise RuntimeError("gunicorn did not answer within 60 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (q in [0, 1])."""
+    if not sorted_values:
+        return float("nan")
+    return float(sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))])
