@@ -11,14 +11,14 @@ with the ground truth.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from simulator.config import DA_PER_A, SimConfig
+from simulator.config import DA_PER_A, Faults, SimConfig
 from simulator.physics import Fleet, StateBatch
 from simulator.truth import Truth
 
@@ -34,6 +34,7 @@ class BatchResult:
     sessions: pd.DataFrame  # one row per session: ground truth about it
     fleet: Fleet
     baseline: Truth | None = None  # the same run without activations (counterfactual)
+    raw_states: StateBatch | None = None  # every state emitted, before faults (see redeliver)
 
 
 def evse_uid(point: int) -> str:
@@ -106,7 +107,8 @@ def run(config: SimConfig, activations: Sequence[tuple[datetime, datetime]] = ()
     fleet, capped = _simulate(config, windows, response_delay_s)
     truth = fleet.truth()
     baseline = _simulate(config, [], response_delay_s)[0].truth() if counterfactual else None
-    states = states_frame(config, fleet, fleet.drain_states())
+    raw = fleet.drain_states()
+    states = states_frame(config, fleet, raw)
     acts = pd.DataFrame({
         "activation_id": np.arange(1, len(windows) + 1),
         "t_signal": pd.to_datetime([config.start + timedelta(seconds=a) for a, _ in windows], utc=True),
@@ -117,7 +119,17 @@ def run(config: SimConfig, activations: Sequence[tuple[datetime, datetime]] = ()
     if baseline is not None:
         acts["energy_baseline_true_kwh"] = [baseline.energy_kwh(a, b) for a, b in windows]
         acts["shed_true_kwh"] = acts["energy_baseline_true_kwh"] - acts["energy_true_kwh"]
-    return BatchResult(states, truth, acts, sessions_frame(config, fleet), fleet, baseline)
+    return BatchResult(states, truth, acts, sessions_frame(config, fleet), fleet, baseline, raw)
+
+
+def redeliver(result: BatchResult, faults: Faults) -> pd.DataFrame:
+    """The same run's states as delivered under other faults (drops, outages...), without re-simulating.
+
+    Faults on states do not change the physics, so one run serves several delivery scenarios.
+    """
+    if result.raw_states is None:
+        raise ValueError("this result kept no raw states")
+    return states_frame(replace(result.fleet.config, faults=faults), result.fleet, result.raw_states)
 
 
 def states_frame(config: SimConfig, fleet: Fleet, batch: StateBatch) -> pd.DataFrame:

@@ -35,3 +35,13 @@ def coverage_share(rec: Reconstruction, active: np.ndarray, t_signal_s: float, t
         return float("nan")
     ok = bracketed(rec, codes, t_signal_s, within_s) & bracketed(rec, codes, t_clear_s, within_s)
     return float(ok.mean())
+
+
+def gaps_near(rec: Reconstruction, t_signal_s: float, t_clear_s: float, within_s: float = 600.0) -> np.ndarray:
+    """Per session: True where an interval longer than the gap threshold (a data gap) overlaps
+    [t_signal - within_s, t_clear + within_s]; a gap hours away does not weaken this activation."""
+    gap = np.flatnonzero(rec.interval_s > rec.params.gap_s)
+    near = (rec.t[gap] < t_clear_s + within_s) & (rec.t[gap] + rec.interval_s[gap] > t_signal_s - within_s)
+    out = np.zeros(len(rec.session_ids), bool)
+    out[rec.code[gap[near]]] = True
+    return out

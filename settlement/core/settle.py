@@ -14,7 +14,7 @@ from settlement.core.frames import clean_activations
 from settlement.core.kpis import driver_impact, frames_from_states
 from settlement.core.meters import MeterReport, reconcile_meters
 from settlement.core.potential import erasable_by_time_of_day, non_responders
-from settlement.core.quality import coverage_share
+from settlement.core.quality import coverage_share, gaps_near
 from settlement.core.reconstruction import Reconstruction, ReconstructionParams, reconstruct
 from settlement.core.valuation import isp_pieces, price_for, value_eur
 
@@ -22,7 +22,8 @@ ACTIVATION_COLUMNS = ["activation_id", "t_signal", "t_clear", "p_signal_kw", "p_
                       "delivered_kwh", "shed_kwh", "sessions"]
 ISP_COLUMNS = ["isp_start", "activation_id", "baseline_kwh", "delivered_kwh", "shed_kwh", "price_eur_per_mwh",
                "value_eur"]
-QUALITY_FLAGS = ("kwh_decrease", "gap", "conflicting_duplicates", "single_state", "energy_without_current")
+# Session-wide issues; a data gap counts only where it lies near the activation (quality.gaps_near).
+QUALITY_FLAGS = ("kwh_decrease", "conflicting_duplicates", "single_state", "energy_without_current")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class SettleParams:
     edge_window: EdgeWindow = field(default_factory=EdgeWindow)
     bracket_s: float = 600.0  # states must bracket t_signal and t_clear within this
     min_coverage: float = 0.9  # below this share of well-bracketed sessions the activation is "thin"
+    # Above this share of active sessions with data issues the activation is "thin". Not zero: with
+    # thousands of sessions one flagged session always exists and barely moves the aggregate.
+    max_flagged_share: float = 0.05
     grace_s: float = 120.0  # non-responder: first state later than this after the signal...
     responder_threshold_a: float = 8.5  # ...still above this per-phase current
     tod_bin_minutes: int = 15
@@ -97,7 +101,8 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
         energy_at = [float(rec.session_energy_at(codes, np.full(len(codes), s)).sum()) for s in rec.seconds(bounds)]
         delivered = energy_at[-1] - energy_at[0]
         coverage = coverage_share(rec, active, ts_s, tc_s, params.bracket_s)
-        reasons = _reasons(coverage, params, active, flagged, found[names[0]], edges)
+        flagged_here = active & (flagged | gaps_near(rec, ts_s, tc_s, params.bracket_s))
+        reasons = _reasons(coverage, params, active, flagged_here, found[names[0]], edges)
         values = []
         for j, (isp, lo, hi) in enumerate(pieces):
             price = price_for(prices, isp)
@@ -126,7 +131,8 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
             "detected_drop_at": edges.drop_at, "detected_recovery_at": edges.recovery_at,
             "historical_kw": mean_power_kw(power, ts, tc, rec.grid_s),
             "theoretical_min_kw": mean_power_kw(theoretical, ts, tc, rec.grid_s),
-            "coverage_share": coverage, "data_quality": "thin" if reasons else "ok", "dq_reasons": "; ".join(reasons),
+            "coverage_share": coverage, "flagged_sessions": int(flagged_here.sum()),
+            "data_quality": "thin" if reasons else "ok", "dq_reasons": "; ".join(reasons),
         })
         rows.append(row)
         silent.append(non_responders(rec, act.activation_id, ts, tc, params.grace_s, params.responder_threshold_a))
@@ -165,7 +171,7 @@ def _ordered(frame: pd.DataFrame, first: list[str]) -> pd.DataFrame:
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def _reasons(coverage: float, params: SettleParams, active: np.ndarray, flagged: np.ndarray,
+def _reasons(coverage: float, params: SettleParams, active: np.ndarray, flagged_here: np.ndarray,
              baseline: Baseline, edges) -> list[str]:
     reasons = []
     if not active.any():
@@ -173,8 +179,9 @@ def _reasons(coverage: float, params: SettleParams, active: np.ndarray, flagged:
     elif coverage < params.min_coverage:
         reasons.append(f"only {coverage:.0%} of sessions have states within {params.bracket_s / 60:.0f} min "
                        "of both signal and clear")
-    n_flagged = int((active & flagged).sum())
-    if n_flagged:
-        reasons.append(f"{n_flagged} active session(s) with data issues (see sessions flags)")
+    n_flagged, n_active = int(flagged_here.sum()), int(active.sum())
+    if n_flagged and n_flagged > params.max_flagged_share * n_active:
+        reasons.append(f"{n_flagged} of {n_active} active session(s) with data issues near the activation "
+                       "(see sessions flags)")
     reasons.extend(baseline.notes)
     return reasons
