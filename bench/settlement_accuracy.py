@@ -157,8 +157,8 @@ def main() -> None:
     print(markdown_table(shed_rows, [
         ("scenario", "scenario", ""), ("baseline", "baseline", ""), ("true_total_kwh", "true kWh", ".0f"),
         ("est_total_kwh", "est. kWh", ".0f"), ("aggregate_pct", "aggregate %", "+.1f"),
-        ("bias_kwh", "bias kWh", "+.2f"), ("mae_kwh", "MAE kWh", ".2f"), ("bias_pct", "bias %", "+.1f"),
-        ("mae_pct", "MAE %", ".1f"), ("rec_pct", "rec. only agg. %", "+.1f"),
+        ("bias_kwh", "bias kWh", "+.2f"), ("mae_kwh", "MAE kWh", ".2f"), ("mae_pct", "MAE %", ".1f"),
+        ("median_abs_pct", "median abs %", ".1f"), ("rec_pct", "rec. only agg. %", "+.1f"),
         ("rec_mae_kwh", "rec. only MAE kWh", ".2f"), ("thin", "thin", "")]))
     print("\n## Per activation, clean states (kWh)\n")
     rows = []

@@ -5,9 +5,10 @@ feeds both sides here. Definitions (docs/accuracy.md):
 
 - per-ISP energy error = (reconstructed - true) / true, per ISP of the compared window;
 - aggregate shed error = (sum of estimated shed - sum of true shed) / sum of true shed;
-- per activation: bias = mean(estimated - true), MAE = mean |estimated - true| (kWh); the same in %
+- per activation: bias = mean(estimated - true), MAE = mean |estimated - true| (kWh); MAE also in %
   of the mean true shed per activation (a ratio of means, so a 30-second activation with almost no
-  shed cannot blow the figure up).
+  shed cannot blow the figure up; the bias in % of the mean equals the aggregate error, so it is not
+  repeated), and the median of |estimated - true| / true over activations.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class ShedErrors:
     aggregate_pct: float
     bias_kwh: float
     mae_kwh: float
-    bias_pct: float  # of the mean true shed per activation
-    mae_pct: float
+    mae_pct: float  # of the mean true shed per activation
+    median_abs_pct: float  # median over activations of |est - true| / true
 
 
 def isp_energy_kwh(bin_energy_kwh: pd.Series) -> pd.Series:
@@ -76,10 +77,11 @@ def shed_errors(true_kwh: Sequence[float], est_kwh: Sequence[float]) -> ShedErro
     if not len(true):
         raise ValueError("nothing to compare")
     diff = est - true
-    mean_true = true.mean()
+    with np.errstate(divide="ignore"):
+        relative = np.abs(diff) / np.abs(true) * 100.0
     return ShedErrors(len(true), float(true.sum()), float(est.sum()),
                       float(diff.sum() / true.sum() * 100.0), float(diff.mean()), float(np.abs(diff).mean()),
-                      float(diff.mean() / mean_true * 100.0), float(np.abs(diff).mean() / mean_true * 100.0))
+                      float(np.abs(diff).mean() / true.mean() * 100.0), float(np.median(relative)))
 
 
 def per_second_to_bins(power_kw: np.ndarray, start: pd.Timestamp, grid_s: int = 60) -> pd.Series:
