@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from .. import services
 from ..models import Signal
 from .auth import BrpRateThrottle, BrpTokenAuthentication, IsBrp
+from .schema import ApiSchema, StrictLimitOffsetPagination
 from .serializers import SignalCreateSerializer, SignalSerializer
 
 
@@ -19,6 +20,10 @@ class SignalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     authentication_classes = [BrpTokenAuthentication]
     permission_classes = [IsBrp]
     throttle_classes = [BrpRateThrottle]
+    pagination_class = StrictLimitOffsetPagination
+    schema = ApiSchema()
+    lookup_value_regex = "[^/]+"  # a malformed id reaches the view: JSON 404, not Django's HTML page
+    conflict_actions = ("create", "cancel")
 
     def get_queryset(self):
         return Signal.objects.filter(brp=self.request.auth).select_related("activation", "activation__signal")

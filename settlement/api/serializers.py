@@ -2,10 +2,16 @@
 
 from rest_framework import serializers
 
+from settlement.core.baselines import BASELINES
 from settlement.models import ActivationResult, IspResult, SettlementRun
 
 
 class RunSerializer(serializers.ModelSerializer):
+    # Bounded: a grid of microseconds would make the worker build billions of points per session.
+    baseline = serializers.ChoiceField(choices=sorted([*BASELINES, "all"]), default="trapezoid")
+    grid_s = serializers.FloatField(min_value=1.0, max_value=900.0, default=60.0,
+                                    help_text="reconstruction grid step in seconds (1 to 900)")
+
     class Meta:
         model = SettlementRun
         fields = ["id", "period_from", "period_to", "baseline", "grid_s", "status", "error", "created_at",

@@ -6,6 +6,7 @@ from rest_framework import authentication, mixins, permissions, viewsets
 from rest_framework.exceptions import ValidationError
 
 from flexibility.api.auth import BrpTokenAuthentication, BrpUser
+from flexibility.api.schema import ApiSchema, StrictLimitOffsetPagination
 from flexibility.roles import ANALYSTS
 from settlement import services
 from settlement.models import ActivationResult, SettlementRun
@@ -42,6 +43,9 @@ class RunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrieve
     serializer_class = RunSerializer
     authentication_classes = AUTH
     permission_classes = [IsAnalyst]
+    pagination_class = StrictLimitOffsetPagination
+    schema = ApiSchema()
+    lookup_value_regex = "[^/]+"  # a malformed id reaches the view: JSON 404, not Django's HTML page
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -57,6 +61,9 @@ class ActivationResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     serializer_class = ActivationResultSerializer
     authentication_classes = AUTH
     permission_classes = [IsAnalystOrBrp]
+    pagination_class = StrictLimitOffsetPagination
+    schema = ApiSchema()
+    lookup_value_regex = "[^/]+"  # a malformed id reaches the view: JSON 404, not Django's HTML page
 
     def get_queryset(self):
         results = ActivationResult.objects.filter(run__status=SettlementRun.Status.DONE).prefetch_related("isps")
