@@ -14,10 +14,11 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 
 from ocpi_client.models import ChargingProfileCall, Session
 from smatch import clock
+from smatch.db import update_from_values
 
 from . import planning
 from .models import Activation, Curtailment, Signal, SteeringRule
@@ -248,11 +249,13 @@ def restore_curtailments(curtailment_ids: Sequence[int] | None = None, now: date
         return 0
     outcomes = _call_cpo(rows, ChargingProfileCall.Kind.CLEAR, now)
     answered = clock.now()
-    for c, outcome in zip(rows, outcomes, strict=True):
-        c.status = Curtailment.Status.RESTORED
+    restored = [
         # Unanswered: the profile's own duration ends the cap at its planned end, not earlier.
-        c.restored_at = min(answered, c.ends_at) if outcome.result == "ACCEPTED" else c.ends_at
-    Curtailment.objects.bulk_update(rows, ["status", "restored_at"], batch_size=2000)
+        {"pk": c.pk, "status": Curtailment.Status.RESTORED,
+         "restored_at": min(answered, c.ends_at) if outcome.result == "ACCEPTED" else c.ends_at}
+        for c, outcome in zip(rows, outcomes, strict=True)
+    ]
+    update_from_values(Curtailment, restored, ["status", "restored_at"])
     return len(rows)
 
 
@@ -268,6 +271,12 @@ def restore_activation(activation_id: int) -> bool:
     Curtailment.objects.filter(activation_id=activation_id, status=Curtailment.Status.PLANNED).update(
         status=Curtailment.Status.FAILED
     )
+    # A PUT we gave up on (timeout) may still have been applied: the CPO's async result says so.
+    # Such a cap was in force, so it counts against the budget and gets its DELETE like the others.
+    applied = ChargingProfileCall.objects.filter(kind=ChargingProfileCall.Kind.SET, result="ACCEPTED")
+    Curtailment.objects.filter(
+        activation_id=activation_id, status=Curtailment.Status.FAILED, pk__in=applied.values("purpose_id")
+    ).update(status=Curtailment.Status.ACCEPTED)
     ids = list(activation.curtailments.filter(status__in=LIVE).values_list("pk", flat=True))
     restore_curtailments(ids, now)
     with transaction.atomic():
@@ -284,6 +293,38 @@ def overdue_activation_ids(now: datetime | None = None) -> list[int]:
     now = now or clock.now()
     statuses = (*RUNNING, Activation.Status.RESTORING)
     return list(Activation.objects.filter(status__in=statuses, ends_at__lte=now).values_list("pk", flat=True))
+
+
+def stall_s() -> float:
+    """Real seconds without any answer after which a dispatch counts as dead: two timeouts + two backoffs."""
+    return 2 * settings.OCPI_HTTP_TIMEOUT_S + 2 * retry_delay_s(settings.DISPATCH_MAX_RETRIES)
+
+
+def stalled_activation_ids(now: datetime | None = None) -> list[int]:
+    """Activations still dispatching whose sends made no progress for `stall_s()` real seconds.
+
+    Their task died with a worker (an unacknowledged Redis message comes back only after the
+    visibility timeout, an hour) or never reached the broker (Redis down at relay). Re-dispatching
+    is safe: the plan is made once and a repeated PUT is harmless.
+    """
+    now = now or clock.now()
+    out = []
+    candidates = Activation.objects.filter(status=Activation.Status.DISPATCHING, ends_at__gt=now)
+    for pk, relayed_at in candidates.values_list("pk", "relayed_at"):
+        caps = Curtailment.objects.filter(activation_id=pk).values("pk")
+        last = ChargingProfileCall.objects.filter(kind=ChargingProfileCall.Kind.SET, purpose_id__in=caps).aggregate(
+            created=Max("created_at"), answered=Max("answered_at"))
+        progress = max(t for t in (relayed_at, last["created"], last["answered"]) if t is not None)
+        if (now - progress).total_seconds() / clock.get_clock().speed > stall_s():
+            out.append(pk)
+    return out
+
+
+def unanswered_ids(activation_id: int) -> list[int]:
+    """Caps of an activation still to send or whose PUT never came back (its task died)."""
+    unanswered = (Curtailment.Status.PLANNED, Curtailment.Status.SENT)
+    return list(Curtailment.objects.filter(activation_id=activation_id, status__in=unanswered)
+                .values_list("pk", flat=True))
 
 
 def running_activation_ids(now: datetime | None = None) -> list[int]:

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import aiohttp
 
@@ -88,4 +88,26 @@ def serve_for_loadtest(cfg: SimConfig, conn) -> None:
     conn.send((base, server.ongoing_session_ids()))
     conn.recv()
     conn.send(dict(server.stats.responses))
+    server.stop()
+
+
+def serve_shard(cfg: SimConfig, port: int, token_ours: str, token_theirs: str, conn) -> None:
+    """Child process: one of several simulator processes sharing `port` (SO_REUSEPORT).
+
+    Every shard builds the same fleet from the same seed, so any shard can answer for any session;
+    the kernel spreads connections over them. For benchmarks only: shards do not share profiles.
+    """
+    from simulator.server import SimulatorServer
+    from smatch.clock import FrozenClock
+
+    clock = FrozenClock(cfg.start)
+    server = SimulatorServer(cfg, clock, push=False, reuse_port=True)
+    base = server.start_in_thread(port)
+    server.peer.token_ours, server.peer.token_theirs = token_ours, token_theirs
+    clock.advance(60)
+    server.sync()
+    conn.send((base, server.ongoing_session_ids()))
+    while conn.recv() != "stop":
+        conn.send(asdict(server.stats))
+    conn.send(asdict(server.stats))
     server.stop()

@@ -71,7 +71,7 @@ class SimulatorServer:
     def __init__(self, config: SimConfig, clock, *, token_a: str | None = None, host: str = "127.0.0.1",
                  result_delay_s: float = 0.2, profile_timeout_s: int = 30, apply_delay_s: int = 2,
                  outage_hang_s: float = 30.0, push: bool = True, push_method: str = "PATCH",
-                 tick_s: float = 0.05, business_name: str = "SMATCH CPO simulator") -> None:
+                 tick_s: float = 0.05, business_name: str = "SMATCH CPO simulator", reuse_port: bool = False) -> None:
         self.config, self.clock, self.host = config, clock, host
         self.fleet = Fleet(config)
         self.token_a = token_a or secrets.token_urlsafe(24)
@@ -82,6 +82,7 @@ class SimulatorServer:
         self.apply_delay_s, self.outage_hang_s = apply_delay_s, outage_hang_s
         self.push_enabled, self.push_method, self.tick_s = push, push_method.upper(), tick_s
         self.business_name = business_name
+        self.reuse_port = reuse_port  # several simulator processes share one port (kernel load balancing)
         self.base_url = ""
         self._rng = np.random.default_rng([config.seed, 5])
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,7 +117,8 @@ class SimulatorServer:
 
         self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, port, backlog=4096, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, port, backlog=4096, reuse_address=True,
+                           reuse_port=self.reuse_port or None)
         await site.start()
         bound = self._runner.addresses[0][1]
         self.base_url = f"http://{self.host}:{bound}/ocpi"

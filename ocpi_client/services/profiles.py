@@ -5,17 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from django.db.models import F
-
 from smatch import clock
+from smatch.db import update_from_values
 
 from ..client import CallOutcome
 from ..errors import UnknownObject
 from ..models import ActiveProfileUpdate, ChargingProfileCall, OcpiParty, Session
 from ..schemas import validate_active_profile, validate_profile_result
 
-_OUTCOME_FIELDS = ["sent_at", "answered_at", "http_status", "response_result", "response_timeout_s", "error",
-                   "attempts"]
+_OUTCOME_FIELDS = ["sent_at", "answered_at", "http_status", "response_result", "response_timeout_s", "error"]
 
 
 def create_profile_calls(sessions: Iterable[Session], kind: str, purpose_id: int | None = None
@@ -26,19 +24,16 @@ def create_profile_calls(sessions: Iterable[Session], kind: str, purpose_id: int
 
 
 def record_outcomes(outcomes: Sequence[CallOutcome]) -> int:
-    """Write synchronous outcomes onto their call rows in a few bulk queries (not one per row).
+    """Write synchronous outcomes onto their call rows in one join per 2,000 (not one query per row).
 
     Unknown call ids are ignored. Returns the number of rows updated.
     """
     rows = [
-        ChargingProfileCall(
-            id=o.call_id, sent_at=o.sent_at, answered_at=o.answered_at, http_status=o.http_status,
-            response_result=o.result, response_timeout_s=o.timeout_s, error=o.error[:2000],
-            attempts=F("attempts") + 1,
-        )
+        {"pk": o.call_id, "sent_at": o.sent_at, "answered_at": o.answered_at, "http_status": o.http_status,
+         "response_result": o.result, "response_timeout_s": o.timeout_s, "error": o.error[:2000]}
         for o in outcomes
     ]
-    return ChargingProfileCall.objects.bulk_update(rows, _OUTCOME_FIELDS, batch_size=1000)
+    return update_from_values(ChargingProfileCall, rows, _OUTCOME_FIELDS, increment=["attempts"])
 
 
 def record_profile_result(party: OcpiParty, call_id: uuid.UUID, payload: object) -> None:

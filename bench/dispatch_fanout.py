@@ -1,0 +1,289 @@
+"""Dispatch fan-out, the critical path: BRP signal -> every session's 8 A PUT answered.
+
+    python bench/dispatch_fanout.py [--sizes 1000,4000,16000,64000] [--repeat 3] [--quick] [--json OUT]
+
+Production setup on this machine: PostgreSQL, Redis, `gunicorn` (BRP API and the OCPI result
+receiver), a real `celery worker`, and the CPO simulator in its own processes sharing one port
+(SO_REUSEPORT), so the simulator is not the product's bottleneck. For each size N the simulator
+holds N ongoing sessions; the product knows them as ACTIVE sessions above 8 A (bulk-loaded: the
+intake path is measured by bench/intake.py). Each repetition:
+
+- a BRP with the `auto` policy POSTs a signal; t0 is just before the POST;
+- relay -> all PUTs answered: the last ChargingProfileCall `answered_at` minus t0;
+- relay -> all async results: the last `result_at` (the simulator POSTs each result ~0.2 s later);
+- cancel -> all DELETEs answered: the BRP cancels, every profile is cleared.
+
+In the same run, the raw capacity of the same simulator processes is measured with a minimal
+keep-alive load generator (aiohttp, 64 connections, no async results); the table prints the
+dispatch PUT rate as a share of that capacity (target >= 50 %).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    ROOT,
+    Gunicorn,
+    Row,
+    bench_args,
+    finish,
+    fresh_database,
+    manage,
+    production_env,
+)
+
+NAME = "dispatch_fanout"
+BROKER = os.environ.get("BENCH_DISPATCH_BROKER", "redis://127.0.0.1:6379/13")
+SIM_START = datetime(2025, 5, 6, 15, 0, tzinfo=UTC)  # 17:00 local: the evening peak
+SIM_TOKEN_OURS = "bench-scsp-token"  # what we send the simulator
+SIM_TOKEN_THEIRS = "bench-cpo-token"  # what the simulator sends us (result POSTs)
+OCCUPANCY = 0.40  # ongoing sessions per charge point at SIM_START (seen: 0.43)
+
+
+class Worker:
+    """`celery -A smatch worker` as a child process (threads pool: the fan-out is I/O bound)."""
+
+    def __init__(self, env: dict[str, str], concurrency: int, log: Path) -> None:
+        self.env, self.concurrency, self.log, self.proc = env, concurrency, log, None
+
+    def __enter__(self) -> Worker:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "smatch", "worker", "-l", "INFO", "--pool", "threads",
+             "--concurrency", str(self.concurrency), "--without-gossip", "--without-mingle",
+             "--without-heartbeat"],
+            cwd=ROOT, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if b"ready." in self.log.read_bytes():
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker did not start:\n{self.log.read_text()[-2000:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class SimulatorShards:
+    """K simulator processes with the same fleet, sharing one port."""
+
+    def __init__(self, points: int, processes: int, results: bool) -> None:
+        from simulator.config import Faults, SimConfig
+
+        faults = Faults(no_async_result_share=0.0 if results else 1.0)
+        self.config = SimConfig(points=points, seed=7, start=SIM_START, duration_s=3600, occupancy_scale=1.0,
+                                faults=faults)
+        self.processes, self.children = processes, []
+
+    def __enter__(self) -> SimulatorShards:
+        from bench.common import free_port
+        from simulator.loadgen import serve_shard
+
+        ctx = multiprocessing.get_context("spawn")
+        port = free_port()
+        for _ in range(self.processes):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=serve_shard, args=(self.config, port, SIM_TOKEN_OURS, SIM_TOKEN_THEIRS, child),
+                               daemon=True)
+            proc.start()
+            self.children.append((proc, parent))
+        answers = [parent.recv() for _, parent in self.children]
+        self.base, self.session_ids = answers[0]
+        return self
+
+    def stats(self) -> list[dict]:
+        out = []
+        for _, parent in self.children:
+            parent.send("stats")
+            out.append(parent.recv())
+        return out
+
+    def __exit__(self, *exc: object) -> None:
+        for proc, parent in self.children:
+            try:
+                parent.send("stop")
+                parent.recv()
+            except (BrokenPipeError, EOFError):
+                pass
+            proc.join(10)
+
+
+def load_fleet(session_ids: list[str], base: str) -> int:
+    """The CPO party and its N ACTIVE sessions above 8 A, in bulk; returns the party id."""
+    from flexibility.models import Activation, Curtailment, Decision, Signal
+    from ocpi_client.models import ChargingProfileCall, OcpiParty, Session, hash_token
+
+    ChargingProfileCall.objects.all().delete()
+    Curtailment.objects.all().delete()
+    Activation.objects.all().delete()
+    Decision.objects.all().delete()
+    Signal.objects.all().delete()
+    Session.objects.all().delete()
+    OcpiParty.objects.all().delete()
+    party = OcpiParty.objects.create(
+        name="simulator shards", country_code="NL", party_id="SIM", role="CPO", status=OcpiParty.Status.REGISTERED,
+        token_ours_hash=hash_token(SIM_TOKEN_THEIRS), token_theirs=SIM_TOKEN_OURS, versions_url=f"{base}/versions",
+        endpoints=[{"identifier": "chargingprofiles", "role": "RECEIVER", "url": f"{base}/2.2.1/chargingprofiles"}],
+    )
+    now = datetime.now(UTC)
+    Session.objects.bulk_create(
+        (Session(party=party, country_code="NL", ocpi_party_id="SIM", session_id=sid, location_id=f"L{i // 2}",
+                 evse_uid=f"E{i}", connector_id="1", status="ACTIVE", start_date_time=now - timedelta(hours=1),
+                 kwh=5.0, last_updated=now, phases=3, last_current_a=16.0, first_active_at=now)
+         for i, sid in enumerate(session_ids)),
+        batch_size=5000,
+    )
+    return party.pk
+
+
+def wait(predicate, timeout_s: float, what: str, interval_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
+
+
+def one_activation(api: str, token: str, n: int, label: str, timeout_s: float) -> dict[str, float]:
+    """Signal -> caps answered -> async results -> cancel -> DELETEs answered; seconds from t0."""
+    import requests
+    from django.db.models import Max
+
+    from flexibility.models import Activation, Curtailment
+    from ocpi_client.models import ChargingProfileCall
+
+    http = requests.Session()
+    http.headers["Authorization"] = f"Token {token}"
+    end = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    t0 = datetime.now(UTC)
+    answer = http.post(f"{api}/api/v1/signals/", json={"external_id": label, "direction": "reduce_consumption",
+                                                        "end_time": end}, timeout=30)
+    answer.raise_for_status()
+    signal_url = answer.json()["url"]
+    activation = wait(lambda: Activation.objects.filter(signal_id=answer.json()["id"]).exclude(
+        status="dispatching").first(), timeout_s, f"{label}: every PUT answered")
+    caps = Curtailment.objects.filter(activation=activation)
+    sets = ChargingProfileCall.objects.filter(kind="SET", purpose_id__in=caps.values("pk"))
+    accepted = sets.filter(response_result="ACCEPTED").count()
+    answered = sets.aggregate(t=Max("answered_at"))["t"]
+    wait(lambda: sets.filter(result_at__isnull=False).count() >= accepted, timeout_s, f"{label}: async results",
+         interval_s=0.2)
+    results = sets.aggregate(t=Max("result_at"))["t"]
+    t1 = datetime.now(UTC)
+    http.post(f"{signal_url}cancel/", timeout=30).raise_for_status()
+    wait(lambda: Activation.objects.filter(pk=activation.pk, status="restored").exists(), timeout_s,
+         f"{label}: restore")
+    clears = ChargingProfileCall.objects.filter(kind="CLEAR", purpose_id__in=caps.values("pk"))
+    cleared = clears.aggregate(t=Max("answered_at"))["t"]
+    return {
+        "eligible": activation.eligible, "accepted": accepted,
+        "answered_s": (answered - t0).total_seconds(), "results_s": (results - t0).total_seconds(),
+        "restore_s": (cleared - t1).total_seconds() if cleared else float("nan"),
+    }
+
+
+def raw_capacity(base: str, session_ids: list[str], requests_n: int) -> float:
+    from simulator.loadgen import put_storm
+
+    ids = (session_ids * (requests_n // max(1, len(session_ids)) + 1))[:requests_n]
+    res = asyncio.run(put_storm(f"{base}/2.2.1/chargingprofiles", SIM_TOKEN_OURS, ids, "http://127.0.0.1:9/r", 64))
+    return res.per_s
+
+
+def main() -> int:
+    p = bench_args(__doc__)
+    p.add_argument("--sizes", default="1000,4000,16000,64000")
+    p.add_argument("--sim-processes", type=int, default=2)
+    p.add_argument("--worker-concurrency", type=int, default=2, help="celery worker threads")
+    p.add_argument("--web-workers", type=int, default=2)
+    args = p.parse_args()
+    sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    repeat = 1 if args.quick else args.repeat
+
+    url = fresh_database("smatch_bench_dispatch")
+    env = production_env(url, CELERY_BROKER_URL=BROKER)
+    manage(env, "migrate", "--noinput", "-v", "0")
+    os.environ.update({k: env[k] for k in ("DJANGO_ENV", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL",
+                                           "CELERY_BROKER_URL")})
+    os.environ["DJANGO_SETTINGS_MODULE"] = "smatch.settings"
+    import django
+
+    django.setup()
+    from smatch.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(app.conf.task_default_queue)
+    rows: list[Row] = []
+    log = ROOT / "var" / "bench-dispatch-worker.log"
+    log.parent.mkdir(exist_ok=True)
+    with Gunicorn(env, workers=args.web_workers, threads=8) as web:
+        worker_env = dict(env, OCPI_BASE_URL=f"{web.base}/ocpi")
+        with Worker(worker_env, args.worker_concurrency, log):
+            from flexibility.services import create_brp
+
+            for n in sizes:
+                rows += measure_size(n, args, repeat, web.base, create_brp)
+    finish(rows, args.json)
+    return 0
+
+
+def measure_size(n: int, args, repeat: int, api: str, create_brp) -> list[Row]:
+    from flexibility.models import Brp
+
+    points = int(n / OCCUPANCY * 1.15) + 400  # occupancy varies a little with the fleet size
+    samples: dict[str, list[float]] = {"answered_s": [], "results_s": [], "restore_s": []}
+    raw: list[float] = []
+    with SimulatorShards(points, args.sim_processes, results=True) as sim:
+        ids = sim.session_ids[:n]
+        if len(ids) < n:
+            raise RuntimeError(f"the simulator has only {len(ids)} ongoing sessions for N={n}")
+        load_fleet(ids, sim.base)
+        _, token = create_brp(f"bench BRP {n}", Brp.Policy.AUTO)
+        for r in range(repeat):
+            out = one_activation(api, token, n, f"bench-{n}-{r}-{time.time_ns()}", timeout_s=120 + n / 100)
+            if out["accepted"] != n:
+                raise RuntimeError(f"N={n}: only {out['accepted']} of {n} PUTs accepted ({out})")
+            for key in samples:
+                samples[key].append(out[key])
+            print(f"  N={n} run {r + 1}: PUTs answered {out['answered_s']:.2f} s, async results "
+                  f"{out['results_s']:.2f} s, restore {out['restore_s']:.2f} s", flush=True)
+    with SimulatorShards(points, args.sim_processes, results=False) as sim:
+        for _ in range(repeat):
+            raw.append(raw_capacity(sim.base, sim.session_ids[:n], max(n, 4000)))
+    rate = [n / s for s in samples["answered_s"]]
+    share = [r / c for r, c in zip(sorted(rate), sorted(raw), strict=True)]
+    case = f"N={n:,}"
+    target = "<= 10 s (stretch 5 s)" if n == 16000 else None
+    return [
+        Row.of(NAME, case, "relay -> all PUTs answered", "s", samples["answered_s"], target=target,
+               ok=(lambda v: v <= 10) if target else None),
+        Row.of(NAME, case, "relay -> all async results", "s", samples["results_s"]),
+        Row.of(NAME, case, "cancel -> all DELETEs answered", "s", samples["restore_s"]),
+        Row.of(NAME, case, "dispatch PUT rate", "PUT/s", rate),
+        Row.of(NAME, case, "simulator raw PUT capacity", "PUT/s", raw,
+               note=f"{args.sim_processes} simulator processes, aiohttp 64 keep-alive connections"),
+        Row.of(NAME, case, "dispatch rate / raw capacity", "ratio", share, target=">= 0.5", ok=lambda v: v >= 0.5),
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
