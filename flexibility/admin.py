@@ -9,7 +9,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.shortcuts import render
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from . import dispatch, services
 from .models import Activation, Brp, Curtailment, Decision, Signal, SteeringRule
@@ -103,7 +104,8 @@ class SignalAdmin(admin.ModelAdmin):
         activation = Activation.objects.filter(signal=signal).first()
         if activation is None:
             return "-"
-        return format_html('<a href="../../activation/{}/change/">activation {}</a>', activation.pk, activation.pk)
+        url = reverse("admin:flexibility_activation_change", args=[activation.pk])
+        return format_html('<a href="{}">activation {}</a>', url, activation.pk)
 
     @admin.action(description="Relay the selected signals (cap sessions at 8 A now)")
     def relay(self, request, queryset: QuerySet[Signal]) -> None:
@@ -160,13 +162,14 @@ class ActivationAdmin(ReadOnlyAdmin):
     @admin.display(description="summary and latency")
     def figures(self, activation: Activation) -> str:
         s = activation_summary(activation)
-        rows = "".join(
-            format_html("<tr><th>{}</th><td>{}</td></tr>", k, v)
-            for k, v in [*((k, v) for k, v in s.items() if k != "latency_ms"), *s["latency_ms"].items()]
+        # format_html_join: a value such as {'accepted': 3} must not be read as a format string.
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>",
+            [*((k, v) for k, v in s.items() if k != "latency_ms"), *s["latency_ms"].items()],
         )
-        link = format_html('<a href="../../curtailment/?activation__id__exact={}">per-session outcomes</a>',
-                           activation.pk)
-        return format_html("<table>{}</table>{}", format_html(rows), link)
+        link = format_html('<a href="{}?activation__id__exact={}">per-session outcomes</a>',
+                           reverse("admin:flexibility_curtailment_changelist"), activation.pk)
+        return format_html("<table>{}</table>{}", rows, link)
 
 
 @admin.register(Curtailment)
