@@ -7,9 +7,18 @@ from ..models import Signal
 from ..summary import signal_summary
 
 
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of turning them into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SignalCreateSerializer(serializers.Serializer):
-    external_id = serializers.CharField(max_length=100, help_text="your own id; repeating it is idempotent")
-    direction = serializers.CharField(max_length=40, help_text="only 'reduce_consumption' is actionable")
+    external_id = StrictCharField(max_length=100, help_text="your own id; repeating it is idempotent")
+    direction = StrictCharField(max_length=40, help_text="only 'reduce_consumption' is actionable")
     end_time = serializers.DateTimeField(required=False, allow_null=True, help_text="at most 15 min ahead")
     isp_start = serializers.DateTimeField(required=False, allow_null=True, help_text="an ISP boundary, UTC")
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -28,7 +28,10 @@ class SignalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def get_queryset(self):
         return Signal.objects.filter(brp=self.request.auth).select_related("activation", "activation__signal")
 
-    @extend_schema(request=SignalCreateSerializer, responses={200: SignalSerializer, 202: SignalSerializer})
+    @extend_schema(request=SignalCreateSerializer, responses={200: SignalSerializer, 202: SignalSerializer},
+                   examples=[OpenApiExample("relay until the next ISP boundary", request_only=True,
+                                            value={"external_id": "2025-05-06T17:04-1",
+                                                   "direction": "reduce_consumption"})])
     def create(self, request):
         data = SignalCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -51,3 +51,12 @@ def test_settlement_run_parameters_are_bounded(client, analyst, fields, bad):
     response = client.post("/api/v1/settlement/runs/", body, content_type="application/json")
     assert response.status_code == 400 and set(response.json()) == {bad}
     assert not SettlementRun.objects.exists()
+
+
+@pytest.mark.parametrize("fields", [{"external_id": 0}, {"external_id": True}, {"direction": 1.5}])
+def test_signal_strings_must_be_strings(brp, fields):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {brp.api_token}")
+    body = {"external_id": "sig-1", "direction": "reduce_consumption", **fields}
+    response = client.post("/api/v1/signals/", body, format="json")
+    assert response.status_code == 400 and response.json() == {k: ["Not a valid string."] for k in fields}
