@@ -28,15 +28,22 @@ PASSWORD = "typed-in-the-browser-1"
 
 
 @pytest.fixture
-def chromium(monkeypatch):
-    """A headless Chromium (fresh temporary profile per launch); yields Playwright's Browser."""
+def chromium_available():
+    """Skip (locally) or fail (CI) at once when Chromium or Playwright is missing: use it first."""
     require(Path(CHROMIUM).is_file(), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         require(False, "the playwright package is not installed (requirements-dev.txt)")
-    # Playwright's sync API keeps an asyncio loop in this thread; the ORM calls the test makes
-    # between browser steps are still plain synchronous code.
+
+
+@pytest.fixture
+def chromium(chromium_available, monkeypatch):
+    """A headless Chromium (fresh temporary profile per launch); yields Playwright's Browser."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an asyncio loop running in this thread, which makes Django refuse
+    # the ORM calls the test makes between browser steps; they are plain synchronous code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

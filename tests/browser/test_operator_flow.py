@@ -28,7 +28,7 @@ from tests.integration.conftest import wait_for
 from tests.settlement.helpers import at, sampled_session
 from tests.settlement.test_settle import CLEAR, SIGNAL, throttled
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.usefixtures("chromium_available")]
 
 WORKBOOK_SHEETS = {"activations", "isp", "sessions", "non_responders", "erasable_by_time_of_day"}
 
