@@ -37,6 +37,7 @@ from settlement.accuracy import (
 )
 from settlement.core import BASELINES, settle_frames
 from settlement.core.edges import detect_edges
+from settlement.core.settle import SettleParams
 from simulator import batch
 from simulator.config import Faults, Outage, SimConfig
 
@@ -100,6 +101,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", type=int, default=1000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-notch", action="store_true", help="reconstruct without the activation windows")
     args = p.parse_args()
     t0 = time.perf_counter()
     cfg = SimConfig(points=args.points, seed=args.seed, start=DAY - timedelta(seconds=MARGIN_S),
@@ -122,7 +124,8 @@ def main() -> None:
         shed_rows.append({"scenario": "true power (baseline model only)", "baseline": name, **e.__dict__,
                           "rec_pct": 0.0, "rec_mae_kwh": 0.0, "thin": "-"})
     for label, (states, hit) in scenarios(result, acts).items():
-        settled = settle_frames(states, acts[["activation_id", "t_signal", "t_clear"]], prices, baseline="all")
+        settled = settle_frames(states, acts[["activation_id", "t_signal", "t_clear"]], prices, baseline="all",
+                                params=SettleParams(notch=not args.no_notch))
         rec = settled.reconstruction
         isp = isp_energy_kwh(pd.Series(rec.bin_energy_kwh, index=rec.index))
         e = energy_errors(true_isp, isp)
@@ -146,7 +149,8 @@ def main() -> None:
     t_all = time.perf_counter() - t0
 
     print(f"# settlement accuracy: {cfg.n_points} charge points, seed {cfg.seed}, {len(acts)} activations, "
-          f"{len(result.sessions)} sessions; day 00:00-24:00 UTC of {DAY.date()} (simulated with 30 min margins)\n")
+          f"{len(result.sessions)} sessions; day 00:00-24:00 UTC of {DAY.date()} (simulated with 30 min margins); "
+          f"notch shape {'off' if args.no_notch else 'on'}\n")
     print("## Reconstructed energy per ISP vs truth (96 ISPs of the day) and delivered energy during activations\n")
     print(markdown_table(energy_rows, [
         ("scenario", "scenario", ""), ("states", "states", "d"), ("max_abs_pct", "ISP max abs %", ".3f"),

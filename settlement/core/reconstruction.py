@@ -9,7 +9,13 @@ state's kWh (decreases clipped to zero and flagged). Inside an interval between 
   chosen so the area matches the energy (clipped to the interval), then the shape is scaled so the
   energy matches exactly (absorbs voltage and power factor differences from the 230 V assumption);
 - ``linear``: currents interpolated linearly, scaled so the energy matches;
-- flat (fallback): currents missing or zero at both ends while energy rose.
+- flat (fallback): currents missing or zero at both ends while energy rose;
+- ``notch`` (when activation windows are given): an activation lying wholly between two states
+  leaves no trace in their currents (both show the free level), only an energy shortfall. If the
+  energy is below what the end currents explain, the power is held at the first state's level until
+  the window, at a constant level inside it, and at the second state's level after it; the level is
+  what makes the energy exact (at least 0). Energy inside the window is then exact whenever the power
+  outside it equalled the end currents, whatever the response latency.
 
 A session's first state often has kWh > 0 (the push came a little after plug-in). If its current
 explains that energy within ``max_lead_s``, a virtual zero-kWh state is placed that long before it, so
@@ -33,7 +39,7 @@ from settlement.core.frames import active_phases, clean_states, total_current_a
 
 KW_PER_A_PHASE = 0.230  # 230 V per phase, unity power factor
 MIN_CURRENT_A = 8.0
-FLAT, LINEAR, STEP = 0, 1, 2
+FLAT, LINEAR, STEP, NOTCH = 0, 1, 2, 3
 SHAPES = {"step": STEP, "linear": LINEAR, "flat": FLAT}
 NS = 1_000_000_000
 
@@ -75,6 +81,8 @@ class Reconstruction:
     a_kw: np.ndarray
     b_kw: np.ndarray
     tau_s: np.ndarray
+    notch_s: np.ndarray  # NOTCH intervals: the window's length (it starts tau_s into the interval)
+    notch_kw: np.ndarray  # NOTCH intervals: the unscaled level inside the window
     bin_energy_kwh: np.ndarray  # aggregate energy per grid bin
     bin_theoretical_kwh: np.ndarray  # same with every session above the minimum set to it
     session_flags: pd.DataFrame
@@ -103,7 +111,7 @@ class Reconstruction:
     def partial_kwh(self, k: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Energy of interval k delivered in its first u seconds."""
         return _partial(u, self.interval_s[k], self.delta_kwh[k], self.mode[k], self.a_kw[k], self.b_kw[k],
-                        self.tau_s[k])
+                        self.tau_s[k], self.notch_s[k], self.notch_kw[k])
 
     def session_energy_at(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
         """E_i(t): reconstructed cumulative kWh of sessions `codes` at seconds `t` (0 before the first state)."""
@@ -127,14 +135,17 @@ class Reconstruction:
         return float(self.session_energy_at(codes, np.full(len(codes), float(t))).sum())
 
 
-def _partial(u, T, dE, mode, a, b, tau) -> np.ndarray:
-    """Energy of an interval (length T, energy dE, shape mode/a/b/tau) delivered in its first u seconds."""
+def _partial(u, T, dE, mode, a, b, tau, notch, level) -> np.ndarray:
+    """Energy of an interval (length T, energy dE, shape mode/a/b/tau/notch/level) in its first u seconds."""
     u = np.clip(u, 0.0, T)
     with np.errstate(divide="ignore", invalid="ignore"):
         flat = dE * u / T
         lin = dE * (a * u + (b - a) * u * u / (2 * T)) / ((a + b) * T / 2)
         step = dE * (a * np.minimum(u, tau) + b * np.maximum(u - tau, 0.0)) / (a * tau + b * (T - tau))
-    out = np.select([mode == LINEAR, mode == STEP], [lin, step], flat)
+        after = T - tau - notch
+        dip = dE * (a * np.minimum(u, tau) + level * np.clip(u - tau, 0.0, notch)
+                    + b * np.maximum(u - tau - notch, 0.0)) / (a * tau + level * notch + b * after)
+    out = np.select([mode == LINEAR, mode == STEP, mode == NOTCH], [lin, step, dip], flat)
     out = np.where(np.isfinite(out), out, flat)
     out = np.where(u >= T, dE, out)
     return np.where(T > 0, out, 0.0)
@@ -157,8 +168,13 @@ def _flag_text(counts: dict[str, np.ndarray], n: int) -> np.ndarray:
     return out
 
 
-def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None) -> Reconstruction:
-    """Rebuild every session's energy function and the aggregate power on the grid."""
+def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None,
+                windows: pd.DataFrame | None = None) -> Reconstruction:
+    """Rebuild every session's energy function and the aggregate power on the grid.
+
+    `windows` (t_signal, t_clear; aware, not overlapping) are the activations: an interval between two
+    states that holds a whole window and falls short of its end currents' energy gets the notch shape.
+    """
     params = params or ReconstructionParams()
     clean = clean_states(states)
     f = clean.frame
@@ -213,6 +229,12 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
             mean_kw = dE / (T / 3600.0)
             tau = np.where(stepping, np.clip(T * (mean_kw - b) / (a - b), 0.0, T), 0.0)
         mode[stepping] = STEP
+    notch_s, notch_kw = np.zeros(n), np.zeros(n)
+    if windows is not None and len(windows) and params.shape != "flat" and n:
+        w = (pd.to_datetime(windows[["t_signal", "t_clear"]].to_numpy().ravel(), utc=True).as_unit("ns").asi8
+             .reshape(-1, 2) - t0_ns) / NS
+        w = w[np.argsort(w[:, 0], kind="stable")]
+        _notches(t, T, dE, a, b, same & usable, w, mode, tau, notch_s, notch_kw)
 
     phases = np.full(n_sess, np.nan)
     if len(f):
@@ -222,7 +244,8 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
         params=params, t0=pd.Timestamp(t0_ns, tz="UTC"), n_bins=n_bins, session_ids=clean.session_ids,
         evse_uids=clean.evse_uids, phases=phases, first_s=t[starts], last_s=t[ends], code=code, t=t,
         e_kwh=e_kwh, interval_s=T, delta_kwh=dE, mode=mode, a_kw=np.nan_to_num(a), b_kw=np.nan_to_num(b),
-        tau_s=tau, bin_energy_kwh=np.zeros(n_bins), bin_theoretical_kwh=np.zeros(n_bins),
+        tau_s=tau, notch_s=notch_s, notch_kw=notch_kw, bin_energy_kwh=np.zeros(n_bins),
+        bin_theoretical_kwh=np.zeros(n_bins),
         session_flags=pd.DataFrame(), states=f.assign(t=(ns_real - t0_ns) / NS),
     )
     s, e, c, m, owner = _pieces(rec)
@@ -246,29 +269,48 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
     return rec
 
 
+def _notches(t, T, dE, a, b, usable, w, mode, tau, notch_s, notch_kw) -> None:
+    """Mark (in place) the intervals holding a whole window [w0, w1] whose energy the ends do not explain."""
+    # The first window starting after the interval's start; the interval holds it if it also ends inside.
+    j = np.searchsorted(w[:, 0], t, side="right")
+    ok = usable & (j < len(w))
+    jj = np.minimum(j, len(w) - 1)
+    w0, w1 = w[jj, 0], w[jj, 1]
+    ok &= (w1 < t + T) & (w1 > w0)
+    before, inside, after = w0 - t, w1 - w0, t + T - w1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = (dE * 3600.0 - a * before - b * after) / inside
+    ok &= np.isfinite(level) & (level < np.minimum(a, b))  # a shortfall: the end currents over-explain it
+    mode[ok] = NOTCH
+    tau[ok] = before[ok]
+    notch_s[ok] = inside[ok]
+    notch_kw[ok] = np.maximum(level[ok], 0.0)  # below zero: stopped in the window, rest scaled down
+
+
 def _pieces(rec: Reconstruction) -> tuple[np.ndarray, ...]:
     """Power pieces c + m (t - s) on [s, e) (kW, seconds), scaled so each interval's energy is exact."""
     k = np.flatnonzero((rec.interval_s > 0) & (rec.delta_kwh > 0))
-    T, dE, mode, a, b, tau = (x[k] for x in (rec.interval_s, rec.delta_kwh, rec.mode, rec.a_kw, rec.b_kw,
-                                             rec.tau_s))
+    T, dE, mode, a, b, tau, notch, level = (x[k] for x in (rec.interval_s, rec.delta_kwh, rec.mode, rec.a_kw,
+                                                           rec.b_kw, rec.tau_s, rec.notch_s, rec.notch_kw))
     start = rec.t[k]
     energy_kws = dE * 3600.0
-    lin, step = mode == LINEAR, mode == STEP
+    lin, step, dip = mode == LINEAR, mode == STEP, mode == NOTCH
     with np.errstate(divide="ignore", invalid="ignore"):
-        area = np.select([lin, step], [(a + b) * T / 2, a * tau + b * (T - tau)], T)
+        area = np.select([lin, step, dip], [(a + b) * T / 2, a * tau + b * (T - tau),
+                                            a * tau + level * notch + b * (T - tau - notch)], T)
         scale = energy_kws / area
     bad = ~np.isfinite(scale) | (area <= 0)
-    lin, step = lin & ~bad, step & ~bad
-    c1 = np.where(lin | step, a * scale, energy_kws / T)
+    lin, step, dip = lin & ~bad, step & ~bad, dip & ~bad
+    c1 = np.where(lin | step | dip, a * scale, energy_kws / T)
     m1 = np.where(lin, (b - a) * scale / T, 0.0)
     # Lengths stay interval-local (tau, T - tau): absolute times lose digits on millisecond pieces.
-    length1 = np.where(step, tau, T)
+    length1 = np.where(step | dip, tau, T)
     second = step & (tau < T)
-    s = np.r_[start, (start + tau)[second]]
-    length = np.r_[length1, (T - tau)[second]]
-    c = np.r_[c1, (b * scale)[second]]
-    m = np.r_[m1, np.zeros(int(second.sum()))]
-    owner = np.r_[k, k[second]]
+    s = np.r_[start, (start + tau)[second], (start + tau)[dip], (start + tau + notch)[dip]]
+    length = np.r_[length1, (T - tau)[second], notch[dip], (T - tau - notch)[dip]]
+    c = np.r_[c1, (b * scale)[second], (level * scale)[dip], (b * scale)[dip]]
+    m = np.r_[m1, np.zeros(int(second.sum()) + 2 * int(dip.sum()))]
+    owner = np.r_[k, k[second], k[dip], k[dip]]
     keep = length > 0
     return s[keep], length[keep], c[keep], m[keep], owner[keep]
 

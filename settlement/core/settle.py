@@ -39,6 +39,7 @@ class SettleParams:
     responder_threshold_a: float = 8.5  # ...still above this per-phase current
     tod_bin_minutes: int = 15
     idle_w: float = 4.5  # meter reconciliation: idle consumption per station
+    notch: bool = True  # give reconstruction the activation windows (see reconstruction: notch)
 
 
 @dataclass(eq=False)
@@ -79,7 +80,7 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
     params = params or SettleParams()
     names = _baseline_names(baseline)
     acts = clean_activations(activations)
-    rec = reconstruct(states, params.reconstruction)
+    rec = reconstruct(states, params.reconstruction, acts if params.notch else None)
     if progress:
         progress(1)
     power = rec.power_kw()

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from settlement.core import settle_frames
+from settlement.core.settle import SettleParams
 from tests.settlement.helpers import at, frame, sampled_session, state_rows
 from tests.settlement.test_settle import CLEAR, SIGNAL, activations, figure8_states, throttled
 
@@ -63,13 +64,29 @@ def test_states_missing_for_a_while_conserve_energy_and_make_the_activation_thin
     rows = [r for r in sampled_session("s", "e", at("22:30:00"), at("23:50:00"), throttled)
             if not at("23:00:00") < r["timestamp"] < at("23:20:00")]
     # States at 23:00 (16 A) and 23:20 (16 A): 270 s x 11.04 + 630 s x 5.52 + 300 s x 11.04 = 9770.4 kWs
-    # = 2.714 kWh in between. Both ends show 16 A, so nothing says where the dip was: the energy is
-    # spread evenly, and 660 of the 1200 s lie inside the activation: 2.714 x 660 / 1200 = 1.4927 kWh.
+    # = 2.714 kWh in between. Both ends show 16 A, so the currents do not show the dip.
+    # Notch shape: 11.04 kW before 23:04 (240 s) and after 23:15 (300 s), the rest inside the window:
+    # 9770.4 - 2649.6 - 3312 = 3808.8 kWs = 1.058 kWh, exactly the truth (30 s x 11.04 + 630 s x 5.52).
     row = settle_one(rows)
-    assert row["delivered_kwh"] == pytest.approx(9770.4 / 3600 * 660 / 1200, rel=1e-9)
+    assert row["delivered_kwh"] == pytest.approx(3808.8 / 3600, rel=1e-9)
     assert row["data_quality"] == "thin"
     assert "1 of 1 active session(s) with data issues near the activation" in row["dq_reasons"]
     assert "only 0% of sessions" in row["dq_reasons"]  # no state within 10 min after 23:04
+    # Without the activation windows the energy is spread evenly: 660 of the 1200 s lie inside the
+    # activation: 9770.4 / 3600 x 660 / 1200 = 1.4927 kWh.
+    blind = settle_frames(frame(rows), activations(), PRICES, params=SettleParams(notch=False)).activations.iloc[0]
+    assert blind["delivered_kwh"] == pytest.approx(9770.4 / 3600 * 660 / 1200, rel=1e-9)
+
+
+def test_notch_level_never_goes_below_zero():
+    # 16 A at both ends 20 min apart but only 0.5 kWh in between: even 0 kW in the window leaves
+    # 540 s x 11.04 kW = 1.656 kWh > 0.5, so the level is 0 and the outside is scaled down: nothing is
+    # delivered inside the window, the 0.5 kWh stays between the states.
+    rows = state_rows("s", "e", [at("23:00:00"), at("23:20:00")], [0.0, 0.5], [16.0, 16.0])
+    rec = settle_frames(frame(rows), activations(), PRICES)
+    assert rec.activations["delivered_kwh"].iloc[0] == pytest.approx(0.0, abs=1e-12)
+    assert rec.reconstruction.bin_energy_kwh.sum() == pytest.approx(0.5)
+    assert (rec.reconstruction.bin_energy_kwh >= 0).all()
 
 
 def test_a_gap_hours_away_does_not_thin_the_activation():
