@@ -177,6 +177,11 @@ def main() -> None:
         ("true", "true shed", ".1f"), ("trap_true_power", "trapezoid on true power", ".1f"),
         ("trap", "trapezoid", ".1f"), ("flat_true_power", "flat on true power", ".1f"), ("flat", "flat", ".1f"),
         ("rebound", "rebound 10 min after clear", ".1f")]))
+    for name in BASELINE_NAMES:
+        model_err = baseline_only[name] - true_shed
+        r = np.corrcoef(model_err, rebound)[0, 1]
+        print(f"\n{name} on true power: error vs rebound over activations: correlation {r:.2f}; "
+              f"sum of errors {model_err.sum():+.1f} kWh, sum of rebounds {rebound.sum():.1f} kWh")
     hit, i, row = per_act[("outage", "row")]
     print(f"\n## The activation inside the outage (id {hit}, signal {acts['t_signal'].iloc[i]:%H:%M:%S})\n")
     print(f"true shed {true_shed[i]:.1f} kWh; clean: trapezoid {per_act[('clean', 'trapezoid')][i]:.1f}, "
