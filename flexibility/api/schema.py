@@ -2,7 +2,7 @@
 
 Clients (and the schemathesis fuzz in tests/trust) learn from the schema which refusals to expect:
 400 bad input, 401 no or unknown credentials, 403 not allowed, 404 not yours or not there, 409 a
-conflict with the current state, 429 too many requests.
+conflict with the current state, 413 a body too large, 429 too many requests.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class ApiSchema(AutoSchema):
         }
         if self.method in ("POST", "PUT", "PATCH") or self._is_list_view():
             refusals["400"] = _error("invalid input", _FIELD_ERRORS)
+        if self.method in ("POST", "PUT", "PATCH"):
+            refusals["413"] = _error("request body too large", _DETAIL)
         if "{" in self.path:
             refusals["404"] = _error("no such object among yours", _DETAIL)
         if getattr(self.view, "action", None) in getattr(self.view, "conflict_actions", ()):

@@ -9,11 +9,12 @@ from rest_framework.response import Response
 from .. import services
 from ..models import Signal
 from .auth import BrpRateThrottle, BrpTokenAuthentication, IsBrp
+from .limits import BodyLimitMixin
 from .schema import ApiSchema, StrictLimitOffsetPagination
 from .serializers import SignalCreateSerializer, SignalSerializer
 
 
-class SignalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Imbalance signals of the calling BRP (a BRP sees only its own)."""
 
     serializer_class = SignalSerializer

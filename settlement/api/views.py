@@ -6,6 +6,7 @@ from rest_framework import authentication, mixins, permissions, viewsets
 from rest_framework.exceptions import ValidationError
 
 from flexibility.api.auth import BrpTokenAuthentication, BrpUser
+from flexibility.api.limits import BodyLimitMixin
 from flexibility.api.schema import ApiSchema, StrictLimitOffsetPagination
 from flexibility.roles import ANALYSTS
 from settlement import services
@@ -37,7 +38,7 @@ class IsAnalystOrBrp(permissions.BasePermission):
 AUTH = [BrpTokenAuthentication, authentication.SessionAuthentication, authentication.BasicAuthentication]
 
 
-class RunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class RunViewSet(BodyLimitMixin, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                  viewsets.GenericViewSet):
     queryset = SettlementRun.objects.all()
     serializer_class = RunSerializer
