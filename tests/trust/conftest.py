@@ -44,3 +44,57 @@ def settled(brp, other_brp):
                                  delivered_kwh=10.0, shed_kwh=6.5, price_eur_per_mwh=300.0, value_eur=1.95)
         results[supplier.pk] = result
     return results
+
+
+# --- OCPI parties ---------------------------------------------------------------------------------
+
+CPO_TOKEN = "trust-cpo-token-c-0123456789"
+OTHER_CPO_TOKEN = "trust-other-cpo-token-c-987"
+
+
+def _party(name: str, party_id: str, token: str, status="REGISTERED"):
+    from ocpi_client.models import OcpiParty, hash_token
+
+    return OcpiParty.objects.create(
+        name=name, country_code="NL", party_id=party_id, role="CPO", status=status,
+        token_ours_hash=hash_token(token), token_theirs=f"ours-for-{party_id}",
+        versions_url="http://127.0.0.1:9/versions",  # nothing listens on the discard port: fails fast
+        endpoints=[{"identifier": "chargingprofiles", "role": "RECEIVER", "url": "http://127.0.0.1:9/cp/"}])
+
+
+@pytest.fixture
+def cpo(db, clock):
+    """The CPO platform pushing sessions to us (NL*CPO); its token is `cpo.token`."""
+    party = _party("Trust CPO", "CPO", CPO_TOKEN)
+    party.token = CPO_TOKEN
+    return party
+
+
+@pytest.fixture
+def other_cpo(db, clock):
+    """Another CPO (NL*OTH): must never read or change the first one's sessions."""
+    party = _party("Other CPO", "OTH", OTHER_CPO_TOKEN)
+    party.token = OTHER_CPO_TOKEN
+    return party
+
+
+class Ocpi:
+    """Django test client speaking OCPI: base64 token, raw or JSON body, parsed envelope."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def __call__(self, method: str, path: str, body=None, *, token: str | None = CPO_TOKEN, raw: bytes | None = None):
+        import base64
+        import json
+
+        extra = {"HTTP_AUTHORIZATION": f"Token {base64.b64encode(token.encode()).decode()}"} if token else {}
+        data = raw if raw is not None else (json.dumps(body) if body is not None else "")
+        response = self.client.generic(method, f"/ocpi/{path}", data=data, content_type="application/json", **extra)
+        response.envelope = json.loads(response.content)
+        return response
+
+
+@pytest.fixture
+def ocpi(client) -> Ocpi:
+    return Ocpi(client)

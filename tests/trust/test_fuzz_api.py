@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 import schemathesis
+from django.core import signals
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -29,6 +32,17 @@ MAX_EXAMPLES = 60  # per operation and phase; the whole file stays well under a 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", WSGIHandler())
 # Unknown query parameters are ignored, as REST clients expect; everything declared is checked strictly.
 schema.config.generation.update(allow_extra_parameters=False)
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection():
+    """The WSGI handler closes "old" connections around each request; inside the test's transaction
+    PostgreSQL's would be closed (Django's test client does the same as this)."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 def basic(user) -> str:
