@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from tests.conftest import require
 from tests.integration.conftest import *  # noqa: F403  (celery_worker_process and the fixtures it uses)
@@ -49,12 +50,18 @@ def chromium(chromium_available, monkeypatch):
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+        # While that loop runs, Django keys its connections by async context rather than thread, so
+        # the test's queries opened connections of their own: close them, or the test database
+        # cannot be dropped at the end of the session.
+        connections.close_all()
 
 
 @pytest.fixture
 def artifacts() -> Path:
     """test-artifacts/browser/ (git-ignored): screenshots and downloads of the last run."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in [*ARTIFACTS.glob("*.png"), *ARTIFACTS.glob("*.xlsx")]:
+        old.unlink()
     return ARTIFACTS
 
 
