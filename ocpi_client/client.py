@@ -2,25 +2,27 @@
 
 `client_for(party)` returns a per-process cached `OcpiClient` over one `requests.Session` whose
 pooled HTTPAdapter keeps up to settings.OCPI_HTTP_POOL_SIZE keep-alive connections. `fan_out` is the
-product's critical path (thousands of PUTs in seconds): a thread pool over that one session, no ORM
-inside; the caller bulk-writes the outcomes (`services.record_outcomes`).
+product's critical path (thousands of PUTs in seconds): asyncio over up to that many keep-alive
+connections, no ORM inside; the caller bulk-writes the outcomes (`services.record_outcomes`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import aiohttp
 import requests
 import urllib3
+import yarl
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
@@ -91,13 +93,16 @@ def auth_header(token: str) -> str:
     return "Token " + base64.b64encode(token.encode("ascii")).decode("ascii")
 
 
+USER_AGENT = "smatch-scsp/0.1"
+
+
 def _new_session(pool_size: int) -> requests.Session:
     http = requests.Session()
     # pool_block: never open more connections than the pool holds; threads wait for a free one.
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0, pool_block=True)
     http.mount("http://", adapter)
     http.mount("https://", adapter)
-    http.headers.update({"Accept": "application/json", "User-Agent": "smatch-scsp/0.1"})
+    http.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
     return http
 
 
@@ -187,7 +192,7 @@ class OcpiClient:
     def call(self, call: OutboundCall) -> CallOutcome:
         """Make one call; never raises for transport/HTTP/OCPI errors (they become result "ERROR").
 
-        The hot path of `fan_out`: it talks to the urllib3 pool under the session's HTTPAdapter directly,
+        Single calls talk to the urllib3 pool under the session's HTTPAdapter directly,
         which costs a fraction of a full `requests` round (hooks, cookies, settings merging) per call.
         """
         sent_at = clock.now()
@@ -230,14 +235,48 @@ class OcpiClient:
         raise OcpiClientError(f"unknown call kind {call.kind!r}")
 
     def fan_out(self, calls: Sequence[OutboundCall], max_workers: int = 32) -> list[CallOutcome]:
-        """Make many calls concurrently over the pooled keep-alive connections; outcomes in call order."""
+        """Make many calls concurrently over keep-alive connections; outcomes in call order.
+
+        asyncio + aiohttp rather than a thread pool: its C HTTP parser costs a fraction of the CPU
+        per call of urllib3 in threads, and the fan-out is CPU-bound on a small machine.
+        """
         if not calls:
             return []
-        workers = max(1, min(max_workers, self.pool_size, len(calls)))
-        if workers == 1:
-            return [self.call(c) for c in calls]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocpi-fan-out") as pool:
-            return list(pool.map(self.call, calls))
+        connections = max(1, min(max_workers, self.pool_size, len(calls)))
+        return asyncio.run(self._fan_out(calls, connections))
+
+    async def _fan_out(self, calls: Sequence[OutboundCall], connections: int) -> list[CallOutcome]:
+        parts = urlsplit(self.endpoint("chargingprofiles", "RECEIVER"))
+        timeout = aiohttp.ClientTimeout(sock_connect=self.timeout_s, sock_read=self.timeout_s)
+        connector = aiohttp.TCPConnector(limit=connections)
+        outcomes: list[CallOutcome | None] = [None] * len(calls)
+        pending = iter(range(len(calls)))  # shared by the connection loops: each takes the next call
+
+        async with aiohttp.ClientSession(f"{parts.scheme}://{parts.netloc}", connector=connector, timeout=timeout,
+                                         headers={"Accept": "application/json", "User-Agent": USER_AGENT}) as http:
+            async def loop() -> None:
+                for index in pending:
+                    outcomes[index] = await self._call_async(http, calls[index])
+
+            await asyncio.gather(*(loop() for _ in range(connections)))
+        return outcomes  # type: ignore[return-value]
+
+    async def _call_async(self, http: aiohttp.ClientSession, call: OutboundCall) -> CallOutcome:
+        sent_at = clock.now()
+        try:
+            method, path, data = self._request_for(call)
+            headers = self._headers()
+            if data is not None:
+                headers["Content-Type"] = "application/json"
+            async with http.request(method, yarl.URL(path, encoded=True), data=data, headers=headers,
+                                    allow_redirects=False) as response:
+                raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return CallOutcome(call.call_id, None, None, "ERROR", None, f"{exc.__class__.__name__}: {exc}",
+                               sent_at, clock.now())
+        except OcpiClientError as exc:
+            return CallOutcome(call.call_id, None, None, "ERROR", None, str(exc), sent_at, clock.now())
+        return _outcome(call.call_id, response.status, raw, sent_at, clock.now())
 
     # --- sessions (their Sender interface) --------------------------------------------------------------
     def iter_sessions(self, date_from: datetime, date_to: datetime | None = None,
