@@ -5,6 +5,7 @@ Views, admin actions, commands and tasks call these; they hold no HTTP or admin 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +15,20 @@ from smatch import clock
 
 from . import planning
 from .models import Activation, Brp, Decision, Signal
+
+log = logging.getLogger(__name__)
+
+
+def _enqueue(task, *args) -> None:
+    """Queue a task after commit; if the broker is down, log it and leave it to the sweep.
+
+    What was decided is committed already; the sweep re-dispatches a stalled activation, restores
+    an overdue one and relays a due policy signal, so an unreachable broker delays, never loses.
+    """
+    try:
+        task.delay(*args)
+    except Exception:  # kombu's OperationalError and the transport's own connection errors
+        log.exception("could not queue %s%s: the sweep will pick it up", task.name, args)
 
 POLICY_LABEL = "policy"
 
@@ -97,6 +112,8 @@ def receive_signal(
     auto_at = None
     if brp.policy == Brp.Policy.AUTO_AFTER:
         auto_at = now + timedelta(seconds=brp.auto_after_s or 0)
+    elif brp.policy == Brp.Policy.AUTO:  # due at once; the sweep relays it if the queued relay is lost
+        auto_at = now
     try:
         with transaction.atomic():
             signal = Signal.objects.create(
@@ -120,7 +137,7 @@ def _apply_policy_on_arrival(signal: Signal) -> None:
     from . import tasks
 
     if signal.brp.policy == Brp.Policy.AUTO:
-        transaction.on_commit(lambda: tasks.relay_by_policy.delay(signal.pk))
+        transaction.on_commit(lambda: _enqueue(tasks.relay_by_policy, signal.pk))
     elif signal.brp.policy == Brp.Policy.AUTO_AFTER:
         delay_s = clock.real_seconds_until(signal.auto_relay_at)
         transaction.on_commit(lambda: tasks.relay_by_policy.apply_async((signal.pk,), countdown=delay_s))
@@ -156,7 +173,7 @@ def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activa
             _decide(signal, Decision.Action.RELAY, actor, label or _label(actor))
     if expired:
         raise SignalRefused("the signal's end has passed: it expired and cannot be relayed")
-    transaction.on_commit(lambda: tasks.dispatch_activation.delay(activation.pk))
+    transaction.on_commit(lambda: _enqueue(tasks.dispatch_activation, activation.pk))
     return activation
 
 
@@ -227,7 +244,7 @@ def end_early(signal_id: int, actor=None, label: str | None = None, cancel: bool
                 signal.status = Signal.Status.CANCELLED
                 signal.save(update_fields=["status"])
             activation_id = signal.activation.pk
-            transaction.on_commit(lambda: tasks.restore_activation.delay(activation_id))
+            transaction.on_commit(lambda: _enqueue(tasks.restore_activation, activation_id))
         else:
             raise SignalRefused(f"signal is {signal.status}: nothing to {action}")
         _decide(signal, action, actor, label or _label(actor))

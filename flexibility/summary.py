@@ -15,6 +15,22 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
     return None if start is None or end is None else round((end - start).total_seconds() * 1000)
 
 
+def _outcome(activation: Activation, throttled: int, caps: int) -> str:
+    """One word for the operator: did the CPO carry the activation out?
+
+    `restored` alone does not say it: an activation whose every PUT failed is restored too.
+    in_progress (not restored yet), no_sessions (nothing eligible), complete (every cap was in
+    force), partial (some refused or failed), failed (none was in force).
+    """
+    if activation.status != Activation.Status.RESTORED:
+        return "in_progress"
+    if caps == 0:
+        return "no_sessions"
+    if throttled == caps:
+        return "complete"
+    return "partial" if throttled else "failed"
+
+
 def activation_summary(activation: Activation) -> dict:
     """Counts, kW and latency figures (milliseconds after the signal was received)."""
     by_status = dict(
@@ -38,15 +54,18 @@ def activation_summary(activation: Activation) -> dict:
     all_answered = figures["last_answer"] if not figures["unanswered"] and not planned else None
     all_results = figures["last_result"] if all_answered and not figures["awaiting"] else None
     received = activation.signal.received_at
+    throttled = by_status.get(Curtailment.Status.ACCEPTED, 0) + by_status.get(Curtailment.Status.RESTORED, 0)
     return {
+        "outcome": _outcome(activation, throttled, sum(by_status.values())),
         "status": activation.status,
         "relayed_at": activation.relayed_at,
         "ends_at": activation.ends_at,
         "restored_at": activation.restored_at,
         "stopped_early": activation.stopped_early,
         "sessions_eligible": activation.eligible,
-        "sessions_throttled": by_status.get(Curtailment.Status.ACCEPTED, 0)
-        + by_status.get(Curtailment.Status.RESTORED, 0),
+        "sessions_throttled": throttled,
+        "sessions_refused": by_status.get(Curtailment.Status.REFUSED, 0),
+        "sessions_failed": by_status.get(Curtailment.Status.FAILED, 0),
         "sessions_by_outcome": by_status,
         "sessions_skipped": activation.skipped,
         "expected_kw": round(activation.expected_kw, 3),

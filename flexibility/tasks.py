@@ -27,9 +27,14 @@ def relay_by_policy(signal_id: int) -> None:
 
 
 @shared_task(name="flexibility.dispatch_activation", acks_late=True)
-def dispatch_activation(activation_id: int) -> None:
-    """Plan the caps, queue their PUTs in chunks, and schedule the restore at the end."""
+def dispatch_activation(activation_id: int, resume: bool = False) -> None:
+    """Plan the caps, queue their PUTs in chunks, and schedule the restore at the end.
+
+    `resume` (the sweep, for a stalled dispatch): also resend caps left SENT by a dead task.
+    """
     pending = dispatch.plan_activation(activation_id)
+    if resume:
+        pending = dispatch.unanswered_ids(activation_id)
     ends_at = Activation.objects.values_list("ends_at", flat=True).get(pk=activation_id)
     restore_activation.apply_async((activation_id,), countdown=clock.real_seconds_until(ends_at))
     if pending:
@@ -68,6 +73,8 @@ def sweep() -> None:
     """The safety net after a crash: overdue restores, late policy relays, expired signals."""
     for activation_id in dispatch.overdue_activation_ids():
         restore_activation.delay(activation_id)
+    for activation_id in dispatch.stalled_activation_ids():  # its task died with a worker or a broker
+        dispatch_activation.delay(activation_id, resume=True)
     dispatch.restore_curtailments()  # caps shortened by the budget end before their activation
     for signal_id in services.due_policy_relays():
         relay_by_policy.delay(signal_id)

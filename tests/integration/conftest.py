@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,12 +20,16 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _worker_env(live_server_url: str) -> dict:
+def _database_url() -> str:
     db = connection.settings_dict
+    return (f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
+            f"{db['NAME']}")
+
+
+def _worker_env(live_server_url: str) -> dict:
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-        f"{db['NAME']}",
+        "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "OCPI_BASE_URL": f"{live_server_url}/ocpi",
         "SWEEP_INTERVAL_S": "1",
@@ -72,12 +77,18 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def celery_worker_process(real_services, transactional_db, live_server, tmp_path):
+def worker_extra_env() -> dict:
+    """Extra environment of the worker process (timeouts, threads); override by parametrizing it."""
+    return {}
+
+
+@pytest.fixture
+def celery_worker_process(real_services, transactional_db, live_server, tmp_path, worker_extra_env):
     from smatch.celery import app
 
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(app.conf.task_default_queue)
-    worker = WorkerProcess(_worker_env(live_server.url), tmp_path / "worker.log")
+    worker = WorkerProcess({**_worker_env(live_server.url), **worker_extra_env}, tmp_path / "worker.log")
     worker.start()
     yield worker
     worker.stop()
@@ -93,3 +104,125 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server on its own port, without persistence: a restart loses every message."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port, self.workdir, self.proc = port, workdir, None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        wait_for(lambda: _pings(client), 15, "the private redis-server")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.kill()
+        time.sleep(down_s)
+        self.start()
+
+
+def _pings(client) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _use_broker(url: str) -> None:
+    """Point this process's Celery app at another broker (producers are pooled per app)."""
+    from smatch.celery import app
+
+    app.conf.broker_url = url
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def private_redis(real_services, settings, tmp_path):
+    """A Redis of the test's own as the broker (for this process and the worker started after it).
+
+    Request it before `celery_worker_process` (argument order) so the worker gets its URL.
+    """
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    previous = settings.CELERY_BROKER_URL
+    settings.CELERY_BROKER_URL = server.url
+    _use_broker(server.url)
+    yield server
+    _use_broker(previous)
+    server.kill()
+
+
+class WebProcess:
+    """The product's web process (gunicorn) on the test database, killable like a crash."""
+
+    def __init__(self, env: dict, log_path: Path, port: int) -> None:
+        self.env, self.log_path, self.port, self.proc = env, log_path, port, None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import requests
+
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "smatch.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", "2", "--threads", "8", "--backlog", "512", "--log-level", "warning"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+        def answers() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                return requests.get(f"{self.url}/ocpi/versions", timeout=1).status_code < 500
+            except requests.RequestException:
+                return False
+
+        wait_for(answers, 30, "gunicorn to answer")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def web_process(real_services, transactional_db, tmp_path):
+    """gunicorn serving the product against the test database (OCPI_BASE_URL = its own URL)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**_worker_env(url), "DATABASE_URL": _database_url()}
+    web = WebProcess(env, tmp_path / "web.log", port)
+    web.start()
+    yield web
+    web.kill()
