@@ -86,7 +86,7 @@ class Browsing:
 
     def __init__(self, browser, base_url: str, folder: Path, prefix: str) -> None:
         self.context = browser.new_context(base_url=base_url, accept_downloads=True,
-                                           viewport={"width": 1400, "height": 900})
+                                           viewport={"width": 1680, "height": 900})
         self.context.set_default_timeout(15_000)
         self.page = self.context.new_page()
         self.folder, self.prefix, self.step = folder, prefix, 0
