@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta
 
 import pandas as pd
+from django.db import connection
 from django.db.models import F
 
 from flexibility.models import Activation, Curtailment
@@ -34,11 +36,29 @@ def states_frame(start: datetime, end: datetime, chunk_size: int = 20_000) -> pd
             .values_list("session_id", "evse_uid", "timestamp", "kwh", "current_l1_a", "current_l2_a",
                          "current_l3_a")
             .order_by())
-    frame = pd.DataFrame(list(rows.iterator(chunk_size=chunk_size)), columns=STATE_COLUMNS)
+    if connection.vendor == "postgresql":
+        frame = _copy_frame(rows)
+    else:
+        frame = pd.DataFrame(list(rows.iterator(chunk_size=chunk_size)), columns=STATE_COLUMNS)
     frame["session_id"] = frame["session_id"].astype(str)
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     for col in STATE_COLUMNS[3:]:
         frame[col] = pd.to_numeric(frame[col]).astype(float)
+    return frame
+
+
+def _copy_frame(rows) -> pd.DataFrame:
+    """The query's rows through PostgreSQL COPY ... TO STDOUT as CSV: ~10x faster than ORM tuples for 10^6 rows
+    (no per-row Python objects, no datetime conversion per value)."""
+    sql, params = rows.query.sql_with_params()
+    buf = io.StringIO()
+    with connection.cursor() as cur:
+        query = cur.mogrify(sql, params)
+        cur.copy_expert(f"COPY ({query.decode() if isinstance(query, bytes) else query}) TO STDOUT WITH CSV", buf)
+    buf.seek(0)
+    frame = pd.read_csv(buf, names=STATE_COLUMNS, header=None, dtype={"session_id": str, "evse_uid": str},
+                        keep_default_na=False, na_values={c: [""] for c in STATE_COLUMNS[3:]})
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     return frame
 
 
