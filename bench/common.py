@@ -180,6 +180,12 @@ class Gunicorn:
     def description(self) -> str:
         return f"gunicorn {self.worker_class} {self.workers} workers x {self.threads} threads"
 
+    def worker_pids(self) -> list[int]:
+        """The master's child processes (the workers)."""
+        assert self.proc is not None
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(x) for x in path.read_text().split()] if path.exists() else []
+
     def __enter__(self) -> Gunicorn:
         import subprocess
         import time
@@ -214,6 +220,19 @@ class Gunicorn:
             except Exception:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """user + system CPU seconds used so far by these processes (Linux /proc; 0 for a vanished one)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

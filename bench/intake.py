@@ -19,6 +19,7 @@ import base64
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from bench.common import Gunicorn, Row, bench_args, finish, fresh_database, manage, percentile, production_env
+from bench.common import (
+    Gunicorn,
+    Row,
+    bench_args,
+    cpu_seconds,
+    finish,
+    fresh_database,
+    manage,
+    percentile,
+    production_env,
+)
 
 BENCH = "intake"
 DB = "smatch_h4_bench_intake"
@@ -98,7 +109,8 @@ async def _push(http: aiohttp.ClientSession, method: str, url: str, body: dict, 
     phase.sent += 1
 
 
-async def drive(base: str, token: str, sessions: int, clients: int, seconds: float) -> tuple[Phase, Phase]:
+async def drive(base: str, token: str, sessions: int, clients: int, seconds: float,
+                on_patch_start: Callable[[], None] = lambda: None) -> tuple[Phase, Phase]:
     """PUT every session, then PATCH them round-robin for `seconds`; each client owns a slice of sessions."""
     url = f"{base}/ocpi/2.2.1/sessions/{CC}/{PARTY}/BS"
     headers = {"Authorization": "Token " + base64.b64encode(token.encode()).decode()}
@@ -124,6 +136,7 @@ async def drive(base: str, token: str, sessions: int, clients: int, seconds: flo
         t0 = time.perf_counter()
         await asyncio.gather(*(put_client(k) for k in range(clients)))
         puts.wall_s = time.perf_counter() - t0
+        on_patch_start()
         t1 = time.perf_counter()
         await asyncio.gather(*(patch_client(k, t1 + seconds) for k in range(clients)))
         patches.wall_s = time.perf_counter() - t1
@@ -141,7 +154,7 @@ def main() -> None:
     if args.quick:
         args.sessions, args.seconds = min(args.sessions, 300), min(args.seconds, 4.0)
         args.clients = min(args.clients, 32)
-    rates, p50s, p99s, put_rates, put_p99s, missing, errors = [], [], [], [], [], [], []
+    rates, p50s, p99s, put_rates, put_p99s, missing, errors, cpu_ms = [], [], [], [], [], [], [], []
     server = ""
     for rep in range(args.repeat):
         env = production_env(fresh_database(DB))
@@ -149,7 +162,11 @@ def main() -> None:
         token = manage(env, "shell", "-c", SETUP.format(cc=CC, pid=PARTY)).strip().splitlines()[-1]
         with Gunicorn(env, args.workers, args.threads) as web:
             server = web.description
-            puts, patches = asyncio.run(drive(web.base, token, args.sessions, args.clients, args.seconds))
+            pids = web.worker_pids()
+            cpu0: list[float] = []
+            puts, patches = asyncio.run(drive(web.base, token, args.sessions, args.clients, args.seconds,
+                                              on_patch_start=lambda c=cpu0, w=pids: c.append(cpu_seconds(w))))
+            cpu_ms.append((cpu_seconds(pids) - cpu0[0]) / max(1, patches.sent) * 1000)
         stored = int(manage(env, "shell", "-c", COUNT).strip().splitlines()[-1])
         ok = puts.ok + patches.ok
         sent = puts.sent + patches.sent
@@ -171,6 +188,8 @@ def main() -> None:
                note=note),
         Row.of(BENCH, case, "PATCH latency p50", "ms", p50s),
         Row.of(BENCH, case, "PATCH latency p99", "ms", p99s, target="<= 100", ok=lambda m: m <= 100),
+        Row.of(BENCH, case, "web worker CPU per PATCH", "ms", cpu_ms,
+               note="user+system CPU of the gunicorn workers / PATCHes; PostgreSQL's own CPU not included"),
         Row.of(BENCH, case, "PUT rate (new sessions)", "push/s", put_rates),
         Row.of(BENCH, case, "PUT latency p99", "ms", put_p99s),
         Row.of(BENCH, case, "pushes not answered 1000", "count", errors, target="0", ok=lambda m: m == 0),
