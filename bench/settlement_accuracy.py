@@ -19,6 +19,7 @@ import argparse
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from settlement.accuracy import (
     shed_errors,
 )
 from settlement.core import BASELINES, settle_frames
-from settlement.core.edges import detect_edges
+from settlement.core.edges import detect_edges, mean_power_kw
 from settlement.core.settle import SettleParams
 from simulator import batch
 from simulator.config import Faults, Outage, SimConfig
@@ -86,14 +87,23 @@ def reason_kinds(reasons: pd.Series) -> str:
     return ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "-"
 
 
-def shed_on_true_power(result: batch.BatchResult, acts: pd.DataFrame, name: str) -> np.ndarray:
-    """The baseline applied to the true power, minus the true delivered energy: no reconstruction in it."""
+def shed_on_true_power(result: batch.BatchResult, acts: pd.DataFrame, name: str,
+                       oracle_clear: bool = False) -> np.ndarray:
+    """The baseline applied to the true power, minus the true delivered energy: no reconstruction in it.
+
+    `oracle_clear`: P(t_clear) replaced by the counterfactual's mean power over the minute after t_clear
+    (a diagnostic: what the trapezoid would give if its post-clear estimate were right).
+    """
     cfg = result.fleet.config
     power = per_second_to_bins(result.truth.power_kw(0, cfg.duration_s), pd.Timestamp(cfg.start))
+    without = per_second_to_bins(result.baseline.power_kw(0, cfg.duration_s), pd.Timestamp(cfg.start))
     out = []
     for act in acts.itertuples():
         edges = detect_edges(power, act.t_signal, act.t_clear)
-        out.append(BASELINES[name](power, act.t_signal, act.t_clear, edges=edges).energy_kwh())
+        b = BASELINES[name](power, act.t_signal, act.t_clear, edges=edges)
+        if oracle_clear:
+            b = replace(b, p_clear_kw=mean_power_kw(without, act.t_clear, act.t_clear + pd.Timedelta(minutes=1), 60))
+        out.append(b.energy_kwh())
     return np.array(out) - acts["energy_true_kwh"].to_numpy()
 
 
@@ -123,6 +133,9 @@ def main() -> None:
         e = shed_errors(true_shed, baseline_only[name])
         shed_rows.append({"scenario": "true power (baseline model only)", "baseline": name, **e.__dict__,
                           "rec_pct": 0.0, "rec_mae_kwh": 0.0, "thin": "-"})
+    oracle = shed_errors(true_shed, shed_on_true_power(result, acts, "trapezoid", oracle_clear=True))
+    shed_rows.append({"scenario": "true power, counterfactual P(t_clear) (diagnostic)", "baseline": "trapezoid",
+                      **oracle.__dict__, "rec_pct": 0.0, "rec_mae_kwh": 0.0, "thin": "-"})
     for label, (states, hit) in scenarios(result, acts).items():
         settled = settle_frames(states, acts[["activation_id", "t_signal", "t_clear"]], prices, baseline="all",
                                 params=SettleParams(notch=not args.no_notch))
