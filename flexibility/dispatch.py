@@ -11,10 +11,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, QuerySet
 
 from ocpi_client.models import ChargingProfileCall, Session
 from smatch import clock
@@ -131,7 +132,7 @@ def send_caps(curtailment_ids: Sequence[int]) -> list[int]:
         claimed = list(claimable.select_for_update(of=("self",)).values_list("pk", flat=True))
         Curtailment.objects.filter(pk__in=claimed).update(status=Curtailment.Status.SENT)
     _fail(Curtailment.objects.filter(pk__in=curtailment_ids, status=Curtailment.Status.PLANNED))
-    due = list(Curtailment.objects.filter(pk__in=claimed).select_related("session__party").order_by("pk"))
+    due = _targets(Curtailment.objects.filter(pk__in=claimed))
     outcomes = _call_cpo(due, ChargingProfileCall.Kind.SET, now)
     by_status: dict[str, list[int]] = defaultdict(list)
     for c, outcome in zip(due, outcomes, strict=True):
@@ -162,41 +163,57 @@ def _fail(curtailments: Iterable[Curtailment]) -> None:
         )
 
 
-def _call_cpo(caps: Sequence[Curtailment], kind: str, now: datetime) -> list:
+class _Target(NamedTuple):
+    """What a profile call needs of a curtailment: read as plain tuples, no model instances."""
+
+    pk: int
+    session_pk: int
+    session_id: str  # the CPO's Session.id
+    party_pk: int
+    ends_at: datetime
+    limit_a: float
+
+
+def _targets(curtailments: QuerySet[Curtailment]) -> list[_Target]:
+    fields = ("pk", "session_id", "session__session_id", "session__party_id", "ends_at", "limit_a")
+    return [_Target(*row) for row in curtailments.order_by("pk").values_list(*fields)]
+
+
+def _call_cpo(targets: Sequence[_Target], kind: str, now: datetime) -> list:
     """Record one profile call per curtailment, make them all concurrently, record the answers.
 
-    Outcomes come back in the order of `caps`. Calls are grouped per CPO platform so each
+    Outcomes come back in the order of `targets`. Calls are grouped per CPO platform so each
     platform's pooled keep-alive connections carry its own share.
     """
     from ocpi_client import client as ocpi
     from ocpi_client import services as ocpi_services
+    from ocpi_client.models import OcpiParty
 
     calls = [
-        ChargingProfileCall(id=uuid.uuid4(), session_id=c.session_id, kind=kind, purpose_id=c.pk, created_at=now)
-        for c in caps
+        ChargingProfileCall(id=uuid.uuid4(), session_id=t.session_pk, kind=kind, purpose_id=t.pk, created_at=now)
+        for t in targets
     ]
     ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
     by_party: dict[int, list[int]] = defaultdict(list)
-    for index, cap in enumerate(caps):
-        by_party[cap.session.party_id].append(index)
-    outcomes: list = [None] * len(caps)
-    for indexes in by_party.values():
-        party = caps[indexes[0]].session.party
-        outbound = [_outbound(ocpi, caps[i], calls[i].id, kind, now) for i in indexes]
-        answers = ocpi.client_for(party).fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
+    for index, target in enumerate(targets):
+        by_party[target.party_pk].append(index)
+    parties = OcpiParty.objects.in_bulk(list(by_party))
+    outcomes: list = [None] * len(targets)
+    for party_pk, indexes in by_party.items():
+        outbound = [_outbound(ocpi, targets[i], calls[i].id, kind, now) for i in indexes]
+        answers = ocpi.client_for(parties[party_pk]).fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
         for i, answer in zip(indexes, answers, strict=True):
             outcomes[i] = answer
     ocpi_services.record_outcomes(outcomes)
     return outcomes
 
 
-def _outbound(ocpi, cap: Curtailment, call_id: uuid.UUID, kind: str, now: datetime):
+def _outbound(ocpi, target: _Target, call_id: uuid.UUID, kind: str, now: datetime):
     body = None
     if kind == ChargingProfileCall.Kind.SET:
-        duration_s = max(1, int((cap.ends_at - now).total_seconds()))
-        body = ocpi.build_set_charging_profile(call_id, cap.limit_a, now, duration_s)
-    return ocpi.OutboundCall(call_id=call_id, kind=kind, session_id=cap.session.session_id,
-                             set_charging_profile=body)
+        duration_s = max(1, int((target.ends_at - now).total_seconds()))
+        body = ocpi.build_set_charging_profile(call_id, target.limit_a, now, duration_s)
+    return ocpi.OutboundCall(call_id=call_id, kind=kind, session_id=target.session_id, set_charging_profile=body)
 
 
 def mark_dispatched(activation_id: int) -> None:
@@ -244,7 +261,7 @@ def restore_curtailments(curtailment_ids: Sequence[int] | None = None, now: date
     now = now or clock.now()
     live = Curtailment.objects.filter(status__in=LIVE)
     live = live.filter(pk__in=curtailment_ids) if curtailment_ids is not None else live.filter(ends_at__lte=now)
-    rows = list(live.select_related("session__party"))
+    rows = _targets(live)
     if not rows:
         return 0
     outcomes = _call_cpo(rows, ChargingProfileCall.Kind.CLEAR, now)
