@@ -42,14 +42,15 @@ def record_profile_result(party: OcpiParty, call_id: uuid.UUID, payload: object)
     Idempotent: a repeat of the same result changes nothing; a different later one replaces it.
     """
     parsed = validate_profile_result(payload)
-    call = ChargingProfileCall.objects.filter(id=call_id, session__party=party).only("id", "result").first()
-    if call is None:
-        raise UnknownObject(f"no chargingprofiles call {call_id} of yours")
-    if call.result == parsed["result"]:
-        return
-    ChargingProfileCall.objects.filter(id=call_id).update(
+    # One conditional UPDATE on the hot path (thousands of results follow a dispatch); the lookup
+    # only runs when nothing changed, to tell a repeat from a call that is not theirs.
+    ours = ChargingProfileCall.objects.filter(id=call_id, session__party=party)
+    if ours.exclude(result=parsed["result"]).update(
         result=parsed["result"], result_at=clock.now(), result_payload=payload,
-    )
+    ):
+        return
+    if not ours.exists():
+        raise UnknownObject(f"no chargingprofiles call {call_id} of yours")
 
 
 def record_active_profile(party: OcpiParty, session_id: str, payload: object) -> None:
