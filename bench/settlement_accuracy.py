@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,14 +76,17 @@ def rebound_kwh(result: batch.BatchResult, acts: pd.DataFrame, after_s: int = 60
     return np.array(out)
 
 
-def reason_kinds(reasons: pd.Series) -> str:
-    """'coverage 3, data issues 20': why activations are thin, by kind."""
-    kinds = Counter()
-    for text in reasons:
-        for part in filter(None, (r.strip() for r in str(text).split(";"))):
-            kinds["low coverage" if part.startswith("only") else "flagged sessions" if "data issues" in part
-                  else part] += 1
-    return ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "-"
+def thin_list(activations: pd.DataFrame) -> str:
+    """'17 (flagged sessions); 18 (low coverage)': which activations are thin, and why, by kind."""
+    out = []
+    for act in activations[activations["data_quality"] == "thin"].itertuples():
+        kinds = []
+        for part in filter(None, (r.strip() for r in str(act.dq_reasons).split(";"))):
+            kind = "low coverage" if part.startswith("only") else "flagged sessions" if "data issues" in part else part
+            if kind not in kinds:
+                kinds.append(kind)
+        out.append(f"{act.Index} ({', '.join(kinds)})")
+    return "; ".join(out) or "-"
 
 
 def shed_on_true_power(result: batch.BatchResult, acts: pd.DataFrame, name: str,
@@ -148,7 +150,7 @@ def main() -> None:
         energy_rows.append({"scenario": label, "states": len(states), **e.__dict__,
                             "worst_at": e.worst_at.strftime("%H:%M"), "delivered_pct": delivered.aggregate_pct,
                             "delivered_mae_kwh": delivered.mae_kwh, "thin": f"{thin}/{len(a)}",
-                            "why": reason_kinds(a["dq_reasons"])})
+                            "why": thin_list(a)})
         for k, name in enumerate(BASELINE_NAMES):
             est = a["shed_kwh" if k == 0 else f"{name}_shed_kwh"].to_numpy(float)
             s = shed_errors(true_shed, est)
@@ -169,7 +171,7 @@ def main() -> None:
         ("scenario", "scenario", ""), ("states", "states", "d"), ("max_abs_pct", "ISP max abs %", ".3f"),
         ("mean_abs_pct", "ISP mean abs %", ".3f"), ("total_pct", "day total %", "+.3f"),
         ("worst_at", "worst ISP", ""), ("delivered_pct", "delivered agg. %", "+.2f"),
-        ("delivered_mae_kwh", "delivered MAE kWh", ".2f"), ("thin", "thin", ""), ("why", "why thin", "")]))
+        ("delivered_mae_kwh", "delivered MAE kWh", ".2f"), ("thin", "thin", ""), ("why", "thin: id (why)", "")]))
     print("\n## Shed energy per activation vs truth (true shed = energy without - with activations)\n")
     print(markdown_table(shed_rows, [
         ("scenario", "scenario", ""), ("baseline", "baseline", ""), ("true_total_kwh", "true kWh", ".0f"),
