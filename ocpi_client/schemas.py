@@ -90,6 +90,20 @@ def obj(value: Any, field: str) -> dict:
     return value
 
 
+TOKEN_TYPES = frozenset({"AD_HOC_USER", "APP_USER", "OTHER", "RFID"})
+
+
+def cdr_token(value: Any, field: str) -> dict:
+    """A CdrToken (mod_cdrs): every field is required; kept verbatim once valid."""
+    token = obj(value, field)
+    cistring(token.get("country_code"), f"{field}.country_code", 2)
+    cistring(token.get("party_id"), f"{field}.party_id", 3)
+    cistring(token.get("uid"), f"{field}.uid", 36)
+    enum(token.get("type"), f"{field}.type", TOKEN_TYPES)
+    cistring(token.get("contract_id"), f"{field}.contract_id", 36)
+    return token
+
+
 def url(value: Any, field: str) -> str:
     text = cistring(value, field, 255)
     if not re.match(r"^https?://[^\s/]+", text):
@@ -117,7 +131,7 @@ _SESSION_FIELDS = (
     ("id", "session_id", lambda v, f: cistring(v, f, 36)),
     ("start_date_time", "start_date_time", ocpi_datetime),
     ("kwh", "kwh", lambda v, f: number(v, f, minimum=0.0)),
-    ("cdr_token", None, obj),
+    ("cdr_token", None, lambda v, f: cdr_token(v, f)),
     ("auth_method", None, lambda v, f: enum(v, f, AUTH_METHODS)),
     ("location_id", "location_id", lambda v, f: cistring(v, f, 36)),
     ("evse_uid", "evse_uid", lambda v, f: cistring(v, f, 36)),

@@ -82,3 +82,19 @@ def test_phases_counted_from_nonzero_extension_currents_else_x_phases():
     assert validate_session(session_payload(x_phase_currents_a=[16, 0, None]), partial=False).phases == 1
     assert validate_session(session_payload(x_phase_currents_a=[0, 0, 0], x_phases=3), partial=False).phases == 3
     assert validate_session(session_payload(x_phase_currents_a=None), partial=False).phases is None
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ({}, "cdr_token.country_code"),
+        ({"country_code": "NL", "party_id": "EMS", "uid": "T1", "type": "BADGE", "contract_id": "C1"},
+         "cdr_token.type"),
+        ({"country_code": "NL", "party_id": "EMS", "uid": "T" * 37, "type": "RFID", "contract_id": "C1"},
+         "cdr_token.uid"),
+        ({"country_code": "NL", "party_id": "EMS", "uid": "T1", "type": "RFID"}, "cdr_token.contract_id"),
+    ],
+)
+def test_cdr_token_needs_every_field_of_the_spec(token, message):
+    with pytest.raises(OcpiValidationError, match=message):
+        validate_session(session_payload(cdr_token=token), partial=False)
