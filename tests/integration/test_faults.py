@@ -242,10 +242,13 @@ def test_redis_restarted_during_an_activation(private_redis, start_simulator, ce
     assert {f["summary"] for f in both} <= {"complete", "no_sessions"}, both
 
 
-@pytest.mark.parametrize("worker_extra_env", [{"OCPI_PULL_INTERVAL_S": "3"}])
+@pytest.mark.parametrize("worker_extra_env", [{"OCPI_PULL_INTERVAL_S": "3600"}])
 def test_web_process_restarted_while_pushes_arrive(web_process, start_simulator, celery_worker_process):
-    """gunicorn is SIGKILLed while the simulator pushes; its failed pushes are dropped after one PUT retry
-    (simulator/server.py `_push`), so the recovery path is the worker's periodic sessions pull."""
+    """gunicorn is SIGKILLed while the simulator pushes. The simulator drops a push whose PATCH and
+    follow-up PUT both fail (simulator/server.py `_push`, no later retry), so the recovery path is the
+    product's periodic sessions pull (the beat's `ocpi_client.pull_sessions`, queued here at once)."""
+    from ocpi_client.tasks import pull_sessions
+
     sim = start_simulator(points=1200, scscp_url=web_process.url)
     sent: list[tuple[str, object]] = []
     queue_push = sim._queue_push
@@ -255,26 +258,40 @@ def test_web_process_restarted_while_pushes_arrive(web_process, start_simulator,
         queue_push(rec)
 
     sim._queue_push = recording
+    failed_states: set[tuple[str, str]] = set()
+    request = sim.request
+
+    async def watched(method, url, body=None, token=None):
+        status = await request(method, url, body, token)
+        if "/sessions/" in url and (status is None or status >= 300):
+            failed_states.add((url.rsplit("/", 1)[-1], body.get("last_updated")))
+        return status
+
+    sim.request = watched
     wait_for(lambda: sim.stats.pushes_ok >= 3, 60, "pushes to arrive")
     web_process.kill()
-    wait_for(lambda: sim.stats.pushes_failed >= 3, 60, "pushes to fail")
+    wait_for(lambda: len(failed_states) >= 3, 60, "pushes to fail while the web process is down")
     web_process.start()
     ok_after = sim.stats.pushes_ok
     wait_for(lambda: sim.stats.pushes_ok >= ok_after + 3, 60, "pushes to arrive again")
     sim.push_enabled = False  # stop pushing; the pull catches up with what was lost
     time.sleep(1)
     failed = sim.stats.pushes_failed
-    latest = {sid: when for sid, when in sent}
-    stored = lambda: set(SessionState.objects.values_list("session__session_id", "timestamp"))  # noqa: E731
-    lost_before_pull = {(sid, when) for sid, when in latest.items()} - stored()
-    wait_for(lambda: not {(sid, when) for sid, when in latest.items()} - stored(), 40,
-             "the periodic pull to bring every session's latest state")
+
+    def stored() -> set:
+        return set(SessionState.objects.values_list("session__session_id", "timestamp"))
+
     states = set(sent)
-    lost = states - stored()
+    missing_before_pull = states - stored()
+    pull_sessions.delay()  # what the beat does every OCPI_PULL_INTERVAL_S (300 s)
+    wait_for(lambda: not states - stored(), 40, "the pull to bring every state back")
     duplicates = SessionState.objects.values("session", "timestamp").annotate(n=Count("pk")).filter(n__gt=1)
-    print(f"\nFIGURES web restart: states sent {len(states)}, pushes failed {failed}, latest states missing "
-          f"before the pull {len(lost_before_pull)}, intermediate states lost {len(lost)}")
-    assert failed > 0, "the restart came while pushes arrived"
-    assert lost_before_pull, "something needed the pull"
+    sessions_stale = [sid for sid, when in {sid: when for sid, when in sent}.items()
+                      if Session.objects.get(session_id=sid).last_updated != when]
+    print(f"\nFIGURES web restart: states sent {len(states)}, pushes failed {failed} ({len(failed_states)} states), "
+          f"missing before the pull "
+          f"{len(missing_before_pull)}, after it 0, duplicates {duplicates.count()}, stale sessions "
+          f"{len(sessions_stale)}")
+    assert failed > 0 and missing_before_pull, "the restart came while pushes arrived and lost some"
     assert not duplicates.exists()
-    assert not lost
+    assert not sessions_stale
