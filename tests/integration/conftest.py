@@ -158,9 +158,7 @@ def _use_broker(url: str) -> None:
     from smatch.celery import app
 
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-    app._pool = None
+    app._pool = None  # not force_close_all(): kombu's global pool registry would hand the closed pool back
     app.amqp._producer_pool = None
 
 
