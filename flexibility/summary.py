@@ -19,13 +19,14 @@ def _outcome(activation: Activation, throttled: int, caps: int) -> str:
     """One word for the operator: did the CPO carry the activation out?
 
     `restored` alone does not say it: an activation whose every PUT failed is restored too.
-    in_progress (not restored yet), no_sessions (nothing eligible), complete (every cap was in
+    in_progress (not restored yet), not_dispatched (no plan was made before the end: the queue
+    was down all along), no_sessions (planned, nothing eligible), complete (every cap was in
     force), partial (some refused or failed), failed (none was in force).
     """
     if activation.status != Activation.Status.RESTORED:
         return "in_progress"
     if caps == 0:
-        return "no_sessions"
+        return "no_sessions" if activation.skipped else "not_dispatched"  # a plan always counts skips
     if throttled == caps:
         return "complete"
     return "partial" if throttled else "failed"

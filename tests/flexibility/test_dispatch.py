@@ -97,3 +97,15 @@ def test_a_restore_during_the_put_still_deletes_the_profile(
     assert cap.status == Curtailment.Status.RESTORED
     assert [c.method for c in cpo.calls] == ["PUT", "DELETE"]
     assert Activation.objects.get(pk=activation.pk).status == Activation.Status.RESTORED
+
+
+def test_the_outcome_tells_a_late_dispatch_from_an_empty_fleet(brp, clock):
+    from flexibility.summary import activation_summary
+
+    activation, pending = _planned_activation(brp)  # planned: nothing eligible, skips counted
+    assert pending == []
+    Activation.objects.filter(pk=activation.pk).update(status=Activation.Status.RESTORED)
+    assert activation_summary(Activation.objects.get(pk=activation.pk))["outcome"] == "no_sessions"
+
+    Activation.objects.filter(pk=activation.pk).update(skipped={})  # the dispatch never ran before the end
+    assert activation_summary(Activation.objects.get(pk=activation.pk))["outcome"] == "not_dispatched"
