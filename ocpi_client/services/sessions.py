@@ -52,7 +52,10 @@ def _path_ids(party: OcpiParty, country_code: str, party_id: str) -> tuple[str, 
 def _apply(party: OcpiParty, country_code: str, party_id: str, session_id: str, update: SessionUpdate,
            *, partial: bool) -> tuple[Session, bool, bool]:
     key = {"country_code": country_code, "ocpi_party_id": party_id, "session_id": session_id}
-    session = Session.objects.select_for_update().filter(**key).first()
+    try:
+        session = Session.objects.select_for_update().get(**key)
+    except Session.DoesNotExist:
+        session = None
     created = False
     if session is None:
         if partial:
@@ -60,13 +63,16 @@ def _apply(party: OcpiParty, country_code: str, party_id: str, session_id: str, 
         session, created = _create(party, key, update)
     newer = created or update.last_updated >= session.last_updated
     currents, phases = state_currents(update, session.phases)
+    changed: set[str] = set()
     if newer:
         for name, value in update.fields.items():
             setattr(session, name, value)
         session.extra = update.extra if not partial else {**session.extra, **update.extra}
         session.phases = phases
+        changed |= {*update.fields, "extra", "phases"}
         if any(c is not None for c in currents):
             session.last_current_a = max(c for c in currents if c is not None)
+            changed.add("last_current_a")
     kwh, status = _state_energy_and_status(session, update, newer)
     SessionState.objects.bulk_create([SessionState(
         session=session, timestamp=update.last_updated, kwh=kwh, current_l1_a=currents[0], current_l2_a=currents[1],
@@ -75,8 +81,9 @@ def _apply(party: OcpiParty, country_code: str, party_id: str, session_id: str, 
     started = newer and session.status == Session.Status.ACTIVE and session.first_active_at is None
     if started:
         session.first_active_at = clock.now()
-    if newer or started:
-        session.save()
+        changed.add("first_active_at")
+    if changed:
+        session.save(update_fields=sorted(changed))  # a PATCH writes what it carries, not the whole row
     return session, created, started
 
 
