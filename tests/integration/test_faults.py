@@ -3,7 +3,7 @@
 Real PostgreSQL, Redis and Celery worker processes; the simulator's ground truth is the judge.
 For every fault: no session is throttled past its activation's end, every session's outcome is
 recorded, no signal or state is lost, and the activation summary tells the operator what happened.
-Figures per fault are printed (run with -s) and collected in docs/faults.md.
+Figures per fault are printed (run with -s) and collected in docs/reliability.md.
 """
 
 from __future__ import annotations
