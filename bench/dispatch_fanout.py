@@ -255,7 +255,7 @@ def main() -> int:
 def measure_size(n: int, args, repeat: int, api: str, create_brp) -> list[Row]:
     from flexibility.models import Brp
 
-    points = int(n / OCCUPANCY * 1.15) + 400  # occupancy varies a little with the fleet size
+    points = int(n / OCCUPANCY * 1.25) + 400  # occupancy varies a little with the fleet size
     samples: dict[str, list[float]] = {"answered_s": [], "results_s": [], "restore_s": []}
     raw: list[float] = []
     with SimulatorShards(points, args.sim_processes, results=not args.no_async_results) as sim:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -74,45 +74,52 @@ def preview(now: datetime | None = None) -> planning.Plan:
 # --- planning and sending -----------------------------------------------------------------------
 
 
-def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None) -> list[int]:
+def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None,
+                    on_planned: Callable[[list[int]], None] | None = None) -> list[int]:
     """Create the curtailments of an activation (once); return the ids still to send.
 
-    With `session_pks`, only those sessions are considered (sessions that just started).
-    A repeat after a crash finds the plan done and returns what is still unsent.
+    With `session_pks`, only those sessions are considered (sessions that just started). With
+    `on_planned`, each chunk of new caps is handed over as soon as it is written, so the first PUTs
+    go out while the rest of a large plan is still being written; those ids are not returned.
+    A repeat after a crash finds the plan done (its figures are saved last) and returns what is
+    still unsent; a plan cut short by a crash is completed (the unique key skips what exists).
     """
     now = clock.now()
+    plan = None
     with transaction.atomic():
         activation = Activation.objects.select_for_update().get(pk=activation_id)
         first_plan = session_pks is None and activation.status == Activation.Status.DISPATCHING
-        already_planned = first_plan and activation.curtailments.exists()
+        already_planned = first_plan and bool(activation.skipped)
         if activation.status in RUNNING and now < activation.ends_at and not already_planned:
-            plan = planning.plan_caps(
-                load_views(now, session_pks),
-                now,
-                activation.ends_at,
-            )
+            plan = planning.plan_caps(load_views(now, session_pks), now, activation.ends_at)
+    handed: set[int] = set()
+    if plan is not None:
+        for start in range(0, len(plan.caps), settings.DISPATCH_CHUNK):
+            chunk = plan.caps[start : start + settings.DISPATCH_CHUNK]
             Curtailment.objects.bulk_create(
                 [
                     Curtailment(
-                        activation=activation, session_id=c.session_pk, starts_at=c.starts_at,
+                        activation_id=activation_id, session_id=c.session_pk, starts_at=c.starts_at,
                         ends_at=c.ends_at, limit_a=c.limit_a, expected_kw=c.expected_kw,
                     )
-                    for c in plan.caps
+                    for c in chunk
                 ],
                 ignore_conflicts=True,
-                batch_size=2000,
             )
-            if first_plan:
-                activation.eligible, activation.skipped = len(plan.caps), plan.skipped
-                activation.expected_kw = plan.expected_kw
-            else:
-                activation.eligible += len(plan.caps)
-                activation.expected_kw += plan.expected_kw
-            activation.save(update_fields=["eligible", "skipped", "expected_kw"])
-        pending = list(
-            activation.curtailments.filter(status=Curtailment.Status.PLANNED).values_list("pk", flat=True)
-        )
-    return pending
+            if on_planned is not None:
+                ids = list(Curtailment.objects.filter(
+                    activation_id=activation_id, session_id__in=[c.session_pk for c in chunk],
+                    status=Curtailment.Status.PLANNED,
+                ).values_list("pk", flat=True))
+                handed.update(ids)
+                on_planned(ids)
+        if first_plan:
+            figures = {"eligible": len(plan.caps), "skipped": plan.skipped, "expected_kw": plan.expected_kw}
+        else:
+            figures = {"eligible": F("eligible") + len(plan.caps), "expected_kw": F("expected_kw") + plan.expected_kw}
+        Activation.objects.filter(pk=activation_id).update(**figures)
+    pending = Curtailment.objects.filter(activation_id=activation_id, status=Curtailment.Status.PLANNED)
+    return [pk for pk in pending.values_list("pk", flat=True) if pk not in handed]
 
 
 def send_caps(curtailment_ids: Sequence[int]) -> list[int]:

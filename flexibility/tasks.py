@@ -32,9 +32,11 @@ def dispatch_activation(activation_id: int, resume: bool = False) -> None:
 
     `resume` (the sweep, for a stalled dispatch): also resend caps left SENT by a dead task.
     """
-    pending = dispatch.plan_activation(activation_id)
     if resume:
+        dispatch.plan_activation(activation_id)  # completes a plan a crash cut short
         pending = dispatch.unanswered_ids(activation_id)
+    else:  # each chunk is queued as soon as it is written: PUTs start before a large plan is done
+        pending = dispatch.plan_activation(activation_id, on_planned=lambda ids: _queue_sends(activation_id, ids))
     ends_at = Activation.objects.values_list("ends_at", flat=True).get(pk=activation_id)
     restore_activation.apply_async((activation_id,), countdown=clock.real_seconds_until(ends_at))
     if pending:

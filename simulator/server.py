@@ -33,6 +33,7 @@ from simulator.physics import Fleet
 from simulator.truth import Truth
 
 log = logging.getLogger("simulator.server")
+RESULT_ATTEMPTS = 5  # async result POSTs: first try + retries with backoff on 5xx / timeouts
 T = TypeVar("T")
 
 
@@ -290,11 +291,15 @@ class SimulatorServer:
 
         async def later() -> None:
             await asyncio.sleep(self.result_delay_s)
-            status = await self.request("POST", url, body)
-            if status is not None and status < 300:
-                self.stats.results_posted += 1
-            else:
-                self.stats.results_failed += 1
+            for attempt in range(RESULT_ATTEMPTS):  # a busy SCSP is retried, as a real CSMS would
+                status = await self.request("POST", url, body)
+                if status is not None and status < 300:
+                    self.stats.results_posted += 1
+                    return
+                if status is not None and status < 500:
+                    break  # refused (4xx): retrying would not help
+                await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
+            self.stats.results_failed += 1
         self._track(asyncio.ensure_future(later()))
 
     # --- registration (simulator as the initiating party) ----------------------------------
