@@ -185,11 +185,15 @@ def one_activation(api: str, token: str, label: str, timeout_s: float, expect_re
     sets = ChargingProfileCall.objects.filter(kind="SET", purpose_id__in=caps.values("pk"))
     accepted = sets.filter(response_result="ACCEPTED").count()
     answered = sets.aggregate(t=Max("answered_at"))["t"]
-    results = None
+    results, results_n = None, 0
     if expect_results:
-        wait(lambda: sets.filter(result_at__isnull=False).count() >= accepted, timeout_s,
-             f"{label}: async results", interval_s=0.2)
-        results = sets.aggregate(t=Max("result_at"))["t"]
+        try:
+            wait(lambda: sets.filter(result_at__isnull=False).count() >= accepted, timeout_s,
+                 f"{label}: async results", interval_s=0.2)
+            results = sets.aggregate(t=Max("result_at"))["t"]
+        except TimeoutError:  # reported (count received), not fatal: the PUT figures still stand
+            pass
+        results_n = sets.filter(result_at__isnull=False).count()
     t1 = datetime.now(UTC)
     http.post(f"{signal_url}cancel/", timeout=30).raise_for_status()
     wait(lambda: Activation.objects.filter(pk=activation.pk, status="restored").exists(), timeout_s,
@@ -197,7 +201,7 @@ def one_activation(api: str, token: str, label: str, timeout_s: float, expect_re
     clears = ChargingProfileCall.objects.filter(kind="CLEAR", purpose_id__in=caps.values("pk"))
     cleared = clears.aggregate(t=Max("answered_at"))["t"]
     return {
-        "eligible": activation.eligible, "accepted": accepted,
+        "eligible": activation.eligible, "accepted": accepted, "results_n": results_n,
         "answered_s": (answered - t0).total_seconds(),
         "results_s": (results - t0).total_seconds() if results else float("nan"),
         "restore_s": (cleared - t1).total_seconds() if cleared else float("nan"),
@@ -258,6 +262,7 @@ def measure_size(n: int, args, repeat: int, api: str, create_brp) -> list[Row]:
     points = int(n / OCCUPANCY * 1.25) + 400  # occupancy varies a little with the fleet size
     samples: dict[str, list[float]] = {"answered_s": [], "results_s": [], "restore_s": []}
     raw: list[float] = []
+    results_seen: list[int] = []
     with SimulatorShards(points, args.sim_processes, results=not args.no_async_results) as sim:
         ids = sim.session_ids[:n]
         if len(ids) < n:
@@ -265,12 +270,13 @@ def measure_size(n: int, args, repeat: int, api: str, create_brp) -> list[Row]:
         load_fleet(ids, sim.base)
         _, token = create_brp(f"bench BRP {n}", Brp.Policy.AUTO)
         for r in range(repeat):
-            out = one_activation(api, token, f"bench-{n}-{r}-{time.time_ns()}", timeout_s=120 + n / 100,
+            out = one_activation(api, token, f"bench-{n}-{r}-{time.time_ns()}", timeout_s=60 + n / 150,
                                  expect_results=not args.no_async_results)
             if out["accepted"] != n:
                 raise RuntimeError(f"N={n}: only {out['accepted']} of {n} PUTs accepted ({out})")
             for key in samples:
                 samples[key].append(out[key])
+            results_seen.append(out["results_n"])
             print(f"  N={n} run {r + 1}: PUTs answered {out['answered_s']:.2f} s, async results "
                   f"{out['results_s']:.2f} s, restore {out['restore_s']:.2f} s", flush=True)
     with SimulatorShards(points, args.sim_processes, results=False) as sim:
@@ -283,7 +289,8 @@ def measure_size(n: int, args, repeat: int, api: str, create_brp) -> list[Row]:
     return [
         Row.of(NAME, case, "relay -> all PUTs answered", "s", samples["answered_s"], target=target,
                ok=(lambda v: v <= 10) if target else None),
-        Row.of(NAME, case, "relay -> all async results", "s", samples["results_s"]),
+        Row.of(NAME, case, "relay -> all async results", "s", samples["results_s"],
+               note=f"async results received per run: {results_seen} of {n}"),
         Row.of(NAME, case, "cancel -> all DELETEs answered", "s", samples["restore_s"]),
         Row.of(NAME, case, "dispatch PUT rate", "PUT/s", rate),
         Row.of(NAME, case, "simulator raw PUT capacity", "PUT/s", raw,
