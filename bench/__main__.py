@@ -149,6 +149,8 @@ def main() -> int:
     p.add_argument("--repeat", type=int, help="repetitions per case (default: each script's own)")
     p.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
     p.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks.md")
+    p.add_argument("--rows", type=Path, help="keep each benchmark's JSON rows here; a benchmark whose file is "
+                   "already there is not run again (resume a long run, or add a size measured alone)")
     args = p.parse_args()
     chosen = args.only or BENCHMARKS
     if any(name in NEEDS_SERVICES for name in chosen):
@@ -160,13 +162,19 @@ def main() -> int:
     rows: list[Row] = []
     skipped, failed = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.rows or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for name in chosen:
             script = ROOT / "bench" / f"{name}.py"
             if not script.exists():
                 print(f"== {name}: skipped, {script.relative_to(ROOT)} does not exist (yet)", flush=True)
                 skipped.append(f"{name} (no script)")
                 continue
-            out = Path(tmp) / f"{name}.json"
+            out = folder / f"{name}.json"
+            if args.rows and out.exists():
+                print(f"== {name}: rows from {out}", flush=True)
+                rows += load_rows(out)
+                continue
             cmd = [sys.executable, str(script), "--json", str(out)]
             cmd += ["--quick"] if args.quick else []
             cmd += ["--repeat", str(args.repeat)] if args.repeat else []
