@@ -187,13 +187,19 @@ def one_activation(api: str, token: str, label: str, timeout_s: float, expect_re
     answered = sets.aggregate(t=Max("answered_at"))["t"]
     results, results_n = None, 0
     if expect_results:
-        try:
-            wait(lambda: sets.filter(result_at__isnull=False).count() >= accepted, timeout_s,
-                 f"{label}: async results", interval_s=0.2)
-            results = sets.aggregate(t=Max("result_at"))["t"]
-        except TimeoutError:  # reported (count received), not fatal: the PUT figures still stand
-            pass
+        seen = {"n": -1, "since": time.monotonic()}
+
+        def all_in_or_stalled() -> bool:
+            n_now = sets.filter(result_at__isnull=False).count()
+            if n_now != seen["n"]:
+                seen.update(n=n_now, since=time.monotonic())
+            # The simulator gives a result up after its retries: 30 s without a new one means the rest is lost.
+            return n_now >= accepted or time.monotonic() - seen["since"] > 30
+
+        wait(all_in_or_stalled, timeout_s, f"{label}: async results", interval_s=0.5)
         results_n = sets.filter(result_at__isnull=False).count()
+        if results_n >= accepted:
+            results = sets.aggregate(t=Max("result_at"))["t"]
     t1 = datetime.now(UTC)
     http.post(f"{signal_url}cancel/", timeout=30).raise_for_status()
     wait(lambda: Activation.objects.filter(pk=activation.pk, status="restored").exists(), timeout_s,
