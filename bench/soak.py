@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,15 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port  # noqa: E402
+
 PG_ADMIN = os.environ.get("SOAK_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("SOAK_REDIS_URL", "redis://127.0.0.1:6379/5")
 DB_NAME = "smatch_soak"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fresh_database() -> str:
