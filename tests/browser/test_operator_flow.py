@@ -19,12 +19,10 @@ import requests
 
 from flexibility import services
 from flexibility.models import Activation, Brp, Curtailment, Signal
-from ocpi_client import services as ocpi
 from ocpi_client.models import OcpiParty, Session, SessionState
 from settlement.models import ImbalancePrice
 from smatch import clock
-from smatch.clock import SystemClock
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import registered_simulator, wait_for
 from tests.settlement.helpers import at, sampled_session
 from tests.settlement.test_settle import CLEAR, SIGNAL, throttled
 
@@ -49,20 +47,8 @@ def worker(settlement_output, celery_worker_process):
 
 @pytest.fixture
 def simulator(worker, live_server, settings):
-    """The CPO simulator on loopback, registered with the product (as in tests/integration)."""
-    from simulator.config import SimConfig
-    from simulator.server import SimulatorServer
-
-    settings.OCPI_BASE_URL = f"{live_server.url}/ocpi"
-    now = clock.now().replace(microsecond=0)
-    sim = SimulatorServer(SimConfig(points=80, seed=3, start=now - timedelta(hours=2), duration_s=4 * 3600),
-                          SystemClock())
-    url = sim.start_in_thread()
-    party = ocpi.register_with(f"{url}/versions", sim.token_a, name="simulator")
-    wait_for(lambda: Session.objects.filter(party=party, status="ACTIVE", last_current_a__gt=8).count() >= 3,
-             60, "sessions above 8 A pushed by the simulator")
-    yield sim
-    sim.stop()
+    with registered_simulator(live_server.url, settings) as sim:
+        yield sim
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,30 @@ def web_process(real_services, transactional_db, tmp_path):
     web.start()
     yield web
     web.kill()
+
+
+@contextmanager
+def registered_simulator(live_server_url: str, settings, points: int = 80):
+    """The CPO simulator on loopback, registered with the product over OCPI credentials, with at
+    least three sessions above 8 A pushed to the product: what a steering test starts from."""
+    from datetime import timedelta
+
+    from ocpi_client import services as ocpi
+    from ocpi_client.models import Session
+    from simulator.config import SimConfig
+    from simulator.server import SimulatorServer
+    from smatch import clock
+    from smatch.clock import SystemClock
+
+    settings.OCPI_BASE_URL = f"{live_server_url}/ocpi"
+    now = clock.now().replace(microsecond=0)
+    sim = SimulatorServer(SimConfig(points=points, seed=3, start=now - timedelta(hours=2), duration_s=4 * 3600),
+                          SystemClock())
+    url = sim.start_in_thread()
+    try:
+        party = ocpi.register_with(f"{url}/versions", sim.token_a, name="simulator")
+        wait_for(lambda: Session.objects.filter(party=party, status="ACTIVE", last_current_a__gt=8).count() >= 3,
+                 60, "sessions above 8 A pushed by the simulator")
+        yield sim
+    finally:
+        sim.stop()
