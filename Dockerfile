@@ -4,6 +4,8 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN SECRET_KEY=build DEBUG=false python manage.py collectstatic --noinput -v 0
+# collectstatic needs settings, not production's secret: a build-only environment, never served.
+RUN DJANGO_ENV=build SECRET_KEY=collectstatic-only DEBUG=false python manage.py collectstatic --noinput -v 0
 EXPOSE 8000
+# Production variables (secret, hosts, proxy headers, HSTS, cache): compose.yaml and docs/security.md.
 CMD ["gunicorn", "smatch.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]

@@ -1,6 +1,8 @@
 """CPO operator controls: relay / veto / stop with an audit trail, previews, activation pages.
 
-Group `operators` holds the `decide_signal` permission; group `analysts` only views.
+Group `operators` holds the `decide_signal` permission; group `analysts` only views. Every action
+declares its permission; minting or rotating a BRP token needs `ocpi_client.manage_credentials`
+(flexibility/roles.py), which neither group holds.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from django.db.models import QuerySet
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+
+from ocpi_client.admin import CREDENTIALS_PERM
 
 from . import dispatch, services
 from .models import Activation, Brp, Curtailment, Decision, Signal, SteeringRule
@@ -28,20 +32,50 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def has_credentials_permission(request) -> bool:
+    return request.user.has_perm(CREDENTIALS_PERM)
+
+
+class BrpForm(forms.ModelForm):
+    """The account's rules are the service's (`check_brp`), as for the `brp_create` command."""
+
+    def clean(self):
+        data = super().clean()
+        if "policy" in data:
+            try:
+                services.check_brp(data["policy"], data.get("auto_after_s"))
+            except services.BrpRefused as exc:
+                raise forms.ValidationError(str(exc), code=exc.code) from None
+        return data
+
+
 @admin.register(Brp)
 class BrpAdmin(admin.ModelAdmin):
+    form = BrpForm
     list_display = ["name", "policy", "auto_after_s", "token_prefix", "is_active", "created_at"]
     fields = ["name", "policy", "auto_after_s", "is_active", "token_prefix"]
     readonly_fields = ["token_prefix"]
     actions = ["rotate_token"]
 
-    def save_model(self, request, obj, form, change) -> None:
-        if not change:
-            token = obj.rotate_token()
-            messages.warning(request, f"API token for {obj.name} (shown once, store it now): {token}")
-        super().save_model(request, obj, form, change)
+    def has_add_permission(self, request) -> bool:  # a new BRP comes with a new token
+        return super().has_add_permission(request) and has_credentials_permission(request)
 
-    @admin.action(description="Rotate the API token (the old one stops working)")
+    def has_manage_credentials_permission(self, request) -> bool:
+        return has_credentials_permission(request)
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj else [f for f in self.fields if f not in ("is_active", "token_prefix")]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        brp, token = services.create_brp(obj.name, obj.policy, obj.auto_after_s)
+        obj.pk = brp.pk
+        obj.refresh_from_db()
+        messages.warning(request, f"API token for {obj.name} (shown once, store it now): {token}")
+
+    @admin.action(description="Rotate the API token (the old one stops working)", permissions=["manage_credentials"])
     def rotate_token(self, request, queryset: QuerySet[Brp]) -> None:
         for brp in queryset[:20]:
             token = services.rotate_brp_token(brp.pk)
@@ -88,8 +122,8 @@ class SignalAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    def get_actions(self, request):
-        return super().get_actions(request) if _can_decide(request) else {}
+    def has_decide_permission(self, request) -> bool:
+        return _can_decide(request)
 
     @admin.display(description="preview if relayed now")
     def preview(self, signal: Signal) -> str:
@@ -107,12 +141,12 @@ class SignalAdmin(admin.ModelAdmin):
         url = reverse("admin:flexibility_activation_change", args=[activation.pk])
         return format_html('<a href="{}">activation {}</a>', url, activation.pk)
 
-    @admin.action(description="Relay the selected signals (cap sessions at 8 A now)")
+    @admin.action(description="Relay the selected signals (cap sessions at 8 A now)", permissions=["decide"])
     def relay(self, request, queryset: QuerySet[Signal]) -> None:
         for signal in queryset[:20]:
             self._report(request, signal, lambda s: services.relay_signal(s.pk, actor=request.user), "relayed")
 
-    @admin.action(description="Veto the selected signals (a reason is required)")
+    @admin.action(description="Veto the selected signals (a reason is required)", permissions=["decide"])
     def veto(self, request, queryset: QuerySet[Signal]):
         form = VetoForm(request.POST if "reason" in request.POST else None)
         if not form.is_valid():
@@ -124,7 +158,7 @@ class SignalAdmin(admin.ModelAdmin):
             self._report(request, signal, lambda s: services.veto_signal(s.pk, request.user, reason), "vetoed")
         return None
 
-    @admin.action(description="Stop now (restore every capped session at once)")
+    @admin.action(description="Stop now (restore every capped session at once)", permissions=["decide"])
     def stop_now(self, request, queryset: QuerySet[Signal]) -> None:
         for signal in queryset[:20]:
             self._report(request, signal, lambda s: services.end_early(s.pk, actor=request.user), "stopped")

@@ -2,12 +2,20 @@
 
 Groups are (re)built after every migrate, so new models' permissions reach them without a
 hand-written data migration.
+
+Minting or rotating a credential (a BRP token, an OCPI token A, the token we send a party) needs
+`ocpi_client.manage_credentials`, which neither group holds: a superuser, or a user it is given to
+one by one. It is created here rather than in a model's Meta so that no migration is needed.
 """
 
 from __future__ import annotations
 
 from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
+
+from ocpi_client.admin import CREDENTIALS
+from ocpi_client.models import OcpiParty
 
 OPERATORS, ANALYSTS = "operators", "analysts"
 PRODUCT_APPS = ("flexibility", "ocpi_client", "settlement")
@@ -17,7 +25,15 @@ def _perms(query: Q) -> list[Permission]:
     return list(Permission.objects.filter(content_type__app_label__in=PRODUCT_APPS).filter(query))
 
 
+def ensure_credentials_permission() -> Permission:
+    permission, _ = Permission.objects.get_or_create(
+        codename=CREDENTIALS, content_type=ContentType.objects.get_for_model(OcpiParty),
+        defaults={"name": "Can mint or rotate credentials (BRP tokens, OCPI tokens)"})
+    return permission
+
+
 def ensure_groups(**kwargs) -> None:
+    ensure_credentials_permission()
     views = Q(codename__startswith="view_")
     operator_extra = Q(codename="decide_signal") | Q(codename__endswith="_steeringrule") | Q(
         content_type__app_label="ocpi_client", codename__startswith="change_"
@@ -25,4 +41,4 @@ def ensure_groups(**kwargs) -> None:
     analyst_extra = Q(content_type__app_label="settlement") & ~Q(codename__startswith="delete_")
     for name, query in ((OPERATORS, views | operator_extra), (ANALYSTS, views | analyst_extra)):
         group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.set(_perms(query))
+        group.permissions.set(_perms(query & ~Q(codename=CREDENTIALS)))

@@ -55,10 +55,23 @@ def parse_policy(text: str) -> tuple[str, int | None]:
     raise ValueError(f"bad policy {text!r}: use manual, auto or auto-after=SECONDS")
 
 
+class BrpRefused(ValueError):
+    """A BRP account that breaks a rule; `code` names the rule."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_brp(policy: str, auto_after_s: int | None) -> None:
+    """The rules of a BRP account, for every door (command, admin)."""
+    if policy == Brp.Policy.AUTO_AFTER and not auto_after_s:
+        raise BrpRefused("auto_after needs a number of seconds", "auto_after_needs_seconds")
+
+
 def create_brp(name: str, policy: str = Brp.Policy.MANUAL, auto_after_s: int | None = None) -> tuple[Brp, str]:
     """Create a BRP and return it with its API token (shown once: only the hash is stored)."""
-    if policy == Brp.Policy.AUTO_AFTER and not auto_after_s:
-        raise ValueError("auto_after needs a number of seconds")
+    check_brp(policy, auto_after_s)
     brp = Brp(name=name, policy=policy, auto_after_s=auto_after_s)
     token = brp.rotate_token()
     try:

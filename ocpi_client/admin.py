@@ -1,15 +1,26 @@
-"""Admin of the OCPI link: parties (with the registration actions) and read-only audit records."""
+"""Admin of the OCPI link: parties (with the registration actions) and read-only audit records.
+
+Issuing a token A, registering (which mints our token B and stores theirs) and setting the token we
+send a party need CREDENTIALS_PERM, which neither staff group holds (flexibility/roles.py creates it
+and keeps it out of the groups). `token_theirs` commands every charger of a CPO: the form takes it
+but never shows it, to anyone.
+"""
 
 from __future__ import annotations
 
 import secrets
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 
 from . import services
 from .errors import OcpiError
 from .models import ActiveProfileUpdate, ChargingProfileCall, OcpiParty, Session, SessionState, hash_token
+
+CREDENTIALS = "manage_credentials"
+CREDENTIALS_PERM = f"ocpi_client.{CREDENTIALS}"
+SECRET_FIELD = "token_theirs"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -25,8 +36,27 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class PartyForm(forms.ModelForm):
+    """`token_theirs` is write-only: an empty field keeps the stored token."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if SECRET_FIELD in self.fields:
+            field = self.fields[SECRET_FIELD]
+            field.widget, field.required = forms.PasswordInput(render_value=False), False
+            field.help_text = "the token we send when calling them; never shown: leave empty to keep it"
+
+    def clean_token_theirs(self) -> str:
+        return self.cleaned_data.get(SECRET_FIELD) or self.instance.token_theirs
+
+    @property
+    def changed_data(self) -> list[str]:  # an empty secret field is "unchanged", not "set to empty"
+        return [name for name in super().changed_data if name != SECRET_FIELD or self.data.get(self.add_prefix(name))]
+
+
 @admin.register(OcpiParty)
 class OcpiPartyAdmin(admin.ModelAdmin):
+    form = PartyForm
     list_display = ("name", "country_code", "party_id", "role", "status", "versions_url", "updated_at")
     list_filter = ("status", "role")
     search_fields = ("name", "party_id", "versions_url")
@@ -34,13 +64,21 @@ class OcpiPartyAdmin(admin.ModelAdmin):
     fields = ("name", "versions_url", "token_theirs", "country_code", "party_id", "role", *readonly_fields)
     actions = ("issue_token", "register", "pull_sessions_now")
 
+    def has_manage_credentials_permission(self, request) -> bool:
+        return request.user.has_perm(CREDENTIALS_PERM)
+
+    def get_fields(self, request, obj=None):
+        # Only a user who may set it gets the (write-only) field; a read-only view would print it.
+        settable = self.has_manage_credentials_permission(request) and self.has_change_permission(request, obj)
+        return [f for f in super().get_fields(request, obj) if settable or f != SECRET_FIELD]
+
     def save_model(self, request, obj, form, change) -> None:
         if not obj.token_ours_hash:
             # A party added by hand gets an unusable token until "issue token" or "register".
             obj.token_ours_hash = hash_token(secrets.token_urlsafe(32))
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Issue a registration token A (pending parties; shown once)")
+    @admin.action(description="Issue a registration token A (pending parties; shown once)", permissions=[CREDENTIALS])
     def issue_token(self, request, queryset) -> None:
         for party in queryset:
             try:
@@ -51,7 +89,8 @@ class OcpiPartyAdmin(admin.ModelAdmin):
             self.message_user(request, f"{party.name}: token A = {token} (copy it now, it is not stored)",
                               messages.WARNING)
 
-    @admin.action(description="Register with this party (its versions URL + token A in 'token theirs')")
+    @admin.action(description="Register with this party (its versions URL + token A in 'token theirs')",
+                  permissions=[CREDENTIALS])
     def register(self, request, queryset) -> None:
         # The credentials handshake is outbound HTTP: it runs in a worker, not in this request.
         from .tasks import register_party
@@ -60,7 +99,7 @@ class OcpiPartyAdmin(admin.ModelAdmin):
             transaction.on_commit(lambda pk=party.pk: register_party.delay(pk))
         self.message_user(request, f"registration queued for {queryset.count()} parties")
 
-    @admin.action(description="Pull sessions now")
+    @admin.action(description="Pull sessions now", permissions=["change"])
     def pull_sessions_now(self, request, queryset) -> None:
         from .tasks import pull_sessions
 

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
@@ -33,8 +34,22 @@ class IspInline(admin.TabularInline):
         return False
 
 
+class RunForm(forms.ModelForm):
+    """A run's rules are the service's (`check_run`), as for the API and the `settle` command."""
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk is None and not self.errors:
+            try:
+                services.check_run(data["period_from"], data["period_to"], data["baseline"], data["grid_s"])
+            except services.SettlementError as exc:
+                raise forms.ValidationError(str(exc), code=exc.code) from None
+        return data
+
+
 @admin.register(SettlementRun)
 class SettlementRunAdmin(admin.ModelAdmin):
+    form = RunForm
     list_display = ["id", "period_from", "period_to", "baseline", "status", "created_by", "created_at", "finished_at"]
     list_filter = ["status", "baseline"]
     list_select_related = ["created_by"]
@@ -50,10 +65,11 @@ class SettlementRunAdmin(admin.ModelAdmin):
         return obj is None and super().has_change_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
-        # New run: recorded with who asked, then settled by a worker after the commit.
-        obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-        services.queue_run(obj.pk)
+        # New runs only (no change permission on a saved run): created and queued by the service.
+        run = services.start_run(obj.period_from, obj.period_to, user=request.user, baseline=obj.baseline,
+                                 grid_s=obj.grid_s)
+        obj.pk = run.pk
+        obj.refresh_from_db()
 
     @admin.display(description="files")
     def downloads(self, obj):

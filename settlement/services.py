@@ -22,7 +22,15 @@ log = logging.getLogger(__name__)
 
 
 class SettlementError(ValueError):
-    """Bad input or parameters: the message says what and where; nothing was written."""
+    """Bad input or parameters: the message says what and where, `code` which rule; nothing was written."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# A grid of microseconds would make the worker build billions of points per session.
+GRID_S_MIN, GRID_S_MAX = 1.0, 900.0
 
 
 @dataclass(frozen=True)
@@ -70,17 +78,9 @@ def import_prices(path: str | Path) -> int:
 def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline: str = "trapezoid",
               grid_s: float = 60.0, run_async: bool = True):
     """Create a settlement run over the database and queue it (or run it now when run_async=False)."""
-    from settlement.core.baselines import BASELINES
     from settlement.models import SettlementRun
 
-    if period_from.tzinfo is None or period_to.tzinfo is None:
-        raise SettlementError("period_from and period_to must be timezone-aware")
-    if not period_to > period_from:
-        raise SettlementError("period_to must be after period_from")
-    if baseline != "all" and baseline not in BASELINES:
-        raise SettlementError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}, all")
-    if not grid_s > 0:
-        raise SettlementError("grid_s must be positive")
+    check_run(period_from, period_to, baseline, grid_s)
     run = SettlementRun.objects.create(created_by=user, period_from=period_from, period_to=period_to,
                                        baseline=baseline, grid_s=grid_s)
     if run_async:
@@ -89,6 +89,22 @@ def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline
         run_settlement(run.pk)
         run.refresh_from_db()
     return run
+
+
+def check_run(period_from: datetime, period_to: datetime, baseline: str, grid_s: float) -> None:
+    """The rules of a database run, for every door (API, admin, command): SettlementError if broken."""
+    from settlement.core.baselines import BASELINES
+
+    if period_from.tzinfo is None or period_to.tzinfo is None:
+        raise SettlementError("period_from and period_to must be timezone-aware", "naive_period")
+    if not period_to > period_from:
+        raise SettlementError("period_to must be after period_from", "empty_period")
+    if baseline != "all" and baseline not in BASELINES:
+        raise SettlementError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}, all",
+                              "unknown_baseline")
+    if not GRID_S_MIN <= grid_s <= GRID_S_MAX:
+        raise SettlementError(f"grid_s must be between {GRID_S_MIN:g} and {GRID_S_MAX:g} seconds",
+                              "grid_s_out_of_range")
 
 
 def queue_run(run_id: int) -> None:

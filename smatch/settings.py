@@ -167,6 +167,58 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-if PRODUCTION:
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", True)
+# --- Security & deployment (H3) ---------------------------------------------------------------
+# The variables, their production values and why: docs/security.md "Deployment".
+# Django's own check (security.W009) wants 50 characters with at least 5 different ones.
+SECRET_KEY_MIN_LENGTH = 50
+if PRODUCTION and (len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH or len(set(SECRET_KEY)) < 5):
+    raise RuntimeError(
+        f"DJANGO_ENV=production needs a SECRET_KEY of at least {SECRET_KEY_MIN_LENGTH} characters "
+        f"(this one has {len(SECRET_KEY)}); make one with: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
+
+# Rate limits are counted in this cache. Every web process must see the same counters (4 gunicorn
+# workers would otherwise allow 4x the limit), so only the embedded mode, one process, keeps them in
+# local memory. Default: the broker's Redis (keys are prefixed; never `cache.clear()` it, that would
+# flush the broker's database too).
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+CACHE_URL = env.str("CACHE_URL", "") or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(_REDIS_SCHEMES) else "")
+if CACHE_URL:
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", "smatch"),
+        # A Redis that does not answer costs a request 1 s at most (the throttle then lets it through).
+        "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+    }}
+elif CELERY_EMBEDDED:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "smatch"}}
+else:
+    raise RuntimeError(f"CELERY_BROKER_URL={CELERY_BROKER_URL.split(':', 1)[0]}:... is not Redis: set CACHE_URL "
+                       "(redis://host:6379/N) so that every process counts the same rate limits")
+
+# The REST API takes BRP tokens (per view) and staff sessions; never HTTP Basic (a password per
+# request, and no throttle could tell a guess from a call).
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = ["rest_framework.authentication.SessionAuthentication"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["settlement"] = env.str("SETTLEMENT_THROTTLE_RATE", "120/min")
+# Client addresses (the throttle of anonymous callers) come from X-Forwarded-For only behind this
+# many proxies that set it; 0: the socket's address, so a caller cannot pick its own.
+REST_FRAMEWORK["NUM_PROXIES"] = env.int("TRUSTED_PROXY_COUNT", 0)
+
+# Behind a TLS-terminating proxy (compose: put one in front of `web`): the header it sets, e.g.
+# HTTP_X_FORWARDED_PROTO. Only safe if the proxy overwrites a header of that name sent by clients.
+_PROXY_SSL_HEADER = env.str("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (_PROXY_SSL_HEADER, "https") if _PROXY_SSL_HEADER else None
+USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", PRODUCTION)
+# HSTS: a year in production. Subdomains and the browsers' preload list commit other hosts of the
+# domain to HTTPS for good: the operator opts in, and the two checks are silenced while off.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", PRODUCTION)

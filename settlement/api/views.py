@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import authentication, mixins, permissions, viewsets
 from rest_framework.exceptions import ValidationError
 
-from flexibility.api.auth import BrpTokenAuthentication, BrpUser
+from flexibility.api.auth import BrpTokenAuthentication, BrpUser, SettlementRateThrottle
 from flexibility.api.limits import BodyLimitMixin
 from flexibility.api.schema import ApiSchema, StrictLimitOffsetPagination
 from flexibility.roles import ANALYSTS
@@ -35,7 +35,9 @@ class IsAnalystOrBrp(permissions.BasePermission):
         return isinstance(request.user, BrpUser) or is_analyst(request.user)
 
 
-AUTH = [BrpTokenAuthentication, authentication.SessionAuthentication, authentication.BasicAuthentication]
+# A BRP token or a staff session (with its CSRF check); never HTTP Basic.
+AUTH = [BrpTokenAuthentication, authentication.SessionAuthentication]
+THROTTLES = [SettlementRateThrottle]
 
 
 class RunViewSet(BodyLimitMixin, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
@@ -43,6 +45,7 @@ class RunViewSet(BodyLimitMixin, mixins.CreateModelMixin, mixins.ListModelMixin,
     queryset = SettlementRun.objects.all()
     serializer_class = RunSerializer
     authentication_classes = AUTH
+    throttle_classes = THROTTLES
     permission_classes = [IsAnalyst]
     pagination_class = StrictLimitOffsetPagination
     schema = ApiSchema()
@@ -61,6 +64,7 @@ class RunViewSet(BodyLimitMixin, mixins.CreateModelMixin, mixins.ListModelMixin,
 class ActivationResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = ActivationResultSerializer
     authentication_classes = AUTH
+    throttle_classes = THROTTLES
     permission_classes = [IsAnalystOrBrp]
     pagination_class = StrictLimitOffsetPagination
     schema = ApiSchema()

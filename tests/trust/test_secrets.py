@@ -1,5 +1,6 @@
 """Secrets: tokens stored only as hashes (read back from the database rows), secrets only from the
-environment, and production settings that refuse to start with debug on or the default secret."""
+environment, production settings that refuse to start with debug on, the default secret or a short
+one, and `check --deploy` clean under the production variables that compose.yaml documents."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from django.db import connection
 
 from ocpi_client.models import OcpiParty
@@ -42,17 +44,22 @@ def test_ocpi_token_we_issue_is_stored_only_as_sha256(db, capsys):
         assert not any(token in str(value) for row in _rows(table) for value in row)
 
 
-def _django(env: dict, code: str = "import django; django.setup()") -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DJANGO_ENV")}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**clean, "DJANGO_SETTINGS_MODULE": "smatch.settings", **env})
+SECRET = "a-real-secret-of-our-own-0123456789-abcdefghijklmnopqrstuvwxyz"  # 63 characters
+
+
+def _django(env: dict, code: str = "import django; django.setup()", args: tuple = ()) -> subprocess.CompletedProcess:
+    # Only what the test gives: a variable of the developer's shell must not decide the outcome.
+    keep = ("PATH", "HOME", "LANG", "PYTHONPATH", "DATABASE_URL", "CELERY_BROKER_URL")
+    clean = {k: v for k, v in os.environ.items() if k in keep}
+    return subprocess.run([sys.executable, *(args or ("-c", code))], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**clean, "DJANGO_SETTINGS_MODULE": "smatch.settings", **env})
 
 
 @pytest.mark.parametrize("env", [
     {"DJANGO_ENV": "production"},  # debug on by default and the development secret
     {"DJANGO_ENV": "production", "DEBUG": "false"},  # the development secret
-    {"DJANGO_ENV": "production", "SECRET_KEY": "a-real-secret-of-our-own-0123456789"},  # debug still on
-    {"DJANGO_ENV": "production", "DEBUG": "true", "SECRET_KEY": "a-real-secret-of-our-own-0123456789"},
+    {"DJANGO_ENV": "production", "SECRET_KEY": SECRET},  # debug still on
+    {"DJANGO_ENV": "production", "DEBUG": "true", "SECRET_KEY": SECRET},
 ], ids=["defaults", "default-secret", "debug-default", "debug-true"])
 def test_production_refuses_to_start_with_debug_or_the_default_secret(env):
     result = _django(env)
@@ -62,6 +69,59 @@ def test_production_refuses_to_start_with_debug_or_the_default_secret(env):
 
 def test_production_starts_with_its_own_secret_and_debug_off():
     code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG, settings.SECRET_KEY)"
-    result = _django({"DJANGO_ENV": "production", "DEBUG": "false", "SECRET_KEY": "env-secret-xyz-0123456789"}, code)
+    result = _django({"DJANGO_ENV": "production", "DEBUG": "false", "SECRET_KEY": SECRET}, code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "env-secret-xyz-0123456789"]
+    assert result.stdout.split() == ["False", SECRET]
+
+
+@pytest.mark.parametrize("secret", ["a", SECRET[:49], "ab" * 40], ids=["one-char", "49-chars", "two-distinct"])
+def test_production_refuses_a_short_or_repetitive_secret(secret):
+    result = _django({"DJANGO_ENV": "production", "DEBUG": "false", "SECRET_KEY": secret})
+    assert result.returncode != 0
+    assert "DJANGO_ENV=production needs a SECRET_KEY of at least 50 characters" in result.stderr
+    if len(secret) > 3:  # the message never echoes the secret (a one-letter secret is in any text)
+        assert secret not in result.stderr
+
+
+# --- manage.py check --deploy under compose.yaml's variables ---------------------------------------
+
+def compose_production_env(**given: str) -> dict:
+    """The web service's environment as compose.yaml documents it: `${X:-default}` takes `given` or the
+    default, `${X:?message}` must be given (as `docker compose` would refuse to start without it)."""
+    import re
+
+    spec = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["web"]["environment"]
+
+    def value(text: str) -> str:
+        def sub(match: re.Match) -> str:
+            name, op, default = match.group(1), match.group(2), match.group(3)
+            if op == ":?":
+                assert name in given, f"compose.yaml requires {name}"
+                return given[name]
+            return given.get(name, default)
+
+        return re.sub(r"\$\{(\w+)(:-|:\?)([^}]*)\}", sub, str(text))
+
+    return {name: value(text) for name, text in spec.items()}
+
+
+def _check_deploy(env: dict) -> subprocess.CompletedProcess:
+    return _django(env, args=("manage.py", "check", "--deploy", "--fail-level", "WARNING"))
+
+
+def test_check_deploy_is_clean_under_the_documented_production_variables():
+    env = compose_production_env(SECRET_KEY=SECRET)
+    assert env["DJANGO_ENV"] == "production" and env["DEBUG"] == "false"
+    result = _check_deploy(env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(("variable", "value", "check"), [
+    ("SECURE_SSL_REDIRECT", "false", "security.W008"), ("SECURE_HSTS_SECONDS", "0", "security.W004"),
+    ("SESSION_COOKIE_SECURE", "false", "security.W012"), ("CSRF_COOKIE_SECURE", "false", "security.W016"),
+])
+def test_check_deploy_names_each_weakened_setting(variable, value, check):
+    """The clean run above can fail: each setting turned down is reported by its check."""
+    result = _check_deploy({**compose_production_env(SECRET_KEY=SECRET), variable: value})
+    assert result.returncode != 0 and check in result.stderr, result.stdout + result.stderr
