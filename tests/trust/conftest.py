@@ -98,3 +98,80 @@ class Ocpi:
 @pytest.fixture
 def ocpi(client) -> Ocpi:
     return Ocpi(client)
+
+
+# --- callers (the access matrices of test_access.py and test_admin_access.py) ----------------------------
+
+# "basic": an analyst's password sent as HTTP Basic (the API takes none); "staff": a staff login in no group.
+CALLERS = ["none", "wrong", "revoked", "pending", "brp", "other_brp", "cpo", "other_cpo", "basic", "analyst",
+           "operator", "superuser", "staff"]
+REVOKED_BRP_TOKEN, REVOKED_CPO_TOKEN, PENDING_TOKEN = "revoked-brp-token", "revoked-cpo-token", "pending-token-a"
+
+
+@pytest.fixture
+def world(brp, other_brp, cpo, other_cpo, analyst, operator, settled):
+    """Objects of every owner, and the credentials of every caller."""
+    from django.contrib.auth.models import User
+
+    from flexibility.models import Brp, Signal
+    from ocpi_client.models import ChargingProfileCall, OcpiParty, Session, hash_token
+
+    revoked = Brp.objects.create(name="Former supplier", is_active=False, token_hash=hash_token(REVOKED_BRP_TOKEN))
+    _party("Revoked CPO", "REV", REVOKED_CPO_TOKEN, status=OcpiParty.Status.REVOKED)
+    _party("Pending CPO", "PEN", PENDING_TOKEN, status=OcpiParty.Status.PENDING)
+    superuser = User.objects.create_superuser("sam-super", password="pw-sam-super")
+    staff = User.objects.create_user("stan-staff", password="pw-stan-staff", is_staff=True)
+    signal = Signal.objects.create(brp=brp, external_id="mine", direction="reduce_consumption")
+    session = Session.objects.create(
+        party=cpo, country_code="NL", ocpi_party_id="CPO", session_id="S1", location_id="L", evse_uid="E",
+        connector_id="1", status="ACTIVE", kwh=1.0, start_date_time=signal.received_at,
+        last_updated=signal.received_at)
+    call = ChargingProfileCall.objects.create(session=session, kind="SET")
+    return {"brp": brp, "other_brp": other_brp, "revoked_brp": revoked, "signal": signal, "session": session,
+            "call": call, "result": settled[brp.pk], "run": settled[brp.pk].run,
+            "users": {"analyst": analyst, "operator": operator, "superuser": superuser, "staff": staff}}
+
+
+def as_caller(client, world, caller: str, door: str):
+    """The client, authenticated as `caller` the way that caller would knock at `door` (rest / ocpi / admin)."""
+    import base64
+
+    b64 = (lambda t: base64.b64encode(t.encode()).decode()) if door == "ocpi" else (lambda t: t)
+    tokens = {"wrong": "no-such-token", "revoked": REVOKED_CPO_TOKEN if door == "ocpi" else REVOKED_BRP_TOKEN,
+              "pending": PENDING_TOKEN, "brp": world["brp"].api_token, "other_brp": world["other_brp"].api_token,
+              "cpo": CPO_TOKEN, "other_cpo": "trust-other-cpo-token-c-987"}
+    if caller in tokens:
+        client.defaults["HTTP_AUTHORIZATION"] = f"Token {b64(tokens[caller])}"
+    elif caller == "basic":
+        user = world["users"]["analyst"]
+        client.defaults["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(
+            f"{user.username}:pw-{user.username}".encode()).decode()
+    elif caller in world["users"]:
+        client.force_login(world["users"][caller])
+    return client
+
+
+@pytest.fixture
+def client_factory():
+    from django.test import Client
+
+    return Client
+
+
+def _json(body):
+    import json
+
+    return json.dumps(body) if body is not None else ""
+
+
+def _state() -> tuple:
+    """What a refused request must not change."""
+    from flexibility.models import Brp, Decision, Signal
+    from ocpi_client.models import ChargingProfileCall, OcpiParty, Session
+    from settlement.models import SettlementRun
+
+    return (list(Signal.objects.values_list("id", "status")), Decision.objects.count(),
+            list(Session.objects.values_list("id", "kwh", "last_updated")), SettlementRun.objects.count(),
+            list(ChargingProfileCall.objects.values_list("id", "result")),
+            list(OcpiParty.objects.values_list("id", "status", "token_ours_hash", "token_theirs")),
+            list(Brp.objects.values_list("id", "token_hash", "is_active")))

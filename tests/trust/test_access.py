@@ -2,60 +2,21 @@
 
 Endpoints come from the URL resolver: a new URL without a row here fails `test_every_url_has_a_row`.
 Callers: nobody, a wrong token, a revoked credential (an inactive BRP, a REVOKED OCPI party), the two
-BRPs, another OCPI party, a PENDING OCPI party (token A only), and the staff roles analyst, operator,
-superuser (logged in to the admin; they hold no API token).
+BRPs, another OCPI party, a PENDING OCPI party (token A only), an analyst's password as HTTP Basic
+(refused everywhere: the API takes tokens and sessions only), and the staff roles analyst, operator,
+superuser and plain staff in no group (logged in to the admin; they hold no API token).
+Admin actions x roles, the write-only OCPI token and the admin create forms: test_admin_access.py.
 """
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 from django.contrib import admin
-from django.contrib.auth.models import User
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from flexibility.models import Activation, Brp, Curtailment, Decision, Signal
-from ocpi_client.models import ChargingProfileCall, OcpiParty, Session, hash_token
-from settlement.models import SettlementRun
+from flexibility.models import Activation, Curtailment, Decision
 
-from .conftest import CPO_TOKEN, _party
-
-CALLERS = ["none", "wrong", "revoked", "pending", "brp", "other_brp", "cpo", "other_cpo", "analyst", "operator",
-           "superuser"]
-REVOKED_BRP_TOKEN, REVOKED_CPO_TOKEN, PENDING_TOKEN = "revoked-brp-token", "revoked-cpo-token", "pending-token-a"
-
-
-@pytest.fixture
-def world(brp, other_brp, cpo, other_cpo, analyst, operator, settled):
-    """Objects of every owner, and the credentials of every caller."""
-    revoked = Brp.objects.create(name="Former supplier", is_active=False, token_hash=hash_token(REVOKED_BRP_TOKEN))
-    _party("Revoked CPO", "REV", REVOKED_CPO_TOKEN, status=OcpiParty.Status.REVOKED)
-    _party("Pending CPO", "PEN", PENDING_TOKEN, status=OcpiParty.Status.PENDING)
-    superuser = User.objects.create_superuser("sam-super", password="pw-sam-super")
-    signal = Signal.objects.create(brp=brp, external_id="mine", direction="reduce_consumption")
-    session = Session.objects.create(
-        party=cpo, country_code="NL", ocpi_party_id="CPO", session_id="S1", location_id="L", evse_uid="E",
-        connector_id="1", status="ACTIVE", kwh=1.0, start_date_time=signal.received_at,
-        last_updated=signal.received_at)
-    call = ChargingProfileCall.objects.create(session=session, kind="SET")
-    return {"brp": brp, "other_brp": other_brp, "revoked_brp": revoked, "signal": signal, "session": session,
-            "call": call, "result": settled[brp.pk], "run": settled[brp.pk].run,
-            "users": {"analyst": analyst, "operator": operator, "superuser": superuser}}
-
-
-def as_caller(client, world, caller: str, door: str):
-    """The client, authenticated as `caller` the way that caller would knock at `door` (rest / ocpi / admin)."""
-    b64 = (lambda t: base64.b64encode(t.encode()).decode()) if door == "ocpi" else (lambda t: t)
-    tokens = {"wrong": "no-such-token", "revoked": REVOKED_CPO_TOKEN if door == "ocpi" else REVOKED_BRP_TOKEN,
-              "pending": PENDING_TOKEN, "brp": world["brp"].api_token, "other_brp": world["other_brp"].api_token,
-              "cpo": CPO_TOKEN, "other_cpo": "trust-other-cpo-token-c-987"}
-    if caller in tokens:
-        client.defaults["HTTP_AUTHORIZATION"] = f"Token {b64(tokens[caller])}"
-    elif caller in world["users"]:
-        client.force_login(world["users"][caller])
-    return client
-
+from .conftest import CALLERS, _json, _state, as_caller
 
 # --- the matrix -------------------------------------------------------------------------------------------
 
@@ -67,7 +28,7 @@ def row(default: int, **given: int) -> dict:
 
 
 BRP_ONLY = row(401, brp=200, other_brp=200)
-ANALYSTS = row(401, brp=403, other_brp=403, analyst=200, operator=403, superuser=200)
+ANALYSTS = row(401, brp=403, other_brp=403, analyst=200, operator=403, superuser=200, staff=403)
 OCPI_ANY_PARTY = row(401, cpo=200, other_cpo=200, pending=200)
 # OCPI: the unknown-path answer is the same for everyone (no auth needed to say "no such endpoint").
 
@@ -81,12 +42,12 @@ REST = [  # (url name, method, path(world), body, {caller: HTTP status})
     ("settlement-run-list", "GET", lambda w: "/api/v1/settlement/runs/", None, ANALYSTS),
     ("settlement-run-list", "POST", lambda w: "/api/v1/settlement/runs/",
      {"period_from": "2025-05-05T00:00:00Z", "period_to": "2025-05-06T00:00:00Z"},
-     row(401, brp=403, other_brp=403, analyst=201, operator=403, superuser=201)),
+     row(401, brp=403, other_brp=403, analyst=201, operator=403, superuser=201, staff=403)),
     ("settlement-run-detail", "GET", lambda w: f"/api/v1/settlement/runs/{w['run'].pk}/", None, ANALYSTS),
     ("settlement-activation-list", "GET", lambda w: "/api/v1/settlement/activations/", None,
-     row(401, brp=200, other_brp=200, analyst=200, operator=403, superuser=200)),
+     row(401, brp=200, other_brp=200, analyst=200, operator=403, superuser=200, staff=403)),
     ("settlement-activation-detail", "GET", lambda w: f"/api/v1/settlement/activations/{w['result'].pk}/", None,
-     row(401, brp=200, other_brp=404, analyst=200, operator=403, superuser=200)),
+     row(401, brp=200, other_brp=404, analyst=200, operator=403, superuser=200, staff=403)),
     ("schema", "GET", lambda w: "/api/schema/", None, row(200)),  # the API description is public
     ("api-docs", "GET", lambda w: "/api/docs/", None, row(200)),
 ]
@@ -130,27 +91,6 @@ def test_endpoint_x_caller(client_factory, world, name, method, path, body, expe
     assert got == expected
 
 
-@pytest.fixture
-def client_factory():
-    from django.test import Client
-
-    return Client
-
-
-def _json(body):
-    import json
-
-    return json.dumps(body) if body is not None else ""
-
-
-def _state() -> tuple:
-    """What a refused request must not change."""
-    return (list(Signal.objects.values_list("id", "status")), Decision.objects.count(),
-            list(Session.objects.values_list("id", "kwh", "last_updated")), SettlementRun.objects.count(),
-            list(ChargingProfileCall.objects.values_list("id", "result")),
-            list(OcpiParty.objects.values_list("id", "status", "token_ours_hash")))
-
-
 def test_each_brp_sees_only_its_own(client_factory, world):
     mine, theirs = world["result"], world["run"].activations.exclude(pk=world["result"].pk).get()
     for caller, own in (("brp", mine), ("other_brp", theirs)):
@@ -164,8 +104,8 @@ def test_each_brp_sees_only_its_own(client_factory, world):
 
 # --- admin ------------------------------------------------------------------------------------------------
 
-PRODUCT_VIEW = {"analyst": 200, "operator": 200, "superuser": 200}
-STAFF_ONLY = {"analyst": 403, "operator": 403, "superuser": 200}
+PRODUCT_VIEW = {"analyst": 200, "operator": 200, "superuser": 200, "staff": 403}
+STAFF_ONLY = {"analyst": 403, "operator": 403, "superuser": 200, "staff": 403}
 ADMIN_MODELS = {  # model -> changelist status per staff role; audit records are read-only for everyone
     "auth.Group": STAFF_ONLY, "auth.User": STAFF_ONLY,
     **{label: PRODUCT_VIEW for label in [
