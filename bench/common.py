@@ -138,7 +138,8 @@ def fresh_database(dbname: str) -> str:
 def production_env(database_url: str, **extra: str) -> dict[str, str]:
     """Environment of a production process (README 'Production') on `database_url`."""
     env = dict(os.environ)
-    env.update(DJANGO_ENV="production", DEBUG="false", SECRET_KEY="bench-" + "x" * 40,
+    # Plain HTTP on loopback, no TLS proxy in front: no redirect to https (production's default).
+    env.update(DJANGO_ENV="production", DEBUG="false", SECRET_KEY="bench-" + "x" * 50, SECURE_SSL_REDIRECT="false",
                ALLOWED_HOSTS="127.0.0.1,localhost", DATABASE_URL=database_url,
                CELERY_BROKER_URL=REDIS_URL, PYTHONPATH=str(ROOT))
     env.update(extra)
