@@ -250,3 +250,18 @@ def test_start_run_itself_refuses_a_tiny_grid_with_its_code(db):
         services.start_run(datetime(2025, 5, 5, tzinfo=UTC), datetime(2025, 5, 6, tzinfo=UTC), grid_s=1e-9)
     assert refused.value.code == "grid_s_out_of_range"
     assert not SettlementRun.objects.exists()
+
+
+def test_no_group_holds_the_credentials_permission_even_after_a_rebuild(world):
+    """The groups are rebuilt after every migrate: the permission exists and stays out of both."""
+    from django.contrib.auth.models import Group, Permission
+
+    from flexibility.roles import ensure_groups
+    from ocpi_client.admin import CREDENTIALS, CREDENTIALS_PERM
+
+    ensure_groups()
+    ensure_groups()  # idempotent: one permission, still in no group
+    assert Permission.objects.filter(codename=CREDENTIALS).count() == 1
+    assert not Group.objects.filter(permissions__codename=CREDENTIALS).exists()
+    assert {role: world["users"][role].has_perm(CREDENTIALS_PERM) for role in ROLES} == {
+        "analyst": False, "operator": False, "superuser": True, "staff": False}
