@@ -125,3 +125,27 @@ def test_check_deploy_names_each_weakened_setting(variable, value, check):
     """The clean run above can fail: each setting turned down is reported by its check."""
     result = _check_deploy({**compose_production_env(SECRET_KEY=SECRET), variable: value})
     assert result.returncode != 0 and check in result.stderr, result.stdout + result.stderr
+
+
+# --- the shared cache -----------------------------------------------------------------------------
+
+CACHE = ("import django; django.setup(); from django.conf import settings; c = settings.CACHES['default']; "
+         "print(c['BACKEND'].rsplit('.', 1)[-1], c.get('LOCATION'))")
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"CELERY_BROKER_URL": "memory://"}, "LocMemCache smatch"),  # embedded: one process
+    ({"CELERY_BROKER_URL": "redis://broker:6379/0"}, "RedisCache redis://broker:6379/0"),  # the broker's Redis
+    ({"CELERY_BROKER_URL": "redis://broker:6379/0", "CACHE_URL": "redis://cache:6379/1"},
+     "RedisCache redis://cache:6379/1"),
+], ids=["embedded", "broker", "cache-url"])
+def test_the_rate_limit_cache_follows_the_environment(env, expected):
+    result = _django({"CACHE_URL": "", **env}, CACHE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_a_broker_that_is_not_redis_needs_a_cache_url():
+    result = _django({"CELERY_BROKER_URL": "amqp://broker:5672//", "CACHE_URL": ""})
+    assert result.returncode != 0
+    assert "is not Redis: set CACHE_URL" in result.stderr
