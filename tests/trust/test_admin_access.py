@@ -163,6 +163,8 @@ def test_the_superuser_sets_token_theirs_and_an_empty_field_keeps_it(client, wor
     assert client.post(url, _party_form(cpo, name="Renamed CPO", token_theirs="")).status_code == 302
     party = OcpiParty.objects.get(pk=cpo.pk)
     assert (party.name, party.token_theirs) == ("Renamed CPO", "new-token-we-send")
+    for page in (url, f"/admin/ocpi_client/ocpiparty/{cpo.pk}/history/", "/admin/"):  # recent actions too
+        assert b"new-token-we-send" not in client.get(page).content
 
 
 def test_an_operator_cannot_set_token_theirs(client, world, cpo):
