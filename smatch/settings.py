@@ -170,3 +170,12 @@ LOGGING = {
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", True)
+
+# --- First hour (H4) ----------------------------------------------------------------------
+# Swagger UI and Redoc from the installed sidecar package: the docs pages work offline, no CDN.
+INSTALLED_APPS.append("drf_spectacular_sidecar")
+SPECTACULAR_SETTINGS.update(SWAGGER_UI_DIST="SIDECAR", SWAGGER_UI_FAVICON_HREF="SIDECAR", REDOC_DIST="SIDECAR")
+# The landing page and the branded admin templates (smatch is not an app, so it is named here).
+TEMPLATES[0]["DIRS"].append(BASE_DIR / "smatch" / "templates")
+# How often the operator console refreshes its figures and chart (real seconds).
+CONSOLE_REFRESH_S = env.float("CONSOLE_REFRESH_S", 3.0)
