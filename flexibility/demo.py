@@ -34,7 +34,9 @@ from .services import create_brp
 from .summary import activation_summary
 
 SIM_START = datetime(2025, 5, 6, 17, 1, tzinfo=UTC)  # a Tuesday evening peak, early in an ISP
-SIGNAL_AT = SIM_START + timedelta(minutes=3)  # the BRP posts at this simulated instant, every run
+# The BRP posts at this simulated instant, every run: by then every ongoing session has pushed a state
+# (states come every 5 simulated minutes; those made before registration are not pushed).
+SIGNAL_AT = SIM_START + timedelta(minutes=6)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -93,7 +95,7 @@ def run_demo(points: int = 300, speed: float = 20.0, seed: int = 7, say=print) -
     party = ocpi.register_with(f"{sim_url}/versions", simulator.token_a, name="CPO simulator")
     say(f"registered over OCPI 2.2.1 credentials with {party}")
 
-    wait_until(lambda: clock.now() >= SIGNAL_AT, 3 * 60 / speed + 30)
+    wait_until(lambda: clock.now() >= SIGNAL_AT, 6 * 60 / speed + 30)
     known = Session.objects.filter(party=party).count()
     active = Session.objects.filter(party=party, status="ACTIVE").count()
     _brp, token = create_brp("Demo supplier", Brp.Policy.AUTO)

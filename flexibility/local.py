@@ -24,10 +24,13 @@ from simulator.server import SimulatorServer
 from smatch import clock
 from smatch.embedded import start_embedded_worker
 
+from .models import Brp
+from .services import create_brp
 from .staff import any_staff, create_staff
 
 SIM_START = datetime(2025, 5, 6, 17, 1, tzinfo=UTC)  # a Tuesday evening peak: many sessions above 8 A
 FIRST_LOGIN = "admin"
+LOCAL_BRP = "Local supplier"
 
 
 @dataclass
@@ -39,6 +42,7 @@ class LocalServer:
     login: tuple[str, str] | None = None  # (username, one-time password) when one was created
     simulator_url: str = ""
     simulated_time: str = ""
+    brp_token: str = ""  # a manual-policy BRP made for the simulated run, to post signals with
     notes: list[str] = field(default_factory=list)
 
 
@@ -74,6 +78,7 @@ def _attach_simulator(host: str, port: int, points: int, speed: float, seed: int
             ocpi.register_with(f"{server.simulator_url}/versions", simulator.token_a, name="CPO simulator")
 
     threading.Thread(target=register, name="simulator-registration", daemon=True).start()
+    _brp, server.brp_token = create_brp(LOCAL_BRP, Brp.Policy.MANUAL)
 
 
 def start(host: str, port: int, simulator_points: int = 0, speed: float = 10.0, seed: int = 7) -> LocalServer:
@@ -109,6 +114,11 @@ def banner(server: LocalServer) -> list[str]:
     if server.simulator_url:
         lines += [f"  CPO simulator               {server.simulator_url}/versions (registered over OCPI)",
                   f"  simulated time              {server.simulated_time}"]
+    if server.brp_token:
+        lines += [f"  BRP {LOCAL_BRP!r} (an operator decides) posts a signal with:",
+                  f"    curl -X POST {server.web_url}/api/v1/signals/ -H 'Authorization: Token {server.brp_token}' "
+                  "-H 'Content-Type: application/json' -d '{\"external_id\": \"try-1\", "
+                  "\"direction\": \"reduce_consumption\"}'"]
     if server.login:
         lines.append(f"  log in as {server.login[0]!r} with the one-time password {server.login[1]}")
     else:

@@ -18,10 +18,13 @@ class Command(BaseCommand):
         parser.add_argument("--points", type=int, default=300, help="simulated charge points")
         parser.add_argument("--speed", type=float, default=10.0, help="simulated seconds per real second")
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--db", type=Path, default=Path(settings.BASE_DIR) / "var" / "simulated.sqlite3",
+                            help="with --simulator: its own SQLite file, emptied at each start")
 
-    def handle(self, *args, addrport: str, simulator: bool, points: int, speed: float, seed: int, **options) -> None:
+    def handle(self, *args, addrport: str, simulator: bool, points: int, speed: float, seed: int, db: Path,
+               **options) -> None:
         if simulator:
-            restart_on_fresh_database(Path(settings.BASE_DIR) / "var" / "simulated.sqlite3")
+            restart_on_fresh_database(db)
         host, _, port = addrport.rpartition(":")
         server = local.start(host or "127.0.0.1", int(port), points if simulator else 0, speed, seed)
         for line in local.banner(server):
