@@ -113,8 +113,8 @@ def test_anonymous_goes_to_the_login_and_unknown_signals_are_404(client, operato
 def test_caps_by_state_in_words(operator, waiting, fleet):
     activation = services.relay_signal(waiting.pk, actor=operator)
     for session, status in zip(fleet, ["accepted", "sent", "failed"], strict=True):
-        Curtailment.objects.create(activation=activation, session=session, starts_at=T0, ends_at=T0 + timedelta(minutes=5),
-                                   limit_a=8, expected_kw=1, status=status)
+        Curtailment.objects.create(activation=activation, session=session, starts_at=T0,
+                                   ends_at=T0 + timedelta(minutes=5), limit_a=8, expected_kw=1, status=status)
     states = dict(console_figures.cap_states(activation))
     assert states == {"pending": 1, "in force": 1, "refused": 0, "no result": 1, "restored": 0}
 
@@ -122,8 +122,8 @@ def test_caps_by_state_in_words(operator, waiting, fleet):
 def test_the_panel_and_the_chart_of_the_running_activation(client, operator, waiting, fleet, clock):
     activation = services.relay_signal(waiting.pk, actor=operator)
     Activation.objects.filter(pk=activation.pk).update(expected_kw=5.52)
-    Curtailment.objects.create(activation=activation, session=fleet[0], starts_at=T0, ends_at=T0 + timedelta(minutes=11),
-                               limit_a=8, expected_kw=5.52, status="accepted")
+    Curtailment.objects.create(activation=activation, session=fleet[0], starts_at=T0,
+                               ends_at=T0 + timedelta(minutes=11), limit_a=8, expected_kw=5.52, status="accepted")
     # 16 A on three phases before the relay (11.04 kW), 8 A after (5.52 kW).
     for offset, amps in ((-300, 16.0), (30, 8.0)):
         SessionState.objects.create(session=fleet[0], timestamp=T0 + timedelta(seconds=offset), kwh=1.0,
