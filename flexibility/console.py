@@ -33,13 +33,14 @@ def _panel_context(request: HttpRequest) -> dict:
         "panel": figures.activation_panel(activation) if activation else None,
         "pending": figures.pending_signals(),
         "can_decide": request.user.has_perm(DECIDE_PERM),
+        "speed": figures.clock_speed(),
     }
 
 
 def page(request: HttpRequest, site) -> HttpResponse:
     _reader(request)
     context = {**site.each_context(request), **_panel_context(request), "title": "Operator console",
-               "preview": figures.preview(), "speed": figures.clock_speed(),
+               "preview": figures.preview(),
                "refresh_ms": int(settings.CONSOLE_REFRESH_S * 1000)}
     return render(request, "admin/flexibility/console.html", context)
 

@@ -43,10 +43,11 @@
       svg.appendChild(el("text", {x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end"}, v.toFixed(0)));
     }
     svg.appendChild(el("text", {x: 4, y: T + 10, class: "axis"}, "kW"));
-    [["relayed_at", "relay"], ["ends_at", "end"]].forEach(function (m) {
+    [["relayed_at", "relay", "start"], ["ends_at", "end", "end"]].forEach(function (m) {
       const xm = x(Date.parse(data[m[0]]));
       svg.appendChild(el("line", {x1: xm, x2: xm, y1: T, y2: H - B, class: "marker"}));
-      svg.appendChild(el("text", {x: xm + 3, y: H - B + 14, class: "axis"}, m[1]));
+      svg.appendChild(el("text", {x: m[2] === "end" ? xm - 3 : xm + 3, y: H - B + 14, class: "axis",
+                                  "text-anchor": m[2]}, m[1]));
     });
     const first = new Date(t0), last = new Date(t1);
     svg.appendChild(el("text", {x: L, y: H - 4, class: "axis"}, first.toISOString().slice(11, 19) + " UTC"));
@@ -70,7 +71,9 @@
     if (!box || !svg) return;
     fetch(box.dataset.chartUrl, {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (data) { if (data) { draw(svg, data); svg.dataset.points = data.at.length; } });
+      .then(function (data) {
+        if (data) { draw(svg, data); svg.dataset.points = data.at.length; svg.dataset.last = data.at[data.at.length - 1]; }
+      });
   }
 
   function typing() {
