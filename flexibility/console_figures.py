@@ -145,7 +145,7 @@ def chart(activation: Activation, now: datetime | None = None) -> dict:
     points = [powerchart.StatePoint(s, t, p, (c1, c2, c3), status == "ACTIVE") for s, t, p, c1, c2, c3, status in rows]
     series = powerchart.aggregate(points, powerchart.time_grid(start, max(start, end)))
     before = [p for t, p in zip(series.at, series.power_kw, strict=True) if t <= activation.relayed_at]
-    target = round(before[-1] - activation.expected_kw, 3) if before else None
+    target = round(max(0.0, before[-1] - activation.expected_kw), 3) if before else None
     return {
         "at": [t.isoformat() for t in series.at],
         "power_kw": series.power_kw,
