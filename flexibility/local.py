@@ -122,6 +122,8 @@ def banner(server: LocalServer) -> list[str]:
                   f"    curl -X POST {server.web_url}/api/v1/signals/ -H 'Authorization: Token {server.brp_token}' "
                   "-H 'Content-Type: application/json' -d '{\"external_id\": \"try-1\", "
                   "\"direction\": \"reduce_consumption\"}'"]
+    else:
+        lines.append("  a BRP and its API token: .venv/bin/python manage.py brp_create NAME --policy auto")
     if server.login:
         lines.append(f"  log in as {server.login[0]!r} with the one-time password {server.login[1]}")
     else:

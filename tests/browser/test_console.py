@@ -148,9 +148,11 @@ def test_operator_vetoes_relays_watches_and_stops_and_analyst_reads(local_server
     first_last = chart_last(page)
     in_force = page.locator("td[data-state='in force']")
     wait_for(lambda: int(in_force.inner_text() or 0) > 0, 30, "caps in force on the console")
+    page.wait_for_selector("#power-chart polyline.power")
     op.shot("chart-filling")
     wait_for(lambda: chart_last(page) > first_last, 20, "the chart to extend")
     expect(page.locator(".latency td").first).to_contain_text(" s")
+    page.wait_for_selector("#power-chart polyline.power")
     op.shot("chart-filled-more")
     assert brp_view(run, kept)["status"] in ("relayed", "active")
 

@@ -65,15 +65,24 @@
     }
   }
 
+  let last = {url: null, data: null};  // redrawn at once when the panel is replaced, so the chart never blinks
+
+  function show(data) {
+    const svg = document.getElementById("power-chart");
+    if (!svg || !data) return;
+    draw(svg, data);
+    svg.dataset.points = data.at.length;
+    svg.dataset.last = data.at[data.at.length - 1];
+  }
+
   function loadChart() {
     const box = document.querySelector(".activation");
-    const svg = document.getElementById("power-chart");
-    if (!box || !svg) return;
-    fetch(box.dataset.chartUrl, {credentials: "same-origin"})
+    if (!box) return;
+    const url = box.dataset.chartUrl;
+    if (last.url === url) show(last.data);
+    fetch(url, {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (data) {
-        if (data) { draw(svg, data); svg.dataset.points = data.at.length; svg.dataset.last = data.at[data.at.length - 1]; }
-      });
+      .then(function (data) { if (data) { last = {url: url, data: data}; show(data); } });
   }
 
   function typing() {
