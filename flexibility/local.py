@@ -121,7 +121,7 @@ def banner(server: LocalServer) -> list[str]:
         lines += [f"  BRP {LOCAL_BRP!r} (an operator decides) posts a signal with:",
                   f"    curl -X POST {server.web_url}/api/v1/signals/ -H 'Authorization: Token {server.brp_token}' "
                   "-H 'Content-Type: application/json' -d '{\"external_id\": \"try-1\", "
-                  "\"direction\": \"reduce_consumption\"}'"]
+                  "\"direction\": \"reduce_consumption\"}'   (a new external_id for each new signal)"]
     else:
         lines.append("  a BRP and its API token: .venv/bin/python manage.py brp_create NAME --policy auto")
     if server.login:
