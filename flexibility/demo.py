@@ -56,7 +56,8 @@ def start_web_server() -> str:
 @dataclass
 class DemoReport:
     """What one run did. `rows` is the summary table (label, value, unit); `same_every_run` the part
-    a rerun with the same seed must reproduce exactly."""
+    a rerun with the same seed must reproduce exactly (latencies are wall-clock and the meters' shed
+    is averaged over a window starting at the relay instant, so they stay out of it)."""
 
     rows: list[tuple[str, float | int | None, str]]
     same_every_run: dict[str, object]
@@ -136,7 +137,7 @@ def _report(activation: Activation, known: int, active: int, measured_kw: float,
         ("sessions known at the signal", known, ""),
         ("  of which charging", active, ""),
         *((f"  not capped: {reason}", n, "") for reason, n in skips),
-        ("  capped at 8 A at relay", at_relay, ""),
+        ("  eligible, capped at 8 A at relay", at_relay, ""),
         ("sessions that started during the activation, capped", caps.count() - at_relay, ""),
         ("caps the CPO accepted", summary["sessions_throttled"], ""),
         ("caps the CPO refused", summary["sessions_refused"], ""),
