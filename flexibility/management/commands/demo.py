@@ -34,5 +34,6 @@ class Command(BaseCommand):
             figures.write_text(json.dumps(report.same_every_run, indent=1, sort_keys=True))
         self.stdout.write("\nNext: start the local server with a simulated CPO and click through the same loop:\n"
                           "  .venv/bin/python manage.py serve --simulator\n"
-                          "then open http://127.0.0.1:8000/admin/console/ and log in as 'admin' with the "
-                          "one-time password it prints. (make clean removes .venv and var/.)")
+                          "  then open http://127.0.0.1:8000/admin/console/ and log in as 'admin' with the one-time\n"
+                          "  password it prints; it also prints a curl line with which a BRP posts a signal.\n"
+                          "(make clean removes .venv, var/ and every local database.)")
