@@ -83,10 +83,16 @@ def preview(now: datetime | None = None) -> Preview:
     now = now or clock.now()
     views = dispatch.load_views(now)
     plan = planning.plan_caps(views, now, planning.activation_end(now))
-    phases = {v.session_pk: v for v in views}
-    high = sum(planning.shed_kw(phases[c.session_pk].last_current_a, phases[c.session_pk].phases or 3)
+    low, high = shed_range_kw(plan, views)
+    return Preview(len(plan.caps), round(low, 1), round(high, 1), skips_in_words(plan.skipped))
+
+
+def shed_range_kw(plan: planning.Plan, views: list[planning.SessionView]) -> tuple[float, float]:
+    """The plan's expected shed (unknown phase counts as one phase) and the same taken as three-phase."""
+    by_pk = {v.session_pk: v for v in views}
+    high = sum(planning.shed_kw(by_pk[c.session_pk].last_current_a, by_pk[c.session_pk].phases or 3)
                for c in plan.caps)
-    return Preview(len(plan.caps), round(plan.expected_kw, 1), round(high, 1), skips_in_words(plan.skipped))
+    return plan.expected_kw, high
 
 
 def pending_signals(now: datetime | None = None, limit: int = 20) -> list[PendingSignal]:
@@ -106,11 +112,18 @@ def pending_signals(now: datetime | None = None, limit: int = 20) -> list[Pendin
 def cap_states(activation: Activation) -> list[tuple[str, int]]:
     """Caps of an activation counted by state, in words, in lifecycle order."""
     counts = dict(activation.curtailments.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    return states_in_words(counts)
+
+
+def states_in_words(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """Counts by cap status -> counts by the word the operator reads, every known word shown."""
+    counts = dict(counts)
     words: dict[str, int] = {}
     for status, word in CAP_STATE_WORDS.items():
         words[word] = words.get(word, 0) + counts.pop(status, 0)
     for status, n in counts.items():  # a state this mapping does not know yet still shows
-        words[str(status).replace("_", " ")] = n
+        word = str(status).replace("_", " ")
+        words[word] = words.get(word, 0) + n
     return list(words.items())
 
 
