@@ -1,10 +1,10 @@
-# Two commands for a newcomer: `make demo` and `make test`. Everything else is optional.
+# For a newcomer: `make demo`, `make run-sim` (click through the loop in the browser), `make test`.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint bench migrate run worker clean
+.PHONY: install demo test lint bench migrate run run-sim worker clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed (found $$($(PYTHON) --version))"; exit 1; }
@@ -22,7 +22,8 @@ install: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput -v 0
 
-demo: migrate
+# Its own database file (var/demo.sqlite3), emptied at each run: the same seed gives the same figures.
+demo: install
 	$(PY) manage.py demo
 
 test: install
@@ -35,11 +36,16 @@ lint: install
 bench: install
 	$(PY) -m bench
 
-run: migrate
-	$(PY) manage.py runserver 127.0.0.1:8000
+# Web, Celery worker and beat in one process on the embedded default (runserver alone has no worker).
+run: install
+	$(PY) manage.py serve
+
+# The same with a simulated CPO of 300 charge points in 10x time, on its own fresh var/simulated.sqlite3.
+run-sim: install
+	$(PY) manage.py serve --simulator
 
 worker: install
 	$(VENV)/bin/celery -A smatch worker -l info
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis test-artifacts

@@ -222,3 +222,14 @@ SILENCED_SYSTEM_CHECKS = [
 ]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", PRODUCTION)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", PRODUCTION)
+
+# --- First hour (H4) ----------------------------------------------------------------------
+# Swagger UI and Redoc from the installed sidecar package: the docs pages work offline, no CDN.
+INSTALLED_APPS.append("drf_spectacular_sidecar")
+SPECTACULAR_SETTINGS.update(SWAGGER_UI_DIST="SIDECAR", SWAGGER_UI_FAVICON_HREF="SIDECAR", REDOC_DIST="SIDECAR",
+                            # Swagger UI's default validator badge is an image from swagger.io: none.
+                            SWAGGER_UI_SETTINGS={"deepLinking": True, "validatorUrl": None})
+# The landing page and the branded admin templates (smatch is not an app, so it is named here).
+TEMPLATES[0]["DIRS"].append(BASE_DIR / "smatch" / "templates")
+# How often the operator console refreshes its figures and chart (real seconds).
+CONSOLE_REFRESH_S = env.float("CONSOLE_REFRESH_S", 3.0)

@@ -1,12 +1,23 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from flexibility import console
+
+admin.site.site_header = "SMATCH open SCSP"
+admin.site.site_title = "SMATCH open SCSP"
+admin.site.index_title = "Operations"
 
 urlpatterns = [
+    path("", TemplateView.as_view(template_name="smatch/landing.html"), name="landing"),
+    # Before admin.site.urls, whose catch-all would answer 404 for these.
+    path("admin/console/", include(console.urls(admin.site))),
     path("admin/", admin.site.urls),
     path("ocpi/", include("ocpi_client.api.urls")),
     path("api/v1/", include("flexibility.api.urls")),
     path("api/v1/", include("settlement.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
 ]

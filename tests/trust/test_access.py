@@ -50,6 +50,18 @@ REST = [  # (url name, method, path(world), body, {caller: HTTP status})
      row(401, brp=200, other_brp=404, analyst=200, operator=403, superuser=200, staff=403)),
     ("schema", "GET", lambda w: "/api/schema/", None, row(200)),  # the API description is public
     ("api-docs", "GET", lambda w: "/api/docs/", None, row(200)),
+    # First hour (H4): the landing page and Redoc are public; the operator console is admin (login, then roles).
+    ("landing", "GET", lambda w: "/", None, row(200)),
+    ("api-redoc", "GET", lambda w: "/api/redoc/", None, row(200)),
+    ("console", "GET", lambda w: "/admin/console/", None, row(302, analyst=200, operator=200, superuser=200)),
+    ("console-panel", "GET", lambda w: "/admin/console/panel/", None,
+     row(302, analyst=200, operator=200, superuser=200)),
+    # Ids that do not exist: who may knock is the point here (success is in tests/firsthour/test_console.py).
+    ("console-chart", "GET", lambda w: "/admin/console/activation/999999/chart.json", None,
+     row(302, analyst=404, operator=404, superuser=404)),
+    *((name, "POST", lambda w, verb=verb: f"/admin/console/signal/999999/{verb}/", {"reason": "x"},
+       row(302, analyst=403, operator=404, superuser=404))
+      for name, verb in (("console-relay", "relay"), ("console-veto", "veto"), ("console-stop", "stop"))),
 ]
 OCPI = [
     ("ocpi-versions", "GET", lambda w: "/ocpi/versions", None, OCPI_ANY_PARTY),

@@ -1,0 +1,70 @@
+"""The pages a newcomer opens first: landing, API docs (offline), branded admin."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from flexibility.roles import ANALYSTS, OPERATORS
+
+ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""")
+URL_IN_SCRIPT = re.compile(r"""["'](?:https?:)?//[^"']+["']""")
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
+def test_the_api_docs_reference_no_external_host(client: Client, db, path):
+    page = client.get(path)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assets = ASSET.findall(html)
+    assert assets, "the page loads its viewer from somewhere"
+    assert all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+    assert URL_IN_SCRIPT.findall(html) == []
+    for asset in assets:  # and every file it names is one we ship
+        if asset.startswith("/static/"):
+            assert finders.find(asset.removeprefix("/static/").split("?")[0]), asset
+
+
+def test_landing_page_links_admin_docs_and_ocpi(client: Client, db):
+    page = client.get("/")
+    assert page.status_code == 200
+    links = set(ASSET.findall(page.content.decode()))
+    assert {"/admin/", "/admin/console/", "/api/docs/", "/ocpi/versions"} <= links
+    assert all(link.startswith("/") for link in links)
+
+
+def test_the_admin_carries_the_product_name_and_links_the_console(client: Client, operator):
+    assert "SMATCH open SCSP" in client.get("/admin/login/").content.decode()
+    client.force_login(operator)
+    page = client.get("/admin/").content.decode()
+    assert "SMATCH open SCSP" in page and 'href="/admin/console/"' in page
+
+
+@pytest.mark.parametrize(("role", "group"), [("operator", OPERATORS), ("analyst", ANALYSTS)])
+def test_staff_create_prints_a_password_that_logs_in(db, capsys, role, group):
+    call_command("staff_create", "nina", "--role", role)
+    out = capsys.readouterr()
+    password = out.out.strip()
+    assert len(password) >= 12 and "one-time password" not in out.out
+    assert f"created as {role}" in out.err
+    client = Client()
+    assert client.login(username="nina", password=password)
+    from django.contrib.auth.models import User
+
+    user = User.objects.get(username="nina")
+    assert user.is_staff and not user.is_superuser and [g.name for g in user.groups.all()] == [group]
+
+
+def test_staff_create_refuses_with_a_code(db):
+    call_command("staff_create", "nina", "--role", "operator")
+    with pytest.raises(CommandError, match=r"exists already \[exists\]"):
+        call_command("staff_create", "nina", "--role", "analyst")
+    from flexibility.staff import StaffRefused, create_staff
+
+    with pytest.raises(StaffRefused) as refused:
+        create_staff("boss", "superuser")
+    assert refused.value.code == "bad_role"
