@@ -53,14 +53,14 @@ REST = [  # (url name, method, path(world), body, {caller: HTTP status})
     # First hour (H4): the landing page and Redoc are public; the operator console is admin (login, then roles).
     ("landing", "GET", lambda w: "/", None, row(200)),
     ("api-redoc", "GET", lambda w: "/api/redoc/", None, row(200)),
-    ("console", "GET", lambda w: "/admin/console/", None, row(302, analyst=200, operator=200, superuser=200)),
+    ("console", "GET", lambda w: "/admin/console/", None, row(302, analyst=200, operator=200, superuser=200, staff=403)),
     ("console-panel", "GET", lambda w: "/admin/console/panel/", None,
-     row(302, analyst=200, operator=200, superuser=200)),
+     row(302, analyst=200, operator=200, superuser=200, staff=403)),
     # Ids that do not exist: who may knock is the point here (success is in tests/firsthour/test_console.py).
     ("console-chart", "GET", lambda w: "/admin/console/activation/999999/chart.json", None,
-     row(302, analyst=404, operator=404, superuser=404)),
+     row(302, analyst=404, operator=404, superuser=404, staff=403)),
     *((name, "POST", lambda w, verb=verb: f"/admin/console/signal/999999/{verb}/", {"reason": "x"},
-       row(302, analyst=403, operator=404, superuser=404))
+       row(302, analyst=403, operator=404, superuser=404, staff=403))
       for name, verb in (("console-relay", "relay"), ("console-veto", "veto"), ("console-stop", "stop"))),
 ]
 OCPI = [
