@@ -76,8 +76,8 @@ def measure_put_capacity(profiles_url: str, token: str, session_ids: Sequence[st
 
 def serve_for_loadtest(cfg: SimConfig, conn) -> None:
     """Child process: a simulator on a frozen clock, sessions ongoing, until told to stop."""
+    from simulator.clock import FrozenClock
     from simulator.server import SimulatorServer
-    from smatch.clock import FrozenClock
 
     clock = FrozenClock(cfg.start)
     server = SimulatorServer(cfg, clock, push=False)
@@ -97,8 +97,8 @@ def serve_shard(cfg: SimConfig, port: int, token_ours: str, token_theirs: str, c
     Every shard builds the same fleet from the same seed, so any shard can answer for any session;
     the kernel spreads connections over them. For benchmarks only: shards do not share profiles.
     """
+    from simulator.clock import FrozenClock
     from simulator.server import SimulatorServer
-    from smatch.clock import FrozenClock
 
     clock = FrozenClock(cfg.start)
     server = SimulatorServer(cfg, clock, push=False, reuse_port=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simulator import ocpi
 
@@ -34,9 +34,17 @@ async def fetch_peer(server: SimulatorServer, versions_url: str, token: str, rol
     endpoints = {(e["identifier"], e.get("role", "")): e["url"] for e in details.get("endpoints", [])}
     if not any(i == "sessions" for i, _ in endpoints):
         raise RegistrationError(3003, "the other party offers no sessions endpoint to push to")
-    role = next((r for r in roles if isinstance(r, dict)), {})
-    return Peer(token_theirs=token, versions_url=versions_url, endpoints=endpoints,
-                country_code=role.get("country_code", ""), party_id=role.get("party_id", ""))
+    parties = peer_parties(roles)
+    cc, party = parties[0] if parties else ("", "")
+    return Peer(token_theirs=token, versions_url=versions_url, endpoints=endpoints, country_code=cc, party_id=party,
+                roles=parties)
+
+
+def peer_parties(roles: Any) -> list[tuple[str, str]]:
+    """(country_code, party_id) of every CredentialsRole the other party sent, in its order."""
+    if not isinstance(roles, list):
+        return []
+    return [(str(r.get("country_code", "")), str(r.get("party_id", ""))) for r in roles if isinstance(r, dict)]
 
 
 async def register_with(server: SimulatorServer, versions_url: str, token_a: str) -> Peer:
@@ -52,8 +60,8 @@ async def register_with(server: SimulatorServer, versions_url: str, token_a: str
     server.peer = Peer(token_ours=token_b)  # they call our versions with B during the POST
     cfg = server.config
     body = ocpi.credentials_object(token_b, f"{server.base_url}/versions", cfg.country_code, cfg.party_id,
-                                   server.business_name)
-    headers = {"Authorization": ocpi.auth_header(token_a), "X-Request-ID": secrets.token_hex(8),
+                                   server.business_name, server.our_roles())
+    headers = {"Authorization": server.auth(token_a), "X-Request-ID": secrets.token_hex(8),
                "X-Correlation-ID": secrets.token_hex(8)}
     async with server._http.post(cred_url, json=body, headers=headers) as resp:
         answer = await resp.json(content_type=None)
@@ -61,10 +69,10 @@ async def register_with(server: SimulatorServer, versions_url: str, token_a: str
         server.peer = Peer()
         raise RegistrationError(3001, f"registration refused: HTTP {resp.status}, {answer}")
     data = answer["data"]
-    role = next((r for r in data.get("roles", []) if isinstance(r, dict)), {})
+    parties = peer_parties(data.get("roles"))
+    cc, party = parties[0] if parties else ("", "")
     peer = Peer(token_ours=token_b, token_theirs=data["token"], versions_url=data.get("url", versions_url),
-                endpoints=probe.endpoints, country_code=role.get("country_code", ""),
-                party_id=role.get("party_id", ""))
+                endpoints=probe.endpoints, country_code=cc, party_id=party, roles=parties)
     server.peer = peer
     server.token_a = ""
     return peer
