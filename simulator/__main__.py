@@ -136,7 +136,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("batch", help="simulate a run without HTTP and write S.csv / A.csv / meters.csv")
@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     lt.add_argument("--requests", type=int, default=5000)
     lt.add_argument("--concurrency", type=int, default=64)
     lt.add_argument("--no-results", action="store_true", help="skip the async result POSTs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return {"batch": cmd_batch, "serve": cmd_serve, "loadtest": cmd_loadtest}[args.command](args)

@@ -43,6 +43,8 @@ class FakeScsp:
         self.push_headers: list[dict[str, str]] = []
         self.sessions: dict[tuple[str, str, str], dict] = {}  # (CC, PARTY, ID) upper-cased -> stored Session
         self.results: list[tuple[str, dict]] = []  # (call id, body)
+        self.result_attempts = 0  # result POSTs received, answered or not
+        self.result_http_status = 200  # 503: the SCSP is down for result POSTs
         self.active_profiles: list[tuple[str, dict]] = []  # (path after the Sender URL, body)
         self.unmatched: list[tuple[str, str]] = []  # (method, path) nobody serves
         self.violations: list[str] = []
@@ -192,6 +194,9 @@ class FakeScsp:
         wrong = self._functional(request)
         if wrong:
             return self._refuse(request, wrong)
+        self.result_attempts += 1
+        if self.result_http_status != 200:
+            return self._reply(request, None, 3000, self.result_http_status, "down")
         self.results.append((request.match_info["cid"], json.loads(await request.read())))
         return self._reply(request)
 
