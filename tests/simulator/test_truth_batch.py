@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from simulator import batch
 from simulator.__main__ import main
-from simulator.config import Faults, Outage, SimConfig
+from simulator.config import Behaviour, Faults, Outage, SimConfig
 from simulator.physics import Fleet
 from simulator.truth import Truth
-from tests.simulator.conftest import START
+from tests.simulator.conftest import START, population
 
 S_COLUMNS = ["session_id", "evse_uid", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a",
              "station_id"]
@@ -164,3 +164,22 @@ def test_cli_batch_writes_the_csvs(tmp_path):
     assert list(a.columns) == ["activation_id", "t_signal", "t_clear"] and len(a) == 2
     m = pd.read_csv(tmp_path / "meters.csv")
     assert len(m) == 8 * 5 and (m.energy_kwh >= 4.5 * 0.25 / 1000 - 1e-12).all()
+
+
+@pytest.mark.parametrize(("profile", "l1", "l2"), [
+    ("extension", [16.0, 16.0], [16.0, 16.0]),
+    ("standard", [None, None], [None, None]),
+    ("power-only", [None, None], [None, None]),
+    ("current-average", [None, 16.0], [None, 16.0]),  # first state: no period yet; then 0.92 kWh / 300 s
+])
+def test_batch_states_follow_the_realism_profile(small_config, profile, l1, l2):
+    """A 3-phase 32 A EV alone at its station draws 16 A; states at 0 and 300 s (no jitter)."""
+    cfg = replace(small_config, state_jitter_s=0, behaviour=Behaviour(profile=profile))
+    fleet = Fleet(cfg, population({"point": 0}))
+    fleet.step_until(301)
+    df = batch.states_frame(cfg, fleet, fleet.drain_states()).sort_values("timestamp")
+    assert list(df["kwh"].round(6)) == [0.0, 0.92]
+
+    def values(col):
+        return [None if np.isnan(v) else v for v in df[col]]
+    assert values("current_l1_a") == l1 and values("current_l3_a") == l2
