@@ -161,8 +161,10 @@ class CpoApi:
     async def sessions(self, request: web.Request) -> web.Response:
         self.authorize(request)
         q = request.query
+        if "date_from" not in q:  # mod_sessions GET: date_from is required (Locations: optional)
+            raise OcpiError(200, 2001, "date_from is required")
         try:
-            date_from = ocpi.parse_dt(q["date_from"]) if "date_from" in q else None
+            date_from = ocpi.parse_dt(q["date_from"])
             date_to = ocpi.parse_dt(q["date_to"]) if "date_to" in q else None
             offset = int(q.get("offset", 0))
             limit = min(int(q.get("limit", MAX_PAGE)), MAX_PAGE)
@@ -172,7 +174,7 @@ class CpoApi:
             raise OcpiError(200, 2001, "offset must be >= 0 and limit >= 1")
         cpo = self.addressed_cpo(request)
         matching = [r for r in self.s.sessions.values()
-                    if (date_from is None or r.last_updated >= date_from)
+                    if r.last_updated >= date_from
                     and (date_to is None or r.last_updated < date_to)
                     and (cpo is None or self.s.config.owner(r.point) == cpo)]
         page = [self.s.session_object(r) for r in matching[offset:offset + limit]]

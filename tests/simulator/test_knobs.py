@@ -55,6 +55,15 @@ def amps(server, sid: str) -> float:
     return server.call(inner)
 
 
+def test_sessions_pull_requires_date_from(scsp):
+    server, _ = start(scsp, HAND, hand_fleet())
+    try:
+        r = requests.get(f"{server.base_url}/2.2.1/sessions", headers=as_scsp(scsp), timeout=5)
+        assert r.json()["status_code"] == 2001 and "data" not in r.json()
+    finally:
+        server.stop()
+
+
 # --- the simulator owes the product nothing --------------------------------------------------------
 def test_simulator_imports_nothing_of_the_product():
     product = {"smatch", "ocpi_client", "flexibility", "settlement", "django"}
@@ -106,7 +115,7 @@ def test_raw_token_platform_registers_raw_and_refuses_base64():
         assert server.peer.token_theirs == fake.token_c
         step(server, clock, 1)
         assert server.wait_for(lambda: len(fake.pushes) >= 2)
-        url = f"{server.base_url}/2.2.1/sessions"
+        url = f"{server.base_url}/2.2.1/sessions?date_from={ocpi.fmt_dt(START)}"
         assert requests.get(url, headers=as_scsp(fake, encoding="base64"), timeout=5).status_code == 401
         assert requests.get(url, headers=as_scsp(fake, encoding="raw"), timeout=5).status_code == 200
         assert not fake.violations
@@ -207,7 +216,7 @@ def test_routing_headers_are_checked_and_answered(scsp):
     server, clock = start(scsp, behave(HAND, check_routing=True), hand_fleet())
     try:
         step(server, clock, 1)
-        url = f"{server.base_url}/2.2.1/sessions"
+        url = f"{server.base_url}/2.2.1/sessions?date_from={ocpi.fmt_dt(START)}"
         good = as_scsp(scsp)
         r = requests.get(url, headers=good, timeout=5)
         assert r.status_code == 200
@@ -235,7 +244,7 @@ def test_hub_with_two_cpo_roles(scsp):
         assert set(scsp.sessions) == {("NL", "SIM", A), ("NL", "SI2", B)}  # B's station is the second CPO's
         froms = {h["OCPI-from-party-id"] for h in scsp.push_headers}
         assert froms == {"SIM", "SI2"}
-        url = f"{server.base_url}/2.2.1/sessions"
+        url = f"{server.base_url}/2.2.1/sessions?date_from={ocpi.fmt_dt(START)}"
         assert [s["id"] for s in requests.get(url, headers=as_scsp(scsp, to=("NL", "SI2")), timeout=5).json()["data"]
                 ] == [B]
         assert {s["party_id"] for s in requests.get(url, headers=as_scsp(scsp, to=("NL", "HUB")), timeout=5).json()[
