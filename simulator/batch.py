@@ -207,6 +207,9 @@ def sessions_frame(config: SimConfig, fleet: Fleet) -> pd.DataFrame:
         "battery_kwh": pop.battery_kwh,
         "early_unplug": pop.early_unplug,
         "responsive": fleet.responsive[pop.point],
+        "evse_ignored_limit": fleet.limit_ignored,  # a profile reached its EVSE, which kept full power
+        "not_resumed_at": pd.to_datetime(np.where(fleet.not_resumed_s >= 0, start_epoch + fleet.not_resumed_s, 0),
+                                         unit="s", utc=True).where(fleet.not_resumed_s >= 0),
     })
 
 

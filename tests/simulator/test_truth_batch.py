@@ -183,3 +183,31 @@ def test_batch_states_follow_the_realism_profile(small_config, profile, l1, l2):
     def values(col):
         return [None if np.isnan(v) else v for v in df[col]]
     assert values("current_l1_a") == l1 and values("current_l3_a") == l2
+
+
+def test_batch_truth_records_ignored_limits_and_evs_that_did_not_resume(small_config):
+    """Every EVSE ignores limits in one run, every EV fails to resume in the other. Every session
+    truly above 8 A just before the signal got a profile, so it is flagged; nobody outside the
+    activation is; a no-resume EV is flagged at the clear (when its limit was lifted)."""
+    from simulator.groundtruth import sessions_above
+
+    signal, clear = 600, 1800
+    acts = [(START + timedelta(seconds=signal), START + timedelta(seconds=clear))]
+    for faults, column in ((Faults(non_responding_share=1.0), "evse_ignored_limit"),
+                           (Faults(no_resume_share=1.0), "not_resumed_at")):
+        cfg = replace(small_config, points=40, duration_s=3600, faults=faults)
+        res = batch.run(cfg, acts, response_delay_s=20)
+        sessions = res.sessions.set_index("session_id")
+        flagged = set(sessions.index[sessions[column].notna() & (sessions[column] != False)])  # noqa: E712
+        above = set(sessions_above(res.fleet, res.truth, signal - 1))
+        assert above
+        during = set(sessions.index[(sessions["start"] < acts[0][1]) & (sessions["end"].isna()
+                                                                        | (sessions["end"] > acts[0][0]))])
+        assert flagged <= during
+        if column == "evse_ignored_limit":
+            assert above <= flagged
+        else:
+            still_there = {sid for sid in above if pd.isna(sessions.loc[sid, "end"])
+                           or sessions.loc[sid, "end"] > acts[0][1]}
+            assert still_there <= flagged
+            assert (sessions.loc[sorted(flagged), column] == pd.Timestamp(acts[0][1])).all()
