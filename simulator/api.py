@@ -13,7 +13,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from simulator import ocpi
-from simulator.config import DA_PER_A, VOLTAGE_V
+from simulator.ocpi import OcpiError
+from simulator.population import single_phase_stations
+from simulator.profiles import active_profile, parse_set_charging_profile, to_deci_amps
+from simulator.registration import RegistrationError, fetch_peer
 
 if TYPE_CHECKING:
     from simulator.server import SimulatorServer
@@ -22,12 +25,6 @@ JSON = "application/json"
 MAX_PAGE = 100
 FUNCTIONAL = web.RequestKey("functional", bool)  # a Functional Module request: routing headers apply
 RESPONSE_FAULTS = ("REJECTED", "TOO_OFTEN", "NOT_SUPPORTED", "UNKNOWN_SESSION")
-
-
-class OcpiError(Exception):
-    def __init__(self, http_status: int, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.http_status, self.status_code, self.message = http_status, status_code, message
 
 
 class CpoApi:
@@ -128,8 +125,6 @@ class CpoApi:
                                        cfg.party_id, self.s.business_name, self.s.our_roles())
 
     async def credentials(self, request: web.Request) -> web.Response:
-        from simulator.registration import RegistrationError, fetch_peer
-
         self.authorize(request, registration=True)
         peer = self.s.peer
         if request.method == "GET":
@@ -187,8 +182,6 @@ class CpoApi:
 
     # --- locations (Sender) --------------------------------------------------------------------
     def location_objects(self, cpo: tuple[str, str] | None) -> list[dict[str, Any]]:
-        from simulator.population import single_phase_stations
-
         cfg = self.s.config
         single = single_phase_stations(cfg)
         out = []
@@ -331,58 +324,9 @@ class CpoApi:
         if isinstance(gate, web.Response):
             return gate
         _, point = gate
-        profile = active_profile(self.s, point, duration)
+        profile = active_profile(self.s.fleet, point, duration)
         self.s.post_result_later(response_url, {"result": "ACCEPTED", "profile": profile}, self.s.config.owner(point))
         return self.profile_response("ACCEPTED", request)
-
-
-def to_deci_amps(limit: float, unit: str, phases: int) -> int:
-    amps = limit if unit == "A" else limit / (VOLTAGE_V * phases)  # W is the total over the phases
-    return max(0, math.floor(amps * DA_PER_A + 1e-9))
-
-
-def parse_set_charging_profile(body: Any) -> dict[str, Any]:
-    """Validate a SetChargingProfile; OcpiError 2001 says what is wrong."""
-    if not isinstance(body, dict) or not isinstance(body.get("response_url"), str):
-        raise OcpiError(200, 2001, "SetChargingProfile needs response_url")
-    cp = body.get("charging_profile")
-    if not isinstance(cp, dict):
-        raise OcpiError(200, 2001, "SetChargingProfile needs charging_profile")
-    unit = cp.get("charging_rate_unit")
-    if unit not in ("A", "W"):
-        raise OcpiError(200, 2001, "charging_rate_unit must be A or W")
-    raw = cp.get("charging_profile_period")
-    if not isinstance(raw, list) or not raw:
-        raise OcpiError(200, 2001, "charging_profile_period must be a non-empty list")
-    try:
-        periods = sorted((int(p["start_period"]), float(p["limit"])) for p in raw)
-        duration = int(cp["duration"]) if cp.get("duration") is not None else None
-        start = ocpi.parse_dt(cp["start_date_time"]) if cp.get("start_date_time") else None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise OcpiError(200, 2001, f"bad charging profile: {exc}") from exc
-    if any(off < 0 or lim < 0 for off, lim in periods) or (duration is not None and duration <= 0):
-        raise OcpiError(200, 2001, "start_period, limit and duration must be positive")
-    start_fn = (lambda origin: int((start - origin).total_seconds())) if start else None
-    return {"unit": unit, "periods": periods, "duration_s": duration, "start_s": start_fn}
-
-
-def active_profile(s: SimulatorServer, point: int, duration_s: int) -> dict[str, Any]:
-    """ActiveChargingProfile from now for `duration_s`; without a profile, the EVSE's capacity."""
-    now_s, capacity = s.fleet.t, s.config.station_single_a
-    prof = s.fleet.profiles.get(point)
-    segments: list[tuple[int, float]] = [(0, capacity)]
-    if prof is not None:
-        changes = [(prof.start_s + off, lim / DA_PER_A) for off, lim in prof.periods]
-        if prof.end_s is not None:
-            changes.append((prof.end_s, capacity))
-        limit_now = capacity
-        for t, lim in changes:
-            if t <= now_s:
-                limit_now = lim
-        segments = [(0, limit_now)] + [(t - now_s, lim) for t, lim in changes if now_s < t < now_s + duration_s]
-    return {"start_date_time": ocpi.fmt_dt(ocpi.at_offset(s.config.start, now_s)), "charging_profile": {
-        "charging_rate_unit": "A", "duration": duration_s,
-        "charging_profile_period": [{"start_period": off, "limit": lim} for off, lim in segments]}}
 
 
 def build_app(server: SimulatorServer) -> web.Application:

@@ -14,6 +14,12 @@ from simulator.config import DA_PER_A, KW_PER_DA_PHASE, VOLTAGE_V
 VERSION = "2.2.1"
 
 
+class OcpiError(Exception):
+    def __init__(self, http_status: int, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status, self.status_code, self.message = http_status, status_code, message
+
+
 def fmt_dt(when: datetime) -> str:
     """OCPI DateTime: UTC, second precision, 'Z' suffix."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -6,9 +6,10 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from simulator import ocpi
+from simulator.peer import Peer
 
 if TYPE_CHECKING:
-    from simulator.server import Peer, SimulatorServer
+    from simulator.server import SimulatorServer
 
 
 class RegistrationError(Exception):
@@ -19,8 +20,6 @@ class RegistrationError(Exception):
 
 async def fetch_peer(server: SimulatorServer, versions_url: str, token: str, roles: list) -> Peer:
     """Read the other party's versions and 2.2.1 endpoints with `token` (3001/3002 on failure)."""
-    from simulator.server import Peer
-
     try:
         versions = await server.get_json(versions_url, token)
         match = next((v for v in versions if v.get("version") == ocpi.VERSION), None)
@@ -50,8 +49,6 @@ def peer_parties(roles: Any) -> list[tuple[str, str]]:
 async def register_with(server: SimulatorServer, versions_url: str, token_a: str) -> Peer:
     """We initiate: read their endpoints with token A, POST our credentials with a fresh token B,
     keep the token C they answer with for all further calls to them."""
-    from simulator.server import Peer
-
     probe = await fetch_peer(server, versions_url, token_a, [])
     cred_url = probe.endpoint("credentials", "RECEIVER")
     if not cred_url:

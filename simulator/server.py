@@ -26,41 +26,17 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from simulator import groundtruth, ocpi
+from simulator import groundtruth, ocpi, registration
+from simulator.api import build_app
 from simulator.batch import evse_uid, station_id
 from simulator.config import SimConfig
+from simulator.peer import Peer
 from simulator.physics import Fleet
+from simulator.profiles import active_profile
 from simulator.truth import Truth
 
 log = logging.getLogger("simulator.server")
 T = TypeVar("T")
-
-
-@dataclass
-class Peer:
-    """The SCSP we are connected to (one per simulator)."""
-
-    token_ours: str = ""  # they send it to us
-    token_theirs: str = ""  # we send it to them
-    versions_url: str = ""
-    endpoints: dict[tuple[str, str], str] = field(default_factory=dict)  # (identifier, role) -> url
-    country_code: str = ""
-    party_id: str = ""
-    roles: list[tuple[str, str]] = field(default_factory=list)  # every (country_code, party_id) it holds
-
-    def holds(self, country_code: str | None, party_id: str | None) -> bool:
-        """CiString comparison: the peer's own spelling or any other case."""
-        parties = self.roles or [(self.country_code, self.party_id)]
-        return any((country_code or "").upper() == cc.upper() and (party_id or "").upper() == pid.upper()
-                   for cc, pid in parties)
-
-    @property
-    def registered(self) -> bool:
-        return bool(self.token_ours and self.token_theirs)
-
-    def endpoint(self, identifier: str, role: str) -> str | None:
-        return self.endpoints.get((identifier, role)) or next(
-            (u for (i, _), u in self.endpoints.items() if i == identifier), None)
 
 
 @dataclass
@@ -126,8 +102,6 @@ class SimulatorServer:
         self._loop.close()
 
     async def _startup(self, port: int) -> None:
-        from simulator.api import build_app
-
         self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port, backlog=4096, reuse_address=True,
@@ -351,10 +325,8 @@ class SimulatorServer:
             return
 
         async def later() -> None:
-            from simulator.api import active_profile
-
             await asyncio.sleep(self.result_delay_s)
-            body = active_profile(self, point, 900)
+            body = active_profile(self.fleet, point, 900)
             status = await self._send("PUT", f"{base}{session_id}", body, owner)
             if status is not None and status < 300:
                 self.stats.active_profiles_pushed += 1
@@ -363,9 +335,7 @@ class SimulatorServer:
     # --- registration (simulator as the initiating party) ----------------------------------
     def register_with(self, versions_url: str, token_a: str, timeout: float = 30) -> Peer:
         """Register with an SCSP given its versions URL and the token A it issued (credentials.asciidoc)."""
-        from simulator.registration import register_with
-
-        return self.run(register_with(self, versions_url, token_a), timeout)
+        return self.run(registration.register_with(self, versions_url, token_a), timeout)
 
     # --- helpers for tests ------------------------------------------------------------------
     def limit_in_force_a(self, session_id: str) -> float | None:
