@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import timedelta
 
@@ -211,3 +212,35 @@ def test_batch_truth_records_ignored_limits_and_evs_that_did_not_resume(small_co
                            or sessions.loc[sid, "end"] > acts[0][1]}
             assert still_there <= flagged
             assert (sessions.loc[sorted(flagged), column] == pd.Timestamp(acts[0][1])).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 900), st.floats(0, 3), st.sampled_from([1, 3])),
+                min_size=1, max_size=30))
+def test_period_average_current_conserves_energy(rows):
+    """Invariant: per session, average current x phases x 230 V x elapsed time = the kWh difference
+    (0.05 A rounding), and a session's first state has no average."""
+    from simulator.physics import StateBatch
+
+    t = {s: 0 for s in range(4)}
+    kwh = {s: 0.0 for s in range(4)}
+    phases = {}
+    cols: dict[str, list] = {k: [] for k in ("t_s", "session", "kwh", "phases")}
+    for sess, dt, d_kwh, ph in rows:
+        t[sess] += dt
+        kwh[sess] += d_kwh
+        phases.setdefault(sess, ph)
+        for k, v in (("t_s", t[sess]), ("session", sess), ("kwh", kwh[sess]), ("phases", phases[sess])):
+            cols[k].append(v)
+    n = len(rows)
+    b = StateBatch(t_s=np.array(cols["t_s"]), point=np.zeros(n, np.int32), session=np.array(cols["session"]),
+                   kwh=np.array(cols["kwh"]), current_da=np.zeros(n, np.int32), phases=np.array(cols["phases"]),
+                   completed=np.zeros(n, bool))
+    avg = batch.period_average_a(b)
+    for s in set(cols["session"]):
+        idx = [i for i, x in enumerate(cols["session"]) if x == s]  # already in time order per session
+        assert np.isnan(avg[idx[0]])
+        for prev, cur in itertools.pairwise(idx):
+            hours = (cols["t_s"][cur] - cols["t_s"][prev]) / 3600
+            d_kwh = cols["kwh"][cur] - cols["kwh"][prev]
+            assert abs(avg[cur] * phases[s] * 0.230 * hours - d_kwh) <= 0.05 * phases[s] * 0.230 * hours + 1e-9
