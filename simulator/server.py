@@ -203,8 +203,6 @@ class SimulatorServer:
 
     def session_object(self, rec: ocpi.SessionRecord, periods: int | None = None) -> dict[str, Any]:
         cc, party = self.config.owner(rec.point)
-        if not periods and self.behaviour.profile != "extension":
-            rec.closed_sent = len(rec.closed)  # a full object carries every period: later PATCHes add new ones
         return ocpi.session_object(rec, cc, party, station_id(rec.point), evse_uid(rec.point), periods,
                                    profile=self.behaviour.profile, lowercase=self.behaviour.lowercase_ids)
 
@@ -216,6 +214,7 @@ class SimulatorServer:
         url = f"{base.rstrip('/')}/{cc}/{party}/{rec.session_id}"
         if not rec.pushed or self.push_method == "PUT":
             method, body = "PUT", self.session_object(rec)
+            rec.closed_sent = len(rec.closed)  # the full object carried every period: PATCHes add new ones
         else:
             method, body = "PATCH", ocpi.session_patch(rec, profile=self.behaviour.profile)
         rec.pushed = True

@@ -147,3 +147,25 @@ def test_periods_conserve_energy_and_time(profile, steps):
     assert abs(energy - (kwh - 1.5)) <= 0.0001 * len(steps) + 1e-9
     assert abs(hours - (when - START).total_seconds() / 3600) <= 0.0001 * len(steps) + 1e-9
     assert all(len(p["start_date_time"]) <= 25 for p in periods)
+
+
+def test_a_pull_does_not_change_what_the_next_patch_adds(scsp):
+    """The state at 600 s is not pushed (pushes off); a GET returns every period; the PATCH at 900 s
+    still adds both periods not pushed before, so the pushed list stays complete."""
+    server = run_two_states(scsp, "standard")
+    try:
+        server.push_enabled = False
+        server.clock.advance(300)
+        server.sync()
+        r = requests.get(f"{server.base_url}/2.2.1/sessions", params={"date_from": ocpi.fmt_dt(START)},
+                         headers=as_scsp(scsp), timeout=5)
+        assert len(next(s for s in r.json()["data"] if s["id"] == A)["charging_periods"]) == 2
+        server.push_enabled = True
+        server.clock.advance(300)
+        server.sync()
+        assert server.wait_for(lambda: len(stored(scsp, A)["charging_periods"]) >= 3)
+        assert [p["start_date_time"] for p in stored(scsp, A)["charging_periods"]] == [
+            ocpi.fmt_dt(START + timedelta(seconds=s)) for s in (0, 300, 600)]
+        assert not scsp.violations
+    finally:
+        server.stop()
