@@ -53,7 +53,8 @@ REST = [  # (url name, method, path(world), body, {caller: HTTP status})
     # First hour (H4): the landing page and Redoc are public; the operator console is admin (login, then roles).
     ("landing", "GET", lambda w: "/", None, row(200)),
     ("api-redoc", "GET", lambda w: "/api/redoc/", None, row(200)),
-    ("console", "GET", lambda w: "/admin/console/", None, row(302, analyst=200, operator=200, superuser=200, staff=403)),
+    ("console", "GET", lambda w: "/admin/console/", None,
+     row(302, analyst=200, operator=200, superuser=200, staff=403)),
     ("console-panel", "GET", lambda w: "/admin/console/panel/", None,
      row(302, analyst=200, operator=200, superuser=200, staff=403)),
     # Ids that do not exist: who may knock is the point here (success is in tests/firsthour/test_console.py).
