@@ -185,8 +185,15 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
     p_real = total_current_a(f) * KW_PER_A_PHASE
     starts_real = np.flatnonzero(np.r_[True, code_real[1:] != code_real[:-1]]) if len(f) else np.zeros(0, int)
 
-    # Virtual zero-kWh state before a first state whose energy its current explains (see module doc).
+    # Virtual zero-kWh state before a first state whose energy its current explains (see module doc);
+    # a kWh-only first state uses its session's first interval's mean power instead.
     k0, p0 = kwh_real[starts_real], p_real[starts_real]
+    if len(f):
+        second = np.minimum(starts_real + 1, len(f) - 1)
+        has_second = (second > starts_real) & (code_real[second] == code_real[starts_real])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m0 = (kwh_real[second] - k0) / ((ns_real[second] - ns_real[starts_real]) / NS) * 3600.0
+        p0 = np.where(np.isnan(p0) & has_second, m0, p0)
     with np.errstate(divide="ignore", invalid="ignore"):
         lead_s = np.where(p0 > 0, k0 / p0 * 3600.0, np.inf)
     lead = (k0 > 0) & (lead_s <= params.max_lead_s)
@@ -216,7 +223,7 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
     cs = np.r_[0.0, np.cumsum(dE)]
     e_kwh = cs[:n] - cs[starts][code] if n else np.zeros(0)
 
-    a, b = p_kw, p_kw[nxt] if n else p_kw
+    a, b = _end_powers(p_kw, nxt, same, dE, T, params.gap_s)
     usable = np.isfinite(a) & np.isfinite(b) & (a + b > 0)
     no_current = same & (dE > 0) & ~usable
     mode = np.full(n, FLAT, np.int8)
@@ -259,6 +266,7 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
         "gap": np.bincount(code[same & (T > params.gap_s)], minlength=n_sess),
         "energy_without_current": np.bincount(code[no_current], minlength=n_sess),
         "started_before_data": ((k0 > 0) & ~lead).astype(int),
+        "kwh_only": np.bincount(code_real[np.isnan(p_real)], minlength=n_sess),
         "conflicting_duplicates": clean.conflicts,
         "duplicates": clean.duplicates,
     }, n_sess)
@@ -267,6 +275,31 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
         "energy_kwh": cs[ends + 1] - cs[starts] if n else np.zeros(0), "flags": flags,
     })
     return rec
+
+
+def _end_powers(p_kw: np.ndarray, nxt: np.ndarray, same: np.ndarray, dE: np.ndarray, T: np.ndarray,
+                gap_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Power at both ends of every interval: the states' measured currents, or for a kWh-only state the
+    mean power of the neighbouring interval on that side (shape from energy alone).
+
+    A cap, a clear or a taper inside an interval then becomes a step from the level before to the
+    level after it, placed where the interval's energy says (the notch when a whole window lies inside).
+    Without a usable neighbour (first or last interval, a data gap) the interval's own mean is used.
+    """
+    n = len(p_kw)
+    if not n:
+        return p_kw, p_kw
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(same & (T > 0), dE / T * 3600.0, np.nan)
+    ok = same & (T <= gap_s) & np.isfinite(mean)
+    prev = np.r_[0, np.arange(n - 1)]
+    prev_ok = np.r_[False, ok[:-1]] & ok
+    next_ok = np.r_[ok[1:], False] & ok
+    before = np.where(prev_ok, mean[prev], mean)
+    after = np.where(next_ok, mean[nxt], mean)
+    a = np.where(np.isfinite(p_kw), p_kw, before)
+    b = np.where(np.isfinite(p_kw[nxt]), p_kw[nxt], after)
+    return a, b
 
 
 def _notches(t, T, dE, a, b, usable, w, mode, tau, notch_s, notch_kw) -> None:
