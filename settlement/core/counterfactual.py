@@ -96,32 +96,61 @@ def session_counterfactual_kwh(w: SessionWindow, x: np.ndarray, span_s: float) -
 
 
 def rebound_kwh(rec: Reconstruction, t_signal: pd.Timestamp, t_clear: pd.Timestamp,
-                bounds: list[pd.Timestamp], *, tail_s: float = 300.0, full_share: float = 0.5) -> np.ndarray:
+                bounds: list[pd.Timestamp], *, until: pd.Timestamp | None = None, tail_s: float = 300.0,
+                full_share: float = 0.5, horizon_s: float = 6 * 3600.0, step_s: float = 30.0) -> np.ndarray:
     """Energy the throttled sessions took back after the clear, in each [bounds[j], bounds[j + 1]).
 
-    A session's shed (its counterfactual minus its delivered energy in the window) comes back only
-    if it charged until full: it then draws its last `shed` kWh later than it would have. Its
-    rebound is that last stretch of its energy: from where its energy passes E_final - shed to its
-    end. A session that unplugged while still drawing (power over its last `tail_s` at least
-    `full_share` of its pre-signal power) never took it back. Pure arithmetic on the reconstruction.
+    A session's charging power follows its state of charge, so after the clear it runs the curve it
+    would have run without the activation, `d` seconds late, `d` being the time it needs after the
+    clear to draw its shed (its counterfactual minus its delivered energy in the window). Without the
+    activation its energy at T would have been E(T + d); what it still lacks at T is
+    E(T + d) - E(T), and the rebound up to T is its shed minus that. A session that charged to full
+    (power over its last `tail_s` below `full_share` of its pre-signal power) takes its shed back in
+    full once it is full; one that unplugged while drawing would have kept drawing at its last power,
+    so it never takes its shed back (the shed is never delivered). Nothing after `until` (the next
+    activation's signal) is read: a session's energy there is extrapolated at its power just before.
+    Pure arithmetic on the reconstruction.
     """
-    w = session_window(rec, t_signal, t_clear)
     out = np.zeros(max(len(bounds) - 1, 0))
+    w = session_window(rec, t_signal, t_clear)
+    tc = rec.seconds(t_clear)[0]
     if not len(w.codes) or len(bounds) < 2:
         return out
     span = (t_clear - t_signal).total_seconds()
-    shed = np.maximum(session_counterfactual_kwh(w, np.array([span]), span)[:, 0] - w.delivered_kwh, 0.0)
-    last = rec.last_s[w.codes]
-    tail_kw = _mean_kw(rec, w.codes, np.maximum(last - tail_s, rec.first_s[w.codes]), last)
-    full = (last > rec.seconds(t_clear)[0]) & (tail_kw < full_share * w.p_pre_kw) & (shed > 0)
-    codes, shed = w.codes[full], shed[full]
+    shed = session_counterfactual_kwh(w, np.array([span]), span)[:, 0] - w.delivered_kwh
+    keep = w.throttled & (rec.last_s[w.codes] > tc) & (shed > 0)
+    codes, shed, p_pre = w.codes[keep], shed[keep], w.p_pre_kw[keep]
     if not len(codes):
         return out
-    threshold = rec.session_energy_at(codes, last[full]) - shed
+    until_s = np.inf if until is None else rec.seconds(until)[0]
+    ended = rec.last_s[codes] <= until_s
+    last = np.minimum(rec.last_s[codes], until_s)
+    tail_kw = _mean_kw(rec, codes, np.maximum(last - tail_s, rec.first_s[codes]), last)
+    # after its data: full (nothing more) or still drawing; after `until`: as before it
+    beyond_kw = np.where(ended & (tail_kw < full_share * p_pre), 0.0, tail_kw)
+
+    def energy(t: np.ndarray) -> np.ndarray:  # t: one row per session
+        flat_codes = np.repeat(codes, t.shape[1])
+        e = rec.session_energy_at(flat_codes, np.minimum(t, last[:, None]).ravel()).reshape(t.shape)
+        return e + beyond_kw[:, None] * np.maximum(t - last[:, None], 0.0) / 3600.0
+
+    u = tc + np.arange(0.0, horizon_s + step_s, step_s)
+    at_clear = rec.session_energy_at(codes, np.full(len(codes), tc))
+    taken = energy(np.broadcast_to(u, (len(codes), len(u)))) - at_clear[:, None]
+    reached = taken >= shed[:, None]
+    j = np.argmax(reached, axis=1)
+    ok = reached.any(axis=1) & (j > 0)
+    jj = np.maximum(j, 1)
+    rows = np.arange(len(codes))
+    lo, hi = taken[rows, jj - 1], taken[rows, jj]
+    frac = np.where(hi > lo, (shed - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    delay = (jj - 1 + frac) * step_s
     b_s = rec.seconds(bounds)
-    energy = rec.session_energy_at(np.repeat(codes, len(b_s)), np.tile(b_s, len(codes))).reshape(len(codes), -1)
-    above = np.maximum(energy, threshold[:, None])  # energy beyond the threshold is the taken-back part
-    return np.diff(above, axis=1).sum(axis=0)
+    at = np.broadcast_to(b_s, (len(codes), len(b_s)))
+    lacking = energy(at + delay[:, None]) - energy(at)
+    back = np.clip(shed[:, None] - lacking, 0.0, shed[:, None])
+    back = np.where(ok[:, None], back, 0.0)  # not taken back within the horizon: counted as never delivered
+    return np.diff(back, axis=1).sum(axis=0)
 
 
 @register_baseline("sessions")

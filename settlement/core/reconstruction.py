@@ -241,6 +241,8 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
         w = (pd.to_datetime(windows[["t_signal", "t_clear"]].to_numpy().ravel(), utc=True).as_unit("ns").asi8
              .reshape(-1, 2) - t0_ns) / NS
         w = w[np.argsort(w[:, 0], kind="stable")]
+        derived = same & usable & ~(np.isfinite(p_kw) & np.isfinite(p_kw[nxt]))
+        _window_edges(t, T, dE, a, b, derived, w, mode, tau)
         _notches(t, T, dE, a, b, same & usable, w, mode, tau, notch_s, notch_kw)
 
     phases = np.full(n_sess, np.nan)
@@ -300,6 +302,37 @@ def _end_powers(p_kw: np.ndarray, nxt: np.ndarray, same: np.ndarray, dE: np.ndar
     a = np.where(np.isfinite(p_kw), p_kw, before)
     b = np.where(np.isfinite(p_kw[nxt]), p_kw[nxt], after)
     return a, b
+
+
+def _window_edges(t, T, dE, a, b, derived, w, mode, tau) -> None:
+    """kWh-only intervals that hold a signal or a clear (not a whole window): a step at that edge (in place).
+
+    Without currents the level inside the window is unknown; the neighbouring interval outside the
+    window gives the free level, and the energy gives the level inside: power at the free level
+    before the signal (after the clear) and at the level that makes the energy exact inside.
+    """
+    if not derived.any():
+        return
+    for edge, free_is_a in ((0, True), (1, False)):
+        j = np.searchsorted(w[:, edge], t, side="right")  # the first edge after the interval's start
+        jj = np.minimum(j, len(w) - 1)
+        at = w[jj, edge]
+        other = w[jj, 1 - edge]
+        ok = derived & (j < len(w)) & (at < t + T)
+        # the window's other end lies outside the interval (a whole window inside is the notch's case)
+        ok &= (other >= t + T) if edge == 0 else (other <= t)
+        outside = np.where(free_is_a, at - t, t + T - at)
+        free = a if free_is_a else b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            level = (dE * 3600.0 - free * outside) / (T - outside)
+        ok &= np.isfinite(level) & (T - outside > 0) & (outside > 0)
+        level = np.maximum(level, 0.0)
+        if free_is_a:
+            b[ok] = level[ok]
+        else:
+            a[ok] = level[ok]
+        mode[ok] = STEP
+        tau[ok] = (at - t)[ok]
 
 
 def _notches(t, T, dE, a, b, usable, w, mode, tau, notch_s, notch_kw) -> None:

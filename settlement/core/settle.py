@@ -131,10 +131,13 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
         silent.append(non_responders(rec, act.activation_id, ts, tc, params.grace_s, params.responder_threshold_a))
         if progress:
             progress(1)
+    # Outputs follow the caller's order of activations (computation goes by time: the next signal
+    # ends a rebound window).
+    rank = {str(a): i for i, a in enumerate(activations["activation_id"])}
     return SettlementResult(
-        activations=_ordered(pd.DataFrame(rows), [*ACTIVATION_COLUMNS, "baseline", *NET_COLUMNS]),
-        isp=_ordered(pd.DataFrame(isp_rows), ISP_COLUMNS),
-        rebound=_ordered(pd.DataFrame(rebound_rows), REBOUND_COLUMNS),
+        activations=_in_order(_ordered(pd.DataFrame(rows), [*ACTIVATION_COLUMNS, "baseline", *NET_COLUMNS]), rank),
+        isp=_in_order(_ordered(pd.DataFrame(isp_rows), ISP_COLUMNS), rank),
+        rebound=_in_order(_ordered(pd.DataFrame(rebound_rows), REBOUND_COLUMNS), rank),
         reconstruction=rec, baselines=all_baselines,
         non_responders=pd.concat(silent, ignore_index=True) if silent else pd.DataFrame(
             columns=["activation_id", "evse_uid", "session_id", "state_at", "max_current_a"]),
@@ -179,7 +182,7 @@ def _rebound_rows(rec: Reconstruction, act, shed_kwh: float, prices: pd.Series |
         return []
     pieces = isp_pieces(act.t_clear, end)
     bounds = [pieces[0][1]] + [p[2] for p in pieces]
-    kwh = rebound_kwh(rec, act.t_signal, act.t_clear, bounds)
+    kwh = rebound_kwh(rec, act.t_signal, act.t_clear, bounds, until=until)
     total = float(kwh.sum())
     limit = max(shed_kwh, 0.0) if np.isfinite(shed_kwh) else 0.0
     if total > limit:
@@ -212,6 +215,13 @@ def _stations(states: pd.DataFrame, rec: Reconstruction) -> np.ndarray | None:
     first = states.drop_duplicates("session_id").set_index(states.drop_duplicates("session_id")["session_id"]
                                                              .astype(str))["station_id"]
     return first.reindex(rec.session_ids).fillna("").astype(str).to_numpy(object)
+
+
+def _in_order(frame: pd.DataFrame, rank: dict[str, int]) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    key = frame["activation_id"].map(rank)
+    return frame.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def _ordered(frame: pd.DataFrame, first: list[str]) -> pd.DataFrame:

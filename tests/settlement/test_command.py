@@ -57,7 +57,7 @@ def test_settle_files_end_to_end(inputs):
     assert act["delivered_kwh"].iloc[0] == pytest.approx(6.348, rel=2e-3)
     isp = pd.read_csv(out / "isp.csv")
     # value = shed (MWh) x 250 EUR/MWh.
-    assert isp["value_eur"].iloc[0] == pytest.approx(isp["shed_kwh"].iloc[0] / 1000 * 250)
+    assert isp["value_eur"].iloc[0] == pytest.approx(isp["shed_kwh"].iloc[0] / 1000 * 250, abs=0.005)  # EUR to 2 decimals
     assert act["t_signal"].iloc[0] == "2025-05-06T23:04:00Z"
     book = pd.read_excel(out / "settlement.xlsx", sheet_name=None)
     assert {"activations", "isp", "sessions", "non_responders", "erasable_by_time_of_day"} <= set(book)
