@@ -190,8 +190,10 @@ def _rebound_rows(rec: Reconstruction, act, shed_kwh: float, prices: pd.Series |
     rows = []
     for (isp, _lo, _hi), energy in zip(pieces, kwh, strict=True):
         price = price_for(prices, isp)
+        # Nothing taken back costs nothing, priced or not; a rebound without a price leaves the value empty.
+        value = 0.0 if abs(energy) < 1e-9 else value_eur(float(energy), price)
         rows.append({"activation_id": act.activation_id, "isp_start": isp, "rebound_kwh": float(energy),
-                     "price_eur_per_mwh": price, "value_eur": value_eur(float(energy), price)})
+                     "price_eur_per_mwh": price, "value_eur": value})
     return rows
 
 
