@@ -367,6 +367,7 @@ def _pieces(rec: Reconstruction) -> tuple[np.ndarray, ...]:
         scale = energy_kws / area
     bad = ~np.isfinite(scale) | (area <= 0)
     lin, step, dip = lin & ~bad, step & ~bad, dip & ~bad
+    scale = np.where(bad, 0.0, scale)  # those intervals fall back to flat; keep inf * 0 out of the products
     c1 = np.where(lin | step | dip, a * scale, energy_kws / T)
     m1 = np.where(lin, (b - a) * scale / T, 0.0)
     # Lengths stay interval-local (tau, T - tau): absolute times lose digits on millisecond pieces.
