@@ -54,7 +54,7 @@ def _mean_kw(rec: Reconstruction, codes: np.ndarray, a: np.ndarray, b: np.ndarra
 
 
 def session_window(rec: Reconstruction, t_signal: pd.Timestamp, t_clear: pd.Timestamp, *, pre_s: float = 120.0,
-                   post_after_s: float = 60.0, post_s: float = 180.0) -> SessionWindow:
+                   post_after_s: float = 60.0, post_s: float = 180.0, young_s: float = 600.0) -> SessionWindow:
     """Pre-signal and post-clear power, counterfactual end and energy bound of every session active
     in [t_signal, t_clear). Pure arithmetic on the reconstruction."""
     ts, tc = rec.seconds([t_signal, t_clear])
@@ -67,6 +67,13 @@ def session_window(rec: Reconstruction, t_signal: pd.Timestamp, t_clear: pd.Time
     p_post = _mean_kw(rec, codes, post_a, np.minimum(last, tc + post_after_s + post_s))
     started_inside = first >= ts
     p_pre = np.where(started_inside, p_post, p_pre)
+    # A session whose real data begin shortly before the signal has its pre-signal level from little
+    # data (kWh-only: from an interval the cap already cut into); its free level after the clear,
+    # when higher, is the better estimate.
+    real_code, real_t = rec.states["code"].to_numpy(), rec.states["t"].to_numpy()
+    first_real = real_t[np.minimum(np.searchsorted(real_code, codes), len(real_t) - 1)] if len(real_t) else first
+    young = ~started_inside & (first_real > ts - young_s)
+    p_pre = np.where(young, np.maximum(p_pre, p_post), p_pre)
     continues = last > tc
     p_clear = np.where(continues, np.minimum(p_pre, p_post), p_pre)
     e_start = rec.session_energy_at(codes, start)
