@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from settlement.core.baselines import DEFAULT_BASELINE
 from smatch import clock
 
 
@@ -34,7 +35,7 @@ class SettlementRun(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
     period_from = models.DateTimeField(help_text="activations whose signal falls in [from, to)")
     period_to = models.DateTimeField()
-    baseline = models.CharField(max_length=40, default="trapezoid")
+    baseline = models.CharField(max_length=40, default=DEFAULT_BASELINE)
     grid_s = models.FloatField(default=60.0)
     parameters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F
 
 from settlement import exports, files, prices
+from settlement.core.baselines import DEFAULT_BASELINE
 from settlement.core.frames import FrameError
 from settlement.core.reconstruction import ReconstructionParams
 from settlement.core.settle import SettlementResult, SettleParams, settle_frames
@@ -35,7 +36,7 @@ class FileSettlement:
 
 def settle_files(states_path: str | Path, activations_path: str | Path, out_dir: str | Path, *,
                  prices_path: str | Path | None = None, meters_path: str | Path | None = None,
-                 baseline: str = "trapezoid", grid_s: float = 60.0, shape: str = "step",
+                 baseline: str = DEFAULT_BASELINE, grid_s: float = 60.0, shape: str = "step",
                  progress: Callable[[int], None] | None = None) -> FileSettlement:
     """Read S.csv / A.csv (/ prices / meters), settle, and write DIR atomically."""
     try:
@@ -69,7 +70,7 @@ def import_prices(path: str | Path) -> int:
     return len(series)
 
 
-def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline: str = "trapezoid",
+def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline: str = DEFAULT_BASELINE,
               grid_s: float = 60.0, run_async: bool = True):
     """Create a settlement run over the database and queue it (or run it now when run_async=False)."""
     from settlement.core.baselines import BASELINES

@@ -53,6 +53,9 @@ class Baseline:
         return (self.power_at(start) + self.power_at(end)) * hours / 2.0
 
 
+# The baseline settlement uses unless told otherwise (docs/accuracy.md: chosen on held-out simulator seeds).
+DEFAULT_BASELINE = "sessions"
+
 BaselineFn = Callable[..., Baseline]
 BASELINES: dict[str, BaselineFn] = {}
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from settlement.core.baselines import BASELINES, Baseline
+from settlement.core.baselines import BASELINES, DEFAULT_BASELINE, Baseline
 from settlement.core.counterfactual import rebound_kwh
 from settlement.core.edges import EdgeWindow, detect_edges, mean_power_kw
 from settlement.core.frames import clean_activations
@@ -69,7 +69,7 @@ def _baseline_names(baseline: str | Sequence[str]) -> list[str]:
 
 
 def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Series | None = None,
-                  baseline: str | Sequence[str] = "trapezoid", params: SettleParams | None = None,
+                  baseline: str | Sequence[str] = DEFAULT_BASELINE, params: SettleParams | None = None,
                   progress: Callable[[int], None] | None = None,
                   meters: pd.DataFrame | None = None,
                   curtailments: pd.DataFrame | None = None) -> SettlementResult:
