@@ -104,7 +104,7 @@ def session_counterfactual_kwh(w: SessionWindow, x: np.ndarray, span_s: float) -
 
 def rebound_kwh(rec: Reconstruction, t_signal: pd.Timestamp, t_clear: pd.Timestamp,
                 bounds: list[pd.Timestamp], *, until: pd.Timestamp | None = None, tail_s: float = 300.0,
-                full_share: float = 0.5, horizon_s: float = 6 * 3600.0, step_s: float = 30.0) -> np.ndarray:
+                full_share: float = 0.5, step_s: float = 30.0) -> np.ndarray:
     """Energy the throttled sessions took back after the clear, in each [bounds[j], bounds[j + 1]).
 
     A session's charging power follows its state of charge, so after the clear it runs the curve it
@@ -141,6 +141,9 @@ def rebound_kwh(rec: Reconstruction, t_signal: pd.Timestamp, t_clear: pd.Timesta
         e = rec.session_energy_at(flat_codes, np.minimum(t, last[:, None]).ravel()).reshape(t.shape)
         return e + beyond_kw[:, None] * np.maximum(t - last[:, None], 0.0) / 3600.0
 
+    # d is needed at every bound; a session that takes longer than the window plus an hour to draw its
+    # shed keeps it (counted as never delivered within the window).
+    horizon_s = rec.seconds(bounds[-1])[0] - tc + 3600.0
     u = tc + np.arange(0.0, horizon_s + step_s, step_s)
     at_clear = rec.session_energy_at(codes, np.full(len(codes), tc))
     taken = energy(np.broadcast_to(u, (len(codes), len(u)))) - at_clear[:, None]
