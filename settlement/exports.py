@@ -71,8 +71,10 @@ def rounded(frame: pd.DataFrame) -> pd.DataFrame:
 def _is_time(series: pd.Series) -> bool:
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         return True
-    return series.dtype == object and series.map(lambda v: isinstance(v, pd.Timestamp) or v is None).all() and \
-        series.map(lambda v: isinstance(v, pd.Timestamp)).any()
+    if series.dtype != object:
+        return False
+    stamps = series.map(lambda v: isinstance(v, pd.Timestamp) and v is not pd.NaT)
+    return bool(stamps.any()) and bool((stamps | series.map(lambda v: v is None or v is pd.NaT)).all())
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
