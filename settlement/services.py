@@ -46,7 +46,8 @@ def settle_files(states_path: str | Path, activations_path: str | Path, out_dir:
         meters = files.read_meters(meters_path) if meters_path else None
         if progress:
             progress(1)
-        params = SettleParams(reconstruction=ReconstructionParams(grid_s=grid_s, shape=shape))
+        params = SettleParams(reconstruction=ReconstructionParams(grid_s=grid_s, shape=shape),
+                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0)
         result = settle_frames(states, activations, price_series, baseline=baseline, params=params,
                                progress=progress, meters=meters)
     except (files.InputFileError, prices.PriceFileError, FrameError, ValueError) as exc:
