@@ -185,26 +185,9 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
     p_real = total_current_a(f) * KW_PER_A_PHASE
     starts_real = np.flatnonzero(np.r_[True, code_real[1:] != code_real[:-1]]) if len(f) else np.zeros(0, int)
 
-    # Virtual zero-kWh state before a first state whose energy its current explains (see module doc);
-    # a kWh-only first state uses its session's first interval's mean power instead.
-    k0, p0 = kwh_real[starts_real], p_real[starts_real]
-    if len(f):
-        second = np.minimum(starts_real + 1, len(f) - 1)
-        has_second = (second > starts_real) & (code_real[second] == code_real[starts_real])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            m0 = (kwh_real[second] - k0) / ((ns_real[second] - ns_real[starts_real]) / NS) * 3600.0
-        p0 = np.where(np.isnan(p0) & has_second, m0, p0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lead_s = np.where(p0 > 0, k0 / p0 * 3600.0, np.inf)
-    lead = (k0 > 0) & (lead_s <= params.max_lead_s)
-    li = starts_real[lead]
-    code = np.r_[code_real, code_real[li]]
-    ns = np.r_[ns_real, ns_real[li] - np.round(lead_s[lead] * NS).astype(np.int64)]
-    kwh = np.r_[kwh_real, np.zeros(len(li))]
-    p_kw = np.r_[p_real, p_real[li]]
-    if len(li):
-        order = np.lexsort((ns, code))
-        code, ns, kwh, p_kw = code[order], ns[order], kwh[order], p_kw[order]
+    code, ns, kwh, p_kw, lead = _with_virtual_starts(code_real, ns_real, kwh_real, p_real, starts_real,
+                                                     params.max_lead_s)
+    k0 = kwh_real[starts_real]
     n = len(code)
 
     grid_ns = round(params.grid_s * NS)
@@ -226,24 +209,13 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
     a, b = _end_powers(p_kw, nxt, same, dE, T, params.gap_s)
     usable = np.isfinite(a) & np.isfinite(b) & (a + b > 0)
     no_current = same & (dE > 0) & ~usable
-    mode = np.full(n, FLAT, np.int8)
-    tau = np.zeros(n)
-    if params.shape != "flat":
-        mode[usable] = LINEAR
-    if params.shape == "step":
-        stepping = usable & (a != b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean_kw = dE / (T / 3600.0)
-            tau = np.where(stepping, np.clip(T * (mean_kw - b) / (a - b), 0.0, T), 0.0)
-        mode[stepping] = STEP
-    notch_s, notch_kw = np.zeros(n), np.zeros(n)
-    if windows is not None and len(windows) and params.shape != "flat" and n:
+    w = None
+    if windows is not None and len(windows) and n:
         w = (pd.to_datetime(windows[["t_signal", "t_clear"]].to_numpy().ravel(), utc=True).as_unit("ns").asi8
              .reshape(-1, 2) - t0_ns) / NS
         w = w[np.argsort(w[:, 0], kind="stable")]
-        derived = same & usable & ~(np.isfinite(p_kw) & np.isfinite(p_kw[nxt]))
-        _window_edges(t, T, dE, a, b, derived, w, mode, tau)
-        _notches(t, T, dE, a, b, same & usable, w, mode, tau, notch_s, notch_kw)
+    derived = same & usable & ~(np.isfinite(p_kw) & np.isfinite(p_kw[nxt]))
+    mode, tau, notch_s, notch_kw = _shapes(params.shape, t, T, dE, a, b, same & usable, derived, w)
 
     phases = np.full(n_sess, np.nan)
     if len(f):
@@ -277,6 +249,56 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
         "energy_kwh": cs[ends + 1] - cs[starts] if n else np.zeros(0), "flags": flags,
     })
     return rec
+
+
+def _with_virtual_starts(code: np.ndarray, ns: np.ndarray, kwh: np.ndarray, p_kw: np.ndarray, starts: np.ndarray,
+                         max_lead_s: float) -> tuple[np.ndarray, ...]:
+    """The states plus a virtual zero-kWh state before every first state whose energy its power explains
+    within `max_lead_s` (module doc); a kWh-only first state uses its first interval's mean power.
+    Returns (code, ns, kwh, p_kw) sorted by (code, ns), and which sessions got one."""
+    k0, p0 = kwh[starts], p_kw[starts]
+    if len(code):
+        second = np.minimum(starts + 1, len(code) - 1)
+        has_second = (second > starts) & (code[second] == code[starts])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m0 = (kwh[second] - k0) / ((ns[second] - ns[starts]) / NS) * 3600.0
+        p0 = np.where(np.isnan(p0) & has_second, m0, p0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lead_s = np.where(p0 > 0, k0 / p0 * 3600.0, np.inf)
+    lead = (k0 > 0) & (lead_s <= max_lead_s)
+    li = starts[lead]
+    code_v = np.r_[code, code[li]]
+    ns_v = np.r_[ns, ns[li] - np.round(lead_s[lead] * NS).astype(np.int64)]
+    kwh_v = np.r_[kwh, np.zeros(len(li))]
+    p_v = np.r_[p_kw, p_kw[li]]
+    if len(li):
+        order = np.lexsort((ns_v, code_v))
+        code_v, ns_v, kwh_v, p_v = code_v[order], ns_v[order], kwh_v[order], p_v[order]
+    return code_v, ns_v, kwh_v, p_v, lead
+
+
+def _shapes(shape: str, t, T, dE, a, b, usable, derived, w) -> tuple[np.ndarray, ...]:
+    """Per interval: mode, tau, notch length and level (a and b may be changed in place at window edges).
+
+    `usable`: both end powers known and not both zero; `derived`: an end power comes from energy alone;
+    `w`: the activation windows (seconds since t0, sorted) or None.
+    """
+    n = len(t)
+    mode = np.full(n, FLAT, np.int8)
+    tau = np.zeros(n)
+    if shape != "flat":
+        mode[usable] = LINEAR
+    if shape == "step":
+        stepping = usable & (a != b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_kw = dE / (T / 3600.0)
+            tau = np.where(stepping, np.clip(T * (mean_kw - b) / (a - b), 0.0, T), 0.0)
+        mode[stepping] = STEP
+    notch_s, notch_kw = np.zeros(n), np.zeros(n)
+    if w is not None and shape != "flat":
+        _window_edges(t, T, dE, a, b, derived, w, mode, tau)
+        _notches(t, T, dE, a, b, usable, w, mode, tau, notch_s, notch_kw)
+    return mode, tau, notch_s, notch_kw
 
 
 def _end_powers(p_kw: np.ndarray, nxt: np.ndarray, same: np.ndarray, dE: np.ndarray, T: np.ndarray,
