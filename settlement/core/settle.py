@@ -108,14 +108,8 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
         isp_rows.extend(values)
         delivered = float(sum(v["delivered_kwh"] for v in values))
         row = {"activation_id": act.activation_id, "baseline": names[0], "t_signal": ts, "t_clear": tc,
-               "delivered_kwh": delivered, "sessions": int(active.sum())}
-        for j, name in enumerate(names):
-            b, prefix = found[name], ("" if j == 0 else f"{name}_")
-            row[f"{prefix}p_signal_kw"], row[f"{prefix}p_clear_kw"] = b.p_signal_kw, b.p_clear_kw
-            row[f"{prefix}baseline_kwh"] = b.energy_kwh()
-            row[f"{prefix}shed_kwh"] = row[f"{prefix}baseline_kwh"] - delivered
-            # NaN when any ISP lacks a price: a partial sum would understate the value silently.
-            row[f"{prefix}value_eur"] = float(np.sum([v[f"{prefix}value_eur"] for v in values]))
+               "delivered_kwh": delivered, "sessions": int(active.sum()),
+               **_baseline_columns(found, names, delivered, values)}
         until = acts["t_signal"].iloc[k + 1] if k + 1 < len(acts) else None
         later = _rebound_rows(rec, act, row["shed_kwh"], prices, params.rebound_window_s, until)
         rebound_rows.extend(later)
@@ -146,6 +140,19 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
         meters=None if meters is None else reconcile_meters(rec, meters, _stations(states, rec), params.idle_w),
         kpis=_kpis(rec, acts, curtailments),
     )
+
+
+def _baseline_columns(found: dict[str, Baseline], names: list[str], delivered: float, values: list[dict]) -> dict:
+    """P(t_signal), P(t_clear), baseline, shed and gross value per baseline (the first one unprefixed)."""
+    out = {}
+    for j, name in enumerate(names):
+        b, prefix = found[name], ("" if j == 0 else f"{name}_")
+        out[f"{prefix}p_signal_kw"], out[f"{prefix}p_clear_kw"] = b.p_signal_kw, b.p_clear_kw
+        out[f"{prefix}baseline_kwh"] = b.energy_kwh()
+        out[f"{prefix}shed_kwh"] = out[f"{prefix}baseline_kwh"] - delivered
+        # NaN when any ISP lacks a price: a partial sum would understate the value silently.
+        out[f"{prefix}value_eur"] = float(np.sum([v[f"{prefix}value_eur"] for v in values]))
+    return out
 
 
 def _isp_rows(rec: Reconstruction, act, found: dict[str, Baseline], names: list[str], prices: pd.Series | None,
