@@ -49,7 +49,7 @@ class Command(BaseCommand):
         for warning in done.result.warnings:
             self.stderr.write(f"warning: {warning}")
         self.stdout.write(f"settled {len(done.result.activations)} activation(s) into {opts['out']} "
-                          f"({len(done.written)} files)")
+                          f"({len(done.written)} files, baseline {opts['baseline']})")
 
     def _database(self, opts):
         if not (opts["period_from"] and opts["period_to"]):
@@ -62,4 +62,4 @@ class Command(BaseCommand):
         if run.status != run.Status.DONE:
             raise CommandError(f"settlement run {run.pk} failed: {run.error}")
         self.stdout.write(f"settlement run {run.pk}: {run.summary.get('activations')} activation(s) "
-                          f"into {run.output_dir}")
+                          f"into {run.output_dir} (baseline {run.baseline})")
