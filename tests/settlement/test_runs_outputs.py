@@ -146,3 +146,12 @@ def test_a_bad_timestamp_names_its_row(tmp_path, bad):
     path.write_text(HEADER + "s,e,2025-05-06T23:00:00Z,0,16,,\n" + f"s,e,{bad},0.5,16,,\n")
     with pytest.raises(files.InputFileError, match=r"S.csv line 3, column timestamp: "):
         files.read_states(path)
+
+
+def test_the_sweep_is_on_the_beat_schedule(settings):
+    from smatch.celery import app
+
+    entry = app.conf.beat_schedule["settlement.sweep_stale_runs"]
+    assert entry["task"] == "settlement.sweep_stale_runs"
+    assert entry["schedule"] == settings.SETTLEMENT_SWEEP_INTERVAL_S
+    assert "settlement.sweep_stale_runs" in app.tasks
