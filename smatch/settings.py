@@ -148,8 +148,8 @@ SETTLEMENT_REBOUND_WINDOW_MIN = env.int("SETTLEMENT_REBOUND_WINDOW_MIN", 60)
 SETTLEMENT_LEASE_S = env.int("SETTLEMENT_LEASE_S", 600)
 SETTLEMENT_SWEEP_INTERVAL_S = env.int("SETTLEMENT_SWEEP_INTERVAL_S", 120)
 SETTLEMENT_MAX_ATTEMPTS = env.int("SETTLEMENT_MAX_ATTEMPTS", 2)
-for _name, _least in (("SETTLEMENT_REBOUND_WINDOW_MIN", 0), ("SETTLEMENT_LEASE_S", 1), ("SETTLEMENT_SWEEP_INTERVAL_S", 1),
-                      ("SETTLEMENT_MAX_ATTEMPTS", 1)):
+for _name, _least in (("SETTLEMENT_REBOUND_WINDOW_MIN", 0), ("SETTLEMENT_LEASE_S", 1),
+                      ("SETTLEMENT_SWEEP_INTERVAL_S", 1), ("SETTLEMENT_MAX_ATTEMPTS", 1)):
     if globals()[_name] < _least:
         raise ValueError(f"{_name} must be at least {_least} (got {globals()[_name]})")
 
