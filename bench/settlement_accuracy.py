@@ -38,6 +38,7 @@ from settlement.accuracy import (
 )
 from settlement.core import BASELINES, settle_frames
 from settlement.core.baselines import DEFAULT_BASELINE
+from settlement.core.counterfactual import session_counterfactual_kwh, session_window
 from settlement.core.edges import detect_edges
 from settlement.core.frames import CURRENT_COLUMNS
 from settlement.core.settle import SettleParams
@@ -195,12 +196,57 @@ def shed_row(true: np.ndarray, est: np.ndarray) -> dict:
     return {**e.__dict__, "worst_pct": float(np.nanmax(rel))}
 
 
+def explain(points: int, seed: int, activation: int) -> None:
+    """Split one activation's `sessions` shed error (clean states, currents) into its counterfactual part
+    and its delivered (reconstruction) part, against the per-charge-point marginal truth."""
+    cfg = SimConfig(points=points, seed=seed, start=DAY - timedelta(seconds=MARGIN_S), duration_s=DAY_S + 2 * MARGIN_S)
+    windows = hourly_activations(DAY, range(1, 24), seed)
+    start = pd.Timestamp(cfg.start)
+    sec = [(int((pd.Timestamp(a) - start).total_seconds()), int((pd.Timestamp(b) - start).total_seconds()))
+           for a, b in windows]
+    s0, s1 = sec[activation - 1]
+    cap_da = int(batch.CAP_A * DA_PER_A)
+    fleet, free, clear_at = Fleet(cfg), None, -1
+    for t in range(s1 + 1):
+        j = next((k for k, (a, _b) in enumerate(sec) if a == t), None)
+        if j is not None:
+            if j == activation - 1:
+                free = copy.deepcopy(fleet)
+                free.step_until(s1 + 1)
+            clear_at = sec[j][1]
+            for p in np.flatnonzero((fleet.current_da > cap_da) & (fleet.status == 1)):
+                fleet.set_profile(int(p), t + 20, [(0, cap_da)], clear_at, effective_s=t + 20)
+        arrived = fleet.step()
+        if t < clear_at:
+            for p in arrived:
+                fleet.set_profile(int(p), t + 20, [(0, cap_da)], clear_at, effective_s=t + 20)
+    run, without = fleet.truth(), free.truth()
+    result = batch.run(cfg, windows)
+    acts = result.activations.assign(activation_id=result.activations["activation_id"].astype(str))
+    rec = settle_frames(result.states, acts[["activation_id", "t_signal", "t_clear"]], None).reconstruction
+    ts, tc = acts["t_signal"].iloc[activation - 1], acts["t_clear"].iloc[activation - 1]
+    span = (tc - ts).total_seconds()
+    w = session_window(rec, ts, tc)
+    cf = session_counterfactual_kwh(w, np.array([span]), span)[:, 0]
+    pts = np.array([int(e[4:9]) * 2 + int(e[-1]) - 1 for e in rec.evse_uids[w.codes]])  # EVSE00042-2 -> 85
+    true_cf, true_dl = without.energy_kwh_by_point(s0, s1)[pts], run.energy_kwh_by_point(s0, s1)[pts]
+    print(f"seed {seed} activation {activation} ({ts:%H:%M:%S}-{tc:%H:%M:%S}, {span:.0f} s), clean states with "
+          f"currents, baseline sessions, {len(pts)} active sessions:\n"
+          f"true shed {float((true_cf - true_dl).sum()):.2f} kWh, estimated {float((cf - w.delivered_kwh).sum()):.2f}; "
+          f"counterfactual error {float((cf - true_cf).sum()):+.2f} kWh, delivered error "
+          f"{float((w.delivered_kwh - true_dl).sum()):+.2f} kWh (shed error = counterfactual - delivered error)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", type=int, default=1000)
     p.add_argument("--seeds", default="4,5,6", help="comma-separated simulator seeds (pooled)")
     p.add_argument("--no-notch", action="store_true", help="reconstruct without the activation windows")
+    p.add_argument("--explain", metavar="SEED:ID", help="split one activation's shed error (sessions baseline)")
     args = p.parse_args()
+    if args.explain:
+        seed, activation = (int(x) for x in args.explain.split(":"))
+        return explain(args.points, seed, activation)
     t0 = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = [one_seed(args.points, s, not args.no_notch) for s in seeds]
