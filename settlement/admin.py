@@ -54,11 +54,12 @@ class SettlementRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "baseline"]
     list_select_related = ["created_by"]
     fields = ["period_from", "period_to", "baseline", "grid_s", "status", "error", "created_by", "created_at",
-              "finished_at", "summary", "downloads"]
+              "started_at", "heartbeat_at", "attempts", "finished_at", "summary", "downloads"]
     show_full_result_count = False
 
     def get_readonly_fields(self, request, obj=None):
-        done = ["status", "error", "created_by", "created_at", "finished_at", "summary", "downloads"]
+        done = ["status", "error", "created_by", "created_at", "started_at", "heartbeat_at", "attempts", "finished_at",
+                "summary", "downloads"]
         return done + (["period_from", "period_to", "baseline", "grid_s"] if obj else [])
 
     def has_change_permission(self, request, obj=None):
@@ -98,7 +99,7 @@ class SettlementRunAdmin(admin.ModelAdmin):
 @admin.register(ActivationResult)
 class ActivationResultAdmin(ReadOnly):
     list_display = ["id", "run", "activation", "brp", "t_signal", "t_clear", "baseline_kwh", "delivered_kwh",
-                    "shed_kwh", "value_eur", "data_quality"]
+                    "shed_kwh", "rebound_kwh", "value_eur", "net_value_eur", "baseline", "data_quality"]
     list_filter = ["data_quality"]
     list_select_related = ["run", "brp", "activation__signal"]
     show_full_result_count = False

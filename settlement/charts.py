@@ -40,7 +40,13 @@ def shed_chart(result: SettlementResult, activation_id: str, path: Path) -> None
     power = _window(result.reconstruction.power_kw(), ts, tc)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.step(power.index, power.to_numpy(), where="post", label="reconstructed power", color="tab:blue")
-    ax.plot([ts, tc], [baseline.p_signal_kw, baseline.p_clear_kw], color="tab:red", label=f"{baseline.name} baseline")
+    if baseline.curve is None:
+        ax.plot([ts, tc], [baseline.p_signal_kw, baseline.p_clear_kw], color="tab:red",
+                label=f"{baseline.name} baseline")
+    else:  # a summed per-session counterfactual: its mean power per minute
+        marks = pd.date_range(ts, tc, freq="60s")
+        ax.step(marks, [baseline.power_at(t) for t in marks], where="post", color="tab:red",
+                label=f"{baseline.name} baseline")
     inside = power[(power.index >= ts) & (power.index < tc)]
     if len(inside):
         # Repeat the last bin at t_clear so the post-step fill reaches the end of the activation.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from settlement.core.frames import ACTIVATION_COLUMNS, CURRENT_COLUMNS, STATE_COLUMNS
+from settlement.wiretime import parse_wire_times
 
 METER_COLUMNS = ["station_id", "interval_start", "energy_kwh"]
 
@@ -42,25 +42,13 @@ def _fail(path: Path, frame: pd.DataFrame, bad: np.ndarray, col: str, why: str) 
 
 
 def _times(path: Path, frame: pd.DataFrame, col: str) -> pd.Series:
+    """ISO 8601 as the wire sends it (settlement.wiretime): any case, hour-only or mixed offsets, and no
+    designator = UTC (OCPI). The first bad row is named with its value."""
     raw = frame[col].str.strip()
-    _fail(path, frame, (raw == "").to_numpy(), col, "is empty (an ISO 8601 time with offset is needed)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            parsed = pd.to_datetime(raw, format="ISO8601", errors="coerce")
-        except (ValueError, TypeError):
-            parsed = pd.Series(np.zeros(len(raw), dtype=object), index=raw.index)  # mixed naive/aware
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        _fail(path, frame, parsed.isna().to_numpy(), col, "is not an ISO 8601 date-time")
-        return parsed.dt.tz_convert("UTC")
-    if parsed.dtype.kind == "M":  # every value parsed, none had an offset
-        _fail(path, frame, np.ones(len(raw), bool), col, "has no UTC offset (write e.g. 2025-05-06T23:04:00Z)")
-    # Mixed offsets (e.g. local time across DST): slower per-value check.
-    aware = raw.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
-    _fail(path, frame, ~aware, col, "has no UTC offset (write e.g. 2025-05-06T23:04:00Z)")
-    utc = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
-    _fail(path, frame, utc.isna().to_numpy(), col, "is not an ISO 8601 date-time")
-    return utc
+    _fail(path, frame, (raw == "").to_numpy(), col, "is empty (an ISO 8601 date-time is needed)")
+    parsed, bad = parse_wire_times(raw)
+    _fail(path, frame, bad, col, "is not an ISO 8601 date-time (e.g. 2025-05-06T23:04:00Z)")
+    return parsed
 
 
 def _numbers(path: Path, frame: pd.DataFrame, col: str, *, required: bool, minimum: float | None = 0.0) -> pd.Series:

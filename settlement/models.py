@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from settlement.core.baselines import DEFAULT_BASELINE
 from smatch import clock
 
 
@@ -34,11 +35,15 @@ class SettlementRun(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
     period_from = models.DateTimeField(help_text="activations whose signal falls in [from, to)")
     period_to = models.DateTimeField()
-    baseline = models.CharField(max_length=40, default="trapezoid")
+    baseline = models.CharField(max_length=40, default=DEFAULT_BASELINE)
     grid_s = models.FloatField(default=60.0)
     parameters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     started_at = models.DateTimeField(null=True, blank=True)
+    # The lease: a running run's worker renews this as it works; the sweep fails or re-queues a run
+    # whose heartbeat is older than SETTLEMENT_LEASE_S (its worker died).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="times a worker started this run")
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     output_dir = models.CharField(max_length=500, blank=True)
@@ -46,7 +51,7 @@ class SettlementRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["status", "heartbeat_at"])]
 
     def __str__(self) -> str:
         return f"settlement run {self.pk} ({self.period_from:%Y-%m-%d %H:%M} .. {self.period_to:%Y-%m-%d %H:%M})"
@@ -64,7 +69,13 @@ class ActivationResult(models.Model):
     delivered_kwh = models.FloatField()
     shed_kwh = models.FloatField(null=True)
     sessions = models.PositiveIntegerField()
-    value_eur = models.FloatField(null=True, help_text="empty when an ISP had no price")
+    value_eur = models.FloatField(null=True, help_text="gross: shed x the window's ISP prices; empty when an ISP had "
+                                  "no price")
+    baseline = models.CharField(max_length=40, blank=True, help_text="the baseline these figures use")
+    rebound_kwh = models.FloatField(null=True, help_text="shed the same sessions took back after the clear")
+    never_delivered_kwh = models.FloatField(null=True)
+    rebound_value_eur = models.FloatField(null=True, help_text="rebound x each later ISP's price")
+    net_value_eur = models.FloatField(null=True, help_text="value_eur - rebound_value_eur; can be negative")
     detected_drop_at = models.DateTimeField(null=True)
     detected_recovery_at = models.DateTimeField(null=True)
     coverage_share = models.FloatField(null=True)

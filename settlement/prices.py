@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from settlement.wiretime import parse_wire_time
+
 ISP = pd.Timedelta(minutes=15)
 LOCAL_TZ = "Europe/Amsterdam"
 PLAIN = ["isp_start", "price_eur_per_mwh"]
@@ -64,18 +66,14 @@ def _csv(text: str, name: str, time_col: str, price_col: str, require_offset: bo
 
 
 def _timestamp(raw: str, name: str, line: int, col: str, require_offset: bool) -> pd.Timestamp:
-    try:
-        # The NL file writes '2025-05-04 22:00:00.000 Z': the column is UTC by definition.
-        when = pd.Timestamp(raw.replace(" Z", "Z"))
-    except ValueError:
-        raise PriceFileError(f"{name} line {line}, column {col}: {raw!r} is not a date-time") from None
-    if when is pd.NaT or pd.isna(when):
+    """ISO 8601 as the wire sends it (settlement.wiretime); no designator = UTC. `require_offset` is
+    kept for the callers' intent: both formats' times are UTC unless they say otherwise."""
+    if not raw:
         raise PriceFileError(f"{name} line {line}, column {col}: empty date-time")
-    if when.tzinfo is None:
-        if require_offset:
-            raise PriceFileError(f"{name} line {line}, column {col}: {raw!r} has no UTC offset")
-        when = when.tz_localize("UTC")
-    when = when.tz_convert("UTC")
+    when = parse_wire_time(raw)
+    if when is None:
+        raise PriceFileError(f"{name} line {line}, column {col}: {raw!r} is not an ISO 8601 date-time "
+                             "(e.g. 2025-05-06T23:00:00Z)")
     if when != when.floor(ISP):
         raise PriceFileError(f"{name} line {line}, column {col}: {raw!r} is not an ISP start (HH:00/15/30/45)")
     return when

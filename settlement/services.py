@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,8 +13,10 @@ from pathlib import Path
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 
 from settlement import exports, files, prices
+from settlement.core.baselines import DEFAULT_BASELINE
 from settlement.core.frames import FrameError
 from settlement.core.reconstruction import ReconstructionParams
 from settlement.core.settle import SettlementResult, SettleParams, settle_frames
@@ -41,7 +44,7 @@ class FileSettlement:
 
 def settle_files(states_path: str | Path, activations_path: str | Path, out_dir: str | Path, *,
                  prices_path: str | Path | None = None, meters_path: str | Path | None = None,
-                 baseline: str = "trapezoid", grid_s: float = 60.0, shape: str = "step",
+                 baseline: str = DEFAULT_BASELINE, grid_s: float = 60.0, shape: str = "step",
                  progress: Callable[[int], None] | None = None) -> FileSettlement:
     """Read S.csv / A.csv (/ prices / meters), settle, and write DIR atomically."""
     try:
@@ -51,7 +54,8 @@ def settle_files(states_path: str | Path, activations_path: str | Path, out_dir:
         meters = files.read_meters(meters_path) if meters_path else None
         if progress:
             progress(1)
-        params = SettleParams(reconstruction=ReconstructionParams(grid_s=grid_s, shape=shape))
+        params = SettleParams(reconstruction=ReconstructionParams(grid_s=grid_s, shape=shape),
+                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0)
         result = settle_frames(states, activations, price_series, baseline=baseline, params=params,
                                progress=progress, meters=meters)
     except (files.InputFileError, prices.PriceFileError, FrameError, ValueError) as exc:
@@ -75,7 +79,7 @@ def import_prices(path: str | Path) -> int:
     return len(series)
 
 
-def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline: str = "trapezoid",
+def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline: str = DEFAULT_BASELINE,
               grid_s: float = 60.0, run_async: bool = True):
     """Create a settlement run over the database and queue it (or run it now when run_async=False)."""
     from settlement.models import SettlementRun
@@ -122,36 +126,105 @@ def output_file(run, name: str) -> Path:
 
 
 def run_settlement(run_id: int) -> None:
-    """Load the run's period from the database, settle it, write files and result rows. Idempotent."""
+    """Load the run's period from the database, settle it, write files and result rows. Idempotent.
+
+    The run is claimed by a conditional UPDATE (pending -> running, with a fresh heartbeat), so a
+    redelivered task or a second worker finds nothing to do. Any exception ends the run `failed`
+    with its message; a worker that dies leaves a heartbeat that stops, and `sweep_stale_runs` acts.
+    """
     from settlement import loaders
     from settlement.models import SettlementRun
     from smatch import clock
 
-    with transaction.atomic():
-        run = SettlementRun.objects.select_for_update().get(pk=run_id)
-        if run.status in (SettlementRun.Status.DONE, SettlementRun.Status.RUNNING):
-            return  # already done, or a redelivered task while another worker has it
-        run.status, run.started_at, run.error = SettlementRun.Status.RUNNING, clock.now(), ""
-        run.save(update_fields=["status", "started_at", "error"])
+    now = clock.now()
+    claimed = SettlementRun.objects.filter(pk=run_id, status=SettlementRun.Status.PENDING).update(
+        status=SettlementRun.Status.RUNNING, started_at=now, heartbeat_at=now, error="", attempts=F("attempts") + 1)
+    if not claimed:
+        return  # done, failed, or another worker holds it
+    run = SettlementRun.objects.get(pk=run_id)
+    beat = _heartbeat(run_id)
     try:
         acts = loaders.activations_frame(run.period_from, run.period_to)
         if acts.empty:
             raise SettlementError("no activations in the period")
         margin = timedelta(seconds=settings.SETTLEMENT_MARGIN_S)
-        start, end = acts["t_signal"].min() - margin, acts["t_clear"].max() + margin
+        start = acts["t_signal"].min() - margin
+        end = acts["t_clear"].max() + max(margin, timedelta(minutes=settings.SETTLEMENT_REBOUND_WINDOW_MIN))
         states = loaders.states_frame(start, end)
         if states.empty:
             raise SettlementError("no session states around the activations")
-        params = SettleParams(reconstruction=ReconstructionParams(grid_s=run.grid_s))
+        beat(1)
+        params = SettleParams(reconstruction=ReconstructionParams(grid_s=run.grid_s),
+                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0)
         result = settle_frames(states, acts, loaders.prices_series(start, end), baseline=run.baseline,
-                               params=params, curtailments=loaders.curtailments_frame(list(acts["activation_id"])))
+                               params=params, progress=beat,
+                               curtailments=loaders.curtailments_frame(list(acts["activation_id"])))
         out_dir = Path(settings.SETTLEMENT_OUTPUT_DIR) / f"run_{run.pk}"
-        exports.write_outputs(result, out_dir)
+        exports.write_outputs(result, out_dir, progress=beat)
         _store(run, result, acts, out_dir)
-    except (SettlementError, FrameError, ValueError) as exc:
-        run.status, run.error, run.finished_at = SettlementRun.Status.FAILED, str(exc), clock.now()
-        run.save(update_fields=["status", "error", "finished_at"])
-        log.warning("settlement run %s failed: %s", run.pk, exc)
+    except Exception as exc:  # every failure must end the run, with its message
+        expected = isinstance(exc, SettlementError | FrameError | ValueError)
+        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        SettlementRun.objects.filter(pk=run_id, status=SettlementRun.Status.RUNNING).update(
+            status=SettlementRun.Status.FAILED, error=message[:10_000], finished_at=clock.now())
+        if expected:
+            log.warning("settlement run %s failed: %s", run_id, message)
+        else:
+            log.exception("settlement run %s failed", run_id)
+
+
+def _heartbeat(run_id: int, every_s: float = 10.0) -> Callable[[int], None]:
+    """A progress callback that renews the run's lease at most every `every_s` seconds."""
+    from settlement.models import SettlementRun
+    from smatch import clock
+
+    last = [0.0]
+
+    def beat(_steps: int = 1) -> None:
+        tick = time.monotonic()
+        if tick - last[0] >= every_s:
+            last[0] = tick
+            SettlementRun.objects.filter(pk=run_id, status=SettlementRun.Status.RUNNING).update(
+                heartbeat_at=clock.now())
+
+    return beat
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    requeued: list[int]
+    failed: list[int]
+
+
+def sweep_stale_runs() -> SweepReport:
+    """Runs left `running` by a dead worker (heartbeat older than the lease): re-queued while they have
+    attempts left, else failed with the reason. Pending runs older than the lease (a lost queue message)
+    are queued again; the claim's conditional UPDATE makes a duplicate harmless."""
+    from settlement.models import SettlementRun
+    from smatch import clock
+
+    now = clock.now()
+    stale_before = now - timedelta(seconds=settings.SETTLEMENT_LEASE_S)
+    running = SettlementRun.objects.filter(status=SettlementRun.Status.RUNNING, heartbeat_at__lt=stale_before)
+    requeued, failed = [], []
+    for run in running.only("pk", "attempts", "heartbeat_at"):
+        base = SettlementRun.objects.filter(pk=run.pk, status=SettlementRun.Status.RUNNING,
+                                            heartbeat_at=run.heartbeat_at)
+        if run.attempts < settings.SETTLEMENT_MAX_ATTEMPTS:
+            if base.update(status=SettlementRun.Status.PENDING):
+                requeued.append(run.pk)
+        elif base.update(status=SettlementRun.Status.FAILED, finished_at=now,
+                         error=f"worker lost: no heartbeat since {run.heartbeat_at.isoformat()} "
+                               f"after {run.attempts} attempt(s)"):
+            failed.append(run.pk)
+    lost = SettlementRun.objects.filter(status=SettlementRun.Status.PENDING, created_at__lt=stale_before,
+                                        heartbeat_at__isnull=True).values_list("pk", flat=True)
+    with transaction.atomic():
+        for pk in [*requeued, *lost]:
+            queue_run(pk)
+    if requeued or failed:
+        log.warning("settlement sweep: re-queued %s, failed %s", requeued, failed)
+    return SweepReport(requeued + [pk for pk in lost if pk not in requeued], failed)
 
 
 def _none(value):
@@ -177,17 +250,20 @@ def _store(run, result: SettlementResult, acts: pd.DataFrame, out_dir: Path) -> 
                 run=run, activation_id=int(row["activation_id"]), brp_id=brp_of.get(row["activation_id"]),
                 **{f: _none(row[f]) for f in (
                     "t_signal", "t_clear", "p_signal_kw", "p_clear_kw", "baseline_kwh", "delivered_kwh", "shed_kwh",
-                    "sessions", "value_eur", "detected_drop_at", "detected_recovery_at", "coverage_share",
+                    "sessions", "value_eur", "baseline", "rebound_kwh", "never_delivered_kwh", "rebound_value_eur",
+                    "net_value_eur", "detected_drop_at", "detected_recovery_at", "coverage_share",
                     "data_quality", "dq_reasons")})
         IspResult.objects.bulk_create([
             IspResult(activation_result=by_id[row["activation_id"]],
                       **{f: _none(row[f]) for f in ("isp_start", "baseline_kwh", "delivered_kwh", "shed_kwh",
                                                     "price_eur_per_mwh", "value_eur")})
             for row in result.isp.to_dict("records")])
-        run.status, run.finished_at, run.output_dir = SettlementRun.Status.DONE, clock.now(), str(out_dir)
-        run.summary = {"warnings": result.warnings, "kpis": {k: _none(v) for k, v in result.kpis.items()},
-                       "activations": len(result.activations)}
-        run.save(update_fields=["status", "finished_at", "output_dir", "summary"])
+        summary = {"warnings": result.warnings, "kpis": {k: _none(v) for k, v in result.kpis.items()},
+                   "activations": len(result.activations), "baseline": run.baseline}
+        done = SettlementRun.objects.filter(pk=run.pk, status=SettlementRun.Status.RUNNING).update(
+            status=SettlementRun.Status.DONE, finished_at=clock.now(), output_dir=str(out_dir), summary=summary)
+        if not done:  # the sweep took the run away (lease expired): keep nothing of this attempt
+            raise SettlementError(f"run {run.pk} is no longer running (lease lost); results discarded")
 
 
 def steps_for(activation_count: int) -> int:

@@ -140,6 +140,18 @@ SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", 10.0)  # overdue restores, poli
 SETTLEMENT_OUTPUT_DIR = env.path("SETTLEMENT_OUTPUT_DIR", BASE_DIR / "var" / "settlement")
 # States are loaded this far around the activations, for the baseline before and the fit after.
 SETTLEMENT_MARGIN_S = env.int("SETTLEMENT_MARGIN_S", 3600)
+# Settlement (H6)
+# Catch-up charging after a clear counted against an activation's value (net value), in minutes.
+SETTLEMENT_REBOUND_WINDOW_MIN = env.int("SETTLEMENT_REBOUND_WINDOW_MIN", 60)
+# A running settlement run whose worker has not renewed its heartbeat for this long is stale: the
+# sweep (every SETTLEMENT_SWEEP_INTERVAL_S) re-queues it, or fails it after SETTLEMENT_MAX_ATTEMPTS starts.
+SETTLEMENT_LEASE_S = env.int("SETTLEMENT_LEASE_S", 600)
+SETTLEMENT_SWEEP_INTERVAL_S = env.int("SETTLEMENT_SWEEP_INTERVAL_S", 120)
+SETTLEMENT_MAX_ATTEMPTS = env.int("SETTLEMENT_MAX_ATTEMPTS", 2)
+for _name, _least in (("SETTLEMENT_REBOUND_WINDOW_MIN", 0), ("SETTLEMENT_LEASE_S", 1),
+                      ("SETTLEMENT_SWEEP_INTERVAL_S", 1), ("SETTLEMENT_MAX_ATTEMPTS", 1)):
+    if globals()[_name] < _least:
+        raise ValueError(f"{_name} must be at least {_least} (got {globals()[_name]})")
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -2,13 +2,13 @@
 
 from rest_framework import serializers
 
-from settlement.core.baselines import BASELINES
+from settlement.core.baselines import BASELINES, DEFAULT_BASELINE
 from settlement.models import ActivationResult, IspResult, SettlementRun
 
 
 class RunSerializer(serializers.ModelSerializer):
     # Bounded: a grid of microseconds would make the worker build billions of points per session.
-    baseline = serializers.ChoiceField(choices=sorted([*BASELINES, "all"]), default="trapezoid")
+    baseline = serializers.ChoiceField(choices=sorted([*BASELINES, "all"]), default=DEFAULT_BASELINE)
     grid_s = serializers.FloatField(min_value=1.0, max_value=900.0, default=60.0,
                                     help_text="reconstruction grid step in seconds (1 to 900)")
 
@@ -31,4 +31,5 @@ class ActivationResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = ActivationResult
         fields = ["id", "run", "activation", "t_signal", "t_clear", "p_signal_kw", "p_clear_kw", "baseline_kwh",
-                  "delivered_kwh", "shed_kwh", "sessions", "value_eur", "data_quality", "dq_reasons", "isps"]
+                  "delivered_kwh", "shed_kwh", "sessions", "value_eur", "baseline", "rebound_kwh",
+                  "never_delivered_kwh", "rebound_value_eur", "net_value_eur", "data_quality", "dq_reasons", "isps"]

@@ -10,6 +10,7 @@ from flexibility.api.limits import BodyLimitMixin
 from flexibility.api.schema import ApiSchema, StrictLimitOffsetPagination
 from flexibility.roles import ANALYSTS
 from settlement import services
+from settlement.core.baselines import DEFAULT_BASELINE
 from settlement.models import ActivationResult, SettlementRun
 
 from .serializers import ActivationResultSerializer, RunSerializer
@@ -55,7 +56,7 @@ class RunViewSet(BodyLimitMixin, mixins.CreateModelMixin, mixins.ListModelMixin,
         data = serializer.validated_data
         try:
             serializer.instance = services.start_run(data["period_from"], data["period_to"], user=self.request.user,
-                                                     baseline=data.get("baseline", "trapezoid"),
+                                                     baseline=data.get("baseline", DEFAULT_BASELINE),
                                                      grid_s=data.get("grid_s", 60.0))
         except services.SettlementError as exc:
             raise ValidationError({"detail": str(exc)}) from exc

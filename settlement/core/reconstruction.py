@@ -185,19 +185,9 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
     p_real = total_current_a(f) * KW_PER_A_PHASE
     starts_real = np.flatnonzero(np.r_[True, code_real[1:] != code_real[:-1]]) if len(f) else np.zeros(0, int)
 
-    # Virtual zero-kWh state before a first state whose energy its current explains (see module doc).
-    k0, p0 = kwh_real[starts_real], p_real[starts_real]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lead_s = np.where(p0 > 0, k0 / p0 * 3600.0, np.inf)
-    lead = (k0 > 0) & (lead_s <= params.max_lead_s)
-    li = starts_real[lead]
-    code = np.r_[code_real, code_real[li]]
-    ns = np.r_[ns_real, ns_real[li] - np.round(lead_s[lead] * NS).astype(np.int64)]
-    kwh = np.r_[kwh_real, np.zeros(len(li))]
-    p_kw = np.r_[p_real, p_real[li]]
-    if len(li):
-        order = np.lexsort((ns, code))
-        code, ns, kwh, p_kw = code[order], ns[order], kwh[order], p_kw[order]
+    code, ns, kwh, p_kw, lead = _with_virtual_starts(code_real, ns_real, kwh_real, p_real, starts_real,
+                                                     params.max_lead_s)
+    k0 = kwh_real[starts_real]
     n = len(code)
 
     grid_ns = round(params.grid_s * NS)
@@ -216,25 +206,16 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
     cs = np.r_[0.0, np.cumsum(dE)]
     e_kwh = cs[:n] - cs[starts][code] if n else np.zeros(0)
 
-    a, b = p_kw, p_kw[nxt] if n else p_kw
+    a, b = _end_powers(p_kw, nxt, same, dE, T, params.gap_s)
     usable = np.isfinite(a) & np.isfinite(b) & (a + b > 0)
     no_current = same & (dE > 0) & ~usable
-    mode = np.full(n, FLAT, np.int8)
-    tau = np.zeros(n)
-    if params.shape != "flat":
-        mode[usable] = LINEAR
-    if params.shape == "step":
-        stepping = usable & (a != b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean_kw = dE / (T / 3600.0)
-            tau = np.where(stepping, np.clip(T * (mean_kw - b) / (a - b), 0.0, T), 0.0)
-        mode[stepping] = STEP
-    notch_s, notch_kw = np.zeros(n), np.zeros(n)
-    if windows is not None and len(windows) and params.shape != "flat" and n:
+    w = None
+    if windows is not None and len(windows) and n:
         w = (pd.to_datetime(windows[["t_signal", "t_clear"]].to_numpy().ravel(), utc=True).as_unit("ns").asi8
              .reshape(-1, 2) - t0_ns) / NS
         w = w[np.argsort(w[:, 0], kind="stable")]
-        _notches(t, T, dE, a, b, same & usable, w, mode, tau, notch_s, notch_kw)
+    derived = same & usable & ~(np.isfinite(p_kw) & np.isfinite(p_kw[nxt]))
+    mode, tau, notch_s, notch_kw = _shapes(params.shape, t, T, dE, a, b, same & usable, derived, w)
 
     phases = np.full(n_sess, np.nan)
     if len(f):
@@ -259,6 +240,7 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
         "gap": np.bincount(code[same & (T > params.gap_s)], minlength=n_sess),
         "energy_without_current": np.bincount(code[no_current], minlength=n_sess),
         "started_before_data": ((k0 > 0) & ~lead).astype(int),
+        "kwh_only": np.bincount(code_real[np.isnan(p_real)], minlength=n_sess),
         "conflicting_duplicates": clean.conflicts,
         "duplicates": clean.duplicates,
     }, n_sess)
@@ -267,6 +249,112 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
         "energy_kwh": cs[ends + 1] - cs[starts] if n else np.zeros(0), "flags": flags,
     })
     return rec
+
+
+def _with_virtual_starts(code: np.ndarray, ns: np.ndarray, kwh: np.ndarray, p_kw: np.ndarray, starts: np.ndarray,
+                         max_lead_s: float) -> tuple[np.ndarray, ...]:
+    """The states plus a virtual zero-kWh state before every first state whose energy its power explains
+    within `max_lead_s` (module doc); a kWh-only first state uses its first interval's mean power.
+    Returns (code, ns, kwh, p_kw) sorted by (code, ns), and which sessions got one."""
+    k0, p0 = kwh[starts], p_kw[starts]
+    if len(code):
+        second = np.minimum(starts + 1, len(code) - 1)
+        has_second = (second > starts) & (code[second] == code[starts])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m0 = (kwh[second] - k0) / ((ns[second] - ns[starts]) / NS) * 3600.0
+        p0 = np.where(np.isnan(p0) & has_second, m0, p0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lead_s = np.where(p0 > 0, k0 / p0 * 3600.0, np.inf)
+    lead = (k0 > 0) & (lead_s <= max_lead_s)
+    li = starts[lead]
+    code_v = np.r_[code, code[li]]
+    ns_v = np.r_[ns, ns[li] - np.round(lead_s[lead] * NS).astype(np.int64)]
+    kwh_v = np.r_[kwh, np.zeros(len(li))]
+    p_v = np.r_[p_kw, p_kw[li]]
+    if len(li):
+        order = np.lexsort((ns_v, code_v))
+        code_v, ns_v, kwh_v, p_v = code_v[order], ns_v[order], kwh_v[order], p_v[order]
+    return code_v, ns_v, kwh_v, p_v, lead
+
+
+def _shapes(shape: str, t, T, dE, a, b, usable, derived, w) -> tuple[np.ndarray, ...]:
+    """Per interval: mode, tau, notch length and level (a and b may be changed in place at window edges).
+
+    `usable`: both end powers known and not both zero; `derived`: an end power comes from energy alone;
+    `w`: the activation windows (seconds since t0, sorted) or None.
+    """
+    n = len(t)
+    mode = np.full(n, FLAT, np.int8)
+    tau = np.zeros(n)
+    if shape != "flat":
+        mode[usable] = LINEAR
+    if shape == "step":
+        stepping = usable & (a != b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_kw = dE / (T / 3600.0)
+            tau = np.where(stepping, np.clip(T * (mean_kw - b) / (a - b), 0.0, T), 0.0)
+        mode[stepping] = STEP
+    notch_s, notch_kw = np.zeros(n), np.zeros(n)
+    if w is not None and shape != "flat":
+        _window_edges(t, T, dE, a, b, derived, w, mode, tau)
+        _notches(t, T, dE, a, b, usable, w, mode, tau, notch_s, notch_kw)
+    return mode, tau, notch_s, notch_kw
+
+
+def _end_powers(p_kw: np.ndarray, nxt: np.ndarray, same: np.ndarray, dE: np.ndarray, T: np.ndarray,
+                gap_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Power at both ends of every interval: the states' measured currents, or for a kWh-only state the
+    mean power of the neighbouring interval on that side (shape from energy alone).
+
+    A cap, a clear or a taper inside an interval then becomes a step from the level before to the
+    level after it, placed where the interval's energy says (the notch when a whole window lies inside).
+    Without a usable neighbour (first or last interval, a data gap) the interval's own mean is used.
+    """
+    n = len(p_kw)
+    if not n:
+        return p_kw, p_kw
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(same & (T > 0), dE / T * 3600.0, np.nan)
+    ok = same & (T <= gap_s) & np.isfinite(mean)
+    prev = np.r_[0, np.arange(n - 1)]
+    prev_ok = np.r_[False, ok[:-1]] & ok
+    next_ok = np.r_[ok[1:], False] & ok
+    before = np.where(prev_ok, mean[prev], mean)
+    after = np.where(next_ok, mean[nxt], mean)
+    a = np.where(np.isfinite(p_kw), p_kw, before)
+    b = np.where(np.isfinite(p_kw[nxt]), p_kw[nxt], after)
+    return a, b
+
+
+def _window_edges(t, T, dE, a, b, derived, w, mode, tau) -> None:
+    """kWh-only intervals that hold a signal or a clear (not a whole window): a step at that edge (in place).
+
+    Without currents the level inside the window is unknown; the neighbouring interval outside the
+    window gives the free level, and the energy gives the level inside: power at the free level
+    before the signal (after the clear) and at the level that makes the energy exact inside.
+    """
+    if not derived.any():
+        return
+    for edge, free_is_a in ((0, True), (1, False)):
+        j = np.searchsorted(w[:, edge], t, side="right")  # the first edge after the interval's start
+        jj = np.minimum(j, len(w) - 1)
+        at = w[jj, edge]
+        other = w[jj, 1 - edge]
+        ok = derived & (j < len(w)) & (at < t + T)
+        # the window's other end lies outside the interval (a whole window inside is the notch's case)
+        ok &= (other >= t + T) if edge == 0 else (other <= t)
+        outside = np.where(free_is_a, at - t, t + T - at)
+        free = a if free_is_a else b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            level = (dE * 3600.0 - free * outside) / (T - outside)
+        ok &= np.isfinite(level) & (T - outside > 0) & (outside > 0)
+        level = np.maximum(level, 0.0)
+        if free_is_a:
+            b[ok] = level[ok]
+        else:
+            a[ok] = level[ok]
+        mode[ok] = STEP
+        tau[ok] = (at - t)[ok]
 
 
 def _notches(t, T, dE, a, b, usable, w, mode, tau, notch_s, notch_kw) -> None:
@@ -301,6 +389,7 @@ def _pieces(rec: Reconstruction) -> tuple[np.ndarray, ...]:
         scale = energy_kws / area
     bad = ~np.isfinite(scale) | (area <= 0)
     lin, step, dip = lin & ~bad, step & ~bad, dip & ~bad
+    scale = np.where(bad, 0.0, scale)  # those intervals fall back to flat; keep inf * 0 out of the products
     c1 = np.where(lin | step | dip, a * scale, energy_kws / T)
     m1 = np.where(lin, (b - a) * scale / T, 0.0)
     # Lengths stay interval-local (tau, T - tau): absolute times lose digits on millisecond pieces.

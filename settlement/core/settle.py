@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from settlement.core.baselines import BASELINES, Baseline
+from settlement.core.baselines import BASELINES, DEFAULT_BASELINE, Baseline
+from settlement.core.counterfactual import rebound_kwh
 from settlement.core.edges import EdgeWindow, detect_edges, mean_power_kw
 from settlement.core.frames import clean_activations
 from settlement.core.kpis import driver_impact, frames_from_states
@@ -22,6 +23,8 @@ ACTIVATION_COLUMNS = ["activation_id", "t_signal", "t_clear", "p_signal_kw", "p_
                       "delivered_kwh", "shed_kwh", "sessions"]
 ISP_COLUMNS = ["isp_start", "activation_id", "baseline_kwh", "delivered_kwh", "shed_kwh", "price_eur_per_mwh",
                "value_eur"]
+NET_COLUMNS = ["rebound_kwh", "never_delivered_kwh", "value_eur", "rebound_value_eur", "net_value_eur"]
+REBOUND_COLUMNS = ["activation_id", "isp_start", "rebound_kwh", "price_eur_per_mwh", "value_eur"]
 # Session-wide issues; a data gap counts only where it lies near the activation (quality.gaps_near).
 QUALITY_FLAGS = ("kwh_decrease", "conflicting_duplicates", "single_state", "energy_without_current")
 
@@ -40,6 +43,7 @@ class SettleParams:
     tod_bin_minutes: int = 15
     idle_w: float = 4.5  # meter reconciliation: idle consumption per station
     notch: bool = True  # give reconstruction the activation windows (see reconstruction: notch)
+    rebound_window_s: float = 3600.0  # catch-up after the clear counted against the value (cut at the next signal)
 
 
 @dataclass(eq=False)
@@ -51,6 +55,7 @@ class SettlementResult:
     non_responders: pd.DataFrame
     erasable_by_tod: pd.DataFrame
     warnings: list[str]
+    rebound: pd.DataFrame = field(default_factory=pd.DataFrame)  # per activation and later ISP
     meters: MeterReport | None = None
     kpis: dict[str, float] = field(default_factory=dict)  # file door: curtailments approximated
 
@@ -64,7 +69,7 @@ def _baseline_names(baseline: str | Sequence[str]) -> list[str]:
 
 
 def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Series | None = None,
-                  baseline: str | Sequence[str] = "trapezoid", params: SettleParams | None = None,
+                  baseline: str | Sequence[str] = DEFAULT_BASELINE, params: SettleParams | None = None,
                   progress: Callable[[int], None] | None = None,
                   meters: pd.DataFrame | None = None,
                   curtailments: pd.DataFrame | None = None) -> SettlementResult:
@@ -86,48 +91,29 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
     power = rec.power_kw()
     theoretical = rec.theoretical_kw()
     warnings: list[str] = []
-    rows, isp_rows, all_baselines, silent = [], [], {}, []
+    rows, isp_rows, rebound_rows, all_baselines, silent = [], [], [], {}, []
     flags = rec.session_flags["flags"].to_numpy(str)
     flagged = np.array([any(q in f for q in QUALITY_FLAGS) for f in flags], bool)
-    codes = np.arange(len(rec.session_ids))
-    for act in acts.itertuples(index=False):
+    for k, act in enumerate(acts.itertuples(index=False)):
         ts, tc = act.t_signal, act.t_clear
         ts_s, tc_s = rec.seconds([ts, tc])
         edges = detect_edges(power, ts, tc, params.edge_window)
-        found = {n: BASELINES[n](power, ts, tc, edges=edges) for n in names}
+        found = {n: BASELINES[n](power, ts, tc, edges=edges, rec=rec) for n in names}
         all_baselines[act.activation_id] = found
         active = (rec.first_s < tc_s) & (rec.last_s > ts_s)
-        pieces = isp_pieces(ts, tc)
-        bounds = [pieces[0][1]] + [p[2] for p in pieces]
-        energy_at = [float(rec.session_energy_at(codes, np.full(len(codes), s)).sum()) for s in rec.seconds(bounds)]
-        delivered = energy_at[-1] - energy_at[0]
         coverage = coverage_share(rec, active, ts_s, tc_s, params.bracket_s)
         flagged_here = active & (flagged | gaps_near(rec, ts_s, tc_s, params.bracket_s))
         reasons = _reasons(coverage, params, active, flagged_here, found[names[0]], edges)
-        values = []
-        for j, (isp, lo, hi) in enumerate(pieces):
-            price = price_for(prices, isp)
-            if np.isnan(price):
-                reasons.append(f"no price for ISP {isp.isoformat()}")
-                warnings.append(f"activation {act.activation_id}: no imbalance price for ISP {isp.isoformat()}")
-            row = {"isp_start": isp, "activation_id": act.activation_id,
-                   "delivered_kwh": energy_at[j + 1] - energy_at[j], "price_eur_per_mwh": price}
-            for k, name in enumerate(names):
-                prefix = "" if k == 0 else f"{name}_"
-                row[f"{prefix}baseline_kwh"] = found[name].energy_kwh(lo, hi)
-                row[f"{prefix}shed_kwh"] = row[f"{prefix}baseline_kwh"] - row["delivered_kwh"]
-                row[f"{prefix}value_eur"] = value_eur(row[f"{prefix}shed_kwh"], price)
-            values.append(row)
+        values = _isp_rows(rec, act, found, names, prices, reasons, warnings)
         isp_rows.extend(values)
-        row = {"activation_id": act.activation_id, "t_signal": ts, "t_clear": tc, "delivered_kwh": delivered,
-               "sessions": int(active.sum())}
-        for k, name in enumerate(names):
-            b, prefix = found[name], ("" if k == 0 else f"{name}_")
-            row[f"{prefix}p_signal_kw"], row[f"{prefix}p_clear_kw"] = b.p_signal_kw, b.p_clear_kw
-            row[f"{prefix}baseline_kwh"] = b.energy_kwh()
-            row[f"{prefix}shed_kwh"] = row[f"{prefix}baseline_kwh"] - delivered
-            # NaN when any ISP lacks a price: a partial sum would understate the value silently.
-            row[f"{prefix}value_eur"] = float(np.sum([v[f"{prefix}value_eur"] for v in values]))
+        delivered = float(sum(v["delivered_kwh"] for v in values))
+        row = {"activation_id": act.activation_id, "baseline": names[0], "t_signal": ts, "t_clear": tc,
+               "delivered_kwh": delivered, "sessions": int(active.sum()),
+               **_baseline_columns(found, names, delivered, values)}
+        until = acts["t_signal"].iloc[k + 1] if k + 1 < len(acts) else None
+        later = _rebound_rows(rec, act, row["shed_kwh"], prices, params.rebound_window_s, until)
+        rebound_rows.extend(later)
+        row.update(_net(row, later))
         row.update({
             "detected_drop_at": edges.drop_at, "detected_recovery_at": edges.recovery_at,
             "historical_kw": mean_power_kw(power, ts, tc, rec.grid_s),
@@ -139,9 +125,13 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
         silent.append(non_responders(rec, act.activation_id, ts, tc, params.grace_s, params.responder_threshold_a))
         if progress:
             progress(1)
+    # Outputs follow the caller's order of activations (computation goes by time: the next signal
+    # ends a rebound window).
+    rank = {str(a): i for i, a in enumerate(activations["activation_id"])}
     return SettlementResult(
-        activations=_ordered(pd.DataFrame(rows), ACTIVATION_COLUMNS),
-        isp=_ordered(pd.DataFrame(isp_rows), ISP_COLUMNS),
+        activations=_in_order(_ordered(pd.DataFrame(rows), [*ACTIVATION_COLUMNS, "baseline", *NET_COLUMNS]), rank),
+        isp=_in_order(_ordered(pd.DataFrame(isp_rows), ISP_COLUMNS), rank),
+        rebound=_in_order(_ordered(pd.DataFrame(rebound_rows), REBOUND_COLUMNS), rank),
         reconstruction=rec, baselines=all_baselines,
         non_responders=pd.concat(silent, ignore_index=True) if silent else pd.DataFrame(
             columns=["activation_id", "evse_uid", "session_id", "state_at", "max_current_a"]),
@@ -150,6 +140,77 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
         meters=None if meters is None else reconcile_meters(rec, meters, _stations(states, rec), params.idle_w),
         kpis=_kpis(rec, acts, curtailments),
     )
+
+
+def _baseline_columns(found: dict[str, Baseline], names: list[str], delivered: float, values: list[dict]) -> dict:
+    """P(t_signal), P(t_clear), baseline, shed and gross value per baseline (the first one unprefixed)."""
+    out = {}
+    for j, name in enumerate(names):
+        b, prefix = found[name], ("" if j == 0 else f"{name}_")
+        out[f"{prefix}p_signal_kw"], out[f"{prefix}p_clear_kw"] = b.p_signal_kw, b.p_clear_kw
+        out[f"{prefix}baseline_kwh"] = b.energy_kwh()
+        out[f"{prefix}shed_kwh"] = out[f"{prefix}baseline_kwh"] - delivered
+        # NaN when any ISP lacks a price: a partial sum would understate the value silently.
+        out[f"{prefix}value_eur"] = float(np.sum([v[f"{prefix}value_eur"] for v in values]))
+    return out
+
+
+def _isp_rows(rec: Reconstruction, act, found: dict[str, Baseline], names: list[str], prices: pd.Series | None,
+             reasons: list[str], warnings: list[str]) -> list[dict]:
+    """Baseline, delivered, shed and value of every ISP the activation overlaps."""
+    pieces = isp_pieces(act.t_signal, act.t_clear)
+    bounds = [pieces[0][1]] + [p[2] for p in pieces]
+    codes = np.arange(len(rec.session_ids))
+    energy_at = [float(rec.session_energy_at(codes, np.full(len(codes), s)).sum()) for s in rec.seconds(bounds)]
+    values = []
+    for j, (isp, lo, hi) in enumerate(pieces):
+        price = price_for(prices, isp)
+        if np.isnan(price):
+            reasons.append(f"no price for ISP {isp.isoformat()}")
+            warnings.append(f"activation {act.activation_id}: no imbalance price for ISP {isp.isoformat()}")
+        row = {"isp_start": isp, "activation_id": act.activation_id,
+               "delivered_kwh": energy_at[j + 1] - energy_at[j], "price_eur_per_mwh": price}
+        for k, name in enumerate(names):
+            prefix = "" if k == 0 else f"{name}_"
+            row[f"{prefix}baseline_kwh"] = found[name].energy_kwh(lo, hi)
+            row[f"{prefix}shed_kwh"] = row[f"{prefix}baseline_kwh"] - row["delivered_kwh"]
+            row[f"{prefix}value_eur"] = value_eur(row[f"{prefix}shed_kwh"], price)
+        values.append(row)
+    return values
+
+
+def _rebound_rows(rec: Reconstruction, act, shed_kwh: float, prices: pd.Series | None, window_s: float,
+                  until: pd.Timestamp | None) -> list[dict]:
+    """Catch-up per later ISP over [t_clear, t_clear + window_s), cut at the next activation's signal
+    (after it the two are confounded); never more in total than the shed (none when nothing was shed)."""
+    end = act.t_clear + pd.Timedelta(seconds=window_s)
+    end = min(end, until) if until is not None else end
+    if not end > act.t_clear or not window_s > 0:
+        return []
+    pieces = isp_pieces(act.t_clear, end)
+    bounds = [pieces[0][1]] + [p[2] for p in pieces]
+    kwh = rebound_kwh(rec, act.t_signal, act.t_clear, bounds, until=until)
+    total = float(kwh.sum())
+    limit = max(shed_kwh, 0.0) if np.isfinite(shed_kwh) else 0.0
+    if total > limit:
+        kwh = kwh * (limit / total) if total > 0 else kwh * 0.0
+    rows = []
+    for (isp, _lo, _hi), energy in zip(pieces, kwh, strict=True):
+        price = price_for(prices, isp)
+        # Nothing taken back costs nothing, priced or not; a rebound without a price leaves the value empty.
+        value = 0.0 if abs(energy) < 1e-9 else value_eur(float(energy), price)
+        rows.append({"activation_id": act.activation_id, "isp_start": isp, "rebound_kwh": float(energy),
+                     "price_eur_per_mwh": price, "value_eur": value})
+    return rows
+
+
+def _net(row: dict, later: list[dict]) -> dict:
+    """Shed split into taken back (rebound) and never delivered; net value = gross - rebound's value."""
+    rebound = float(sum(r["rebound_kwh"] for r in later))
+    rebound_value = float(np.sum([r["value_eur"] for r in later])) if later else 0.0
+    return {"rebound_kwh": rebound, "never_delivered_kwh": row["shed_kwh"] - rebound,
+            "rebound_value_eur": rebound_value,
+            "net_value_eur": row["value_eur"] - rebound_value}
 
 
 def _kpis(rec: Reconstruction, acts: pd.DataFrame, curtailments: pd.DataFrame | None) -> dict[str, float]:
@@ -163,6 +224,13 @@ def _stations(states: pd.DataFrame, rec: Reconstruction) -> np.ndarray | None:
     first = states.drop_duplicates("session_id").set_index(states.drop_duplicates("session_id")["session_id"]
                                                              .astype(str))["station_id"]
     return first.reindex(rec.session_ids).fillna("").astype(str).to_numpy(object)
+
+
+def _in_order(frame: pd.DataFrame, rank: dict[str, int]) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    key = frame["activation_id"].map(rank)
+    return frame.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def _ordered(frame: pd.DataFrame, first: list[str]) -> pd.DataFrame:

@@ -56,8 +56,8 @@ def test_settle_files_end_to_end(inputs):
     assert act["baseline_kwh"].iloc[0] == pytest.approx(12.144, rel=1e-6)
     assert act["delivered_kwh"].iloc[0] == pytest.approx(6.348, rel=2e-3)
     isp = pd.read_csv(out / "isp.csv")
-    # value = shed (MWh) x 250 EUR/MWh.
-    assert isp["value_eur"].iloc[0] == pytest.approx(isp["shed_kwh"].iloc[0] / 1000 * 250)
+    # value = shed (MWh) x 250 EUR/MWh, EUR to 2 decimals.
+    assert isp["value_eur"].iloc[0] == pytest.approx(isp["shed_kwh"].iloc[0] / 1000 * 250, abs=0.005)
     assert act["t_signal"].iloc[0] == "2025-05-06T23:04:00Z"
     book = pd.read_excel(out / "settlement.xlsx", sheet_name=None)
     assert {"activations", "isp", "sessions", "non_responders", "erasable_by_time_of_day"} <= set(book)
@@ -96,7 +96,8 @@ def test_meters_reconciliation_through_the_command(inputs):
      "s,e,2025-05-06T23:00:00Z,0,16,,\ns,e,2025-05-06T23:05:00Z,abc,16,,\n",
      r"S.csv line 3, column kwh: 'abc' is not a number"),
     ("session_id,evse_uid,timestamp,kwh,current_l1_a,current_l2_a,current_l3_a\n"
-     "s,e,2025-05-06T23:00:00,0,16,,\n", r"S.csv line 2, column timestamp: .* has no UTC offset"),
+     "s,e,2025-05-06T23:00:00Z,0,16,,\ns,e,06/05/2025 23:05,1,16,,\n",
+     r"S.csv line 3, column timestamp: '06/05/2025 23:05' is not an ISO 8601 date-time"),
     ("session_id,evse_uid,timestamp,kwh,current_l1_a,current_l2_a\ns,e,2025-05-06T23:00:00Z,0,16,\n",
      r"S.csv line 1: missing column\(s\) current_l3_a"),
     ("session_id,evse_uid,timestamp,kwh,current_l1_a,current_l2_a,current_l3_a\n"

@@ -76,7 +76,8 @@ def test_plain_csv():
 @pytest.mark.parametrize(("text", "message"), [
     ("time,price\n1,2\n", "line 1: unknown price format"),
     ("isp_start,price_eur_per_mwh\n2025-05-06T23:00:00Z,abc\n", "line 2, column price_eur_per_mwh: 'abc' is not"),
-    ("isp_start,price_eur_per_mwh\n2025-05-06T23:00:00,1\n", "line 2, column isp_start: .* has no UTC offset"),
+    ("isp_start,price_eur_per_mwh\n2025-05-06T23:00:00Z,1\n2025-05-06T24:15:00Z,1\n",
+     "line 3, column isp_start: '2025-05-06T24:15:00Z' is not an ISO 8601 date-time"),
     ("isp_start,price_eur_per_mwh\n2025-05-06T23:00:00Z,1\n2025-05-06T23:07:00Z,1\n", "line 3.*not an ISP start"),
     ("isp_start,price_eur_per_mwh\n2025-05-06T23:00:00Z,1\n2025-05-06T23:00:00Z,2\n", "conflicting prices"),
     ("<export><broken>", "not well-formed XML"),

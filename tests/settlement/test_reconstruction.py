@@ -58,7 +58,8 @@ def test_flat_when_currents_missing_or_zero():
     rec = reconstruct(frame(rows))
     # 0.5 kWh over 5 min, flat: 6 kW per session, 12 kW together in every bin.
     assert rec.power_kw().round(9).tolist() == [12.0] * 5
-    assert rec.session_flags["flags"].tolist() == ["energy_without_current", "energy_without_current"]
+    # Missing currents: kWh-only (shape from energy, not a data issue); measured zeros with energy: an issue.
+    assert rec.session_flags["flags"].tolist() == ["kwh_only x2", "energy_without_current"]
 
 
 def test_single_state_gives_zero_power_and_flag():
@@ -190,3 +191,33 @@ def test_notch_hand_computed():
     # Energy the end currents explain (no shortfall): no notch, the ordinary shape.
     full = state_rows("s", "e", [at("10:00:00"), at("10:05:00")], [0.0, 0.92], [16, 16])
     assert reconstruct(frame(full), windows=wins).power_kw().round(9).tolist() == [11.04] * 5
+
+
+@settings(max_examples=80, deadline=None)
+@given(random_states(), windows(), st.sampled_from([1.0, 60.0]), st.floats(0.0, 1.0))
+def test_kwh_only_states_conserve_energy(states, wins, grid_s, share):
+    # Shapes from energy alone (neighbouring intervals, window edges) move energy inside an interval,
+    # never across states, whatever share of the states lost their currents.
+    states = states.copy()
+    stripped = np.random.default_rng(0).random(len(states)) < share
+    states.loc[stripped, ["current_l1_a", "current_l2_a", "current_l3_a"]] = np.nan
+    rec = reconstruct(states, ReconstructionParams(grid_s=grid_s), wins)
+    for sid, group in states.groupby("session_id"):
+        code = int(np.flatnonzero(rec.session_ids == sid)[0])
+        t = rec.seconds(group["timestamp"])
+        energy = rec.session_energy_at(np.full(len(t), code), t)
+        np.testing.assert_allclose(np.diff(energy), np.diff(group["kwh"].to_numpy()), rtol=1e-9, atol=1e-12)
+    assert rec.bin_energy_kwh.sum() == pytest.approx(rec.delta_kwh.sum(), rel=1e-9, abs=1e-9)
+    assert (rec.bin_energy_kwh > -1e-9).all()
+
+
+def test_kwh_only_step_placed_by_energy():
+    # kWh only, states every 5 min: 11.04 kW, then a cap to 5.52 kW 2 min into the second interval.
+    # Interval 2 (10:05-10:10) holds 2 min x 11.04 + 3 min x 5.52 = 0.644 kWh; its ends come from the
+    # neighbours (11.04 before, 5.52 after), so the step falls at tau = 5 (0.644 x 12 - 5.52) / (11.04 - 5.52)
+    # = 2 min: 10:07, exactly.
+    kwh = [0.0, 0.92, 0.92 + 0.644, 0.92 + 0.644 + 0.46]
+    rows = state_rows("s", "e", [at("10:00:00"), at("10:05:00"), at("10:10:00"), at("10:15:00")], kwh,
+                      [None] * 4)
+    rec = reconstruct(frame(rows))
+    assert rec.power_kw().round(9).tolist()[5:10] == [11.04, 11.04, 5.52, 5.52, 5.52]

@@ -185,7 +185,7 @@ def test_non_responders_listed():
 
 def test_custom_baseline_plugs_in():
     @register_baseline("zero_test")
-    def zero(power, t_signal, t_clear, *, edges=None):
+    def zero(power, t_signal, t_clear, *, edges=None, rec=None):
         return Baseline("zero_test", t_signal, t_clear, 0.0, 0.0, (), edges)
 
     try:

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from settlement import services
-from settlement.core.baselines import BASELINES
+from settlement.core.baselines import BASELINES, DEFAULT_BASELINE
 
 
 def _aware(text: str) -> datetime:
@@ -29,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--out", help="output directory (file door)")
         parser.add_argument("--from", dest="period_from", type=_aware, help="database door: period start")
         parser.add_argument("--to", dest="period_to", type=_aware, help="database door: period end")
-        parser.add_argument("--baseline", default="trapezoid", choices=[*BASELINES, "all"])
+        parser.add_argument("--baseline", default=DEFAULT_BASELINE, choices=[*BASELINES, "all"])
         parser.add_argument("--grid-s", type=float, default=60.0, help="grid step in seconds (default 60)")
         parser.add_argument("--shape", default="step", choices=["step", "linear", "flat"])
 
@@ -49,7 +49,7 @@ class Command(BaseCommand):
         for warning in done.result.warnings:
             self.stderr.write(f"warning: {warning}")
         self.stdout.write(f"settled {len(done.result.activations)} activation(s) into {opts['out']} "
-                          f"({len(done.written)} files)")
+                          f"({len(done.written)} files, baseline {opts['baseline']})")
 
     def _database(self, opts):
         if not (opts["period_from"] and opts["period_to"]):
@@ -62,4 +62,4 @@ class Command(BaseCommand):
         if run.status != run.Status.DONE:
             raise CommandError(f"settlement run {run.pk} failed: {run.error}")
         self.stdout.write(f"settlement run {run.pk}: {run.summary.get('activations')} activation(s) "
-                          f"into {run.output_dir}")
+                          f"into {run.output_dir} (baseline {run.baseline})")
