@@ -52,10 +52,7 @@ def _path_ids(party: OcpiParty, country_code: str, party_id: str) -> tuple[str, 
 def _apply(party: OcpiParty, country_code: str, party_id: str, session_id: str, update: SessionUpdate,
            *, partial: bool) -> tuple[Session, bool, bool]:
     key = {"country_code": country_code, "ocpi_party_id": party_id, "session_id": session_id}
-    try:
-        session = Session.objects.select_for_update().get(**key)
-    except Session.DoesNotExist:
-        session = None
+    session = _own_sessions(party, country_code, party_id, session_id).select_for_update().first()
     created = False
     if session is None:
         if partial:
@@ -93,7 +90,14 @@ def _create(party: OcpiParty, key: dict, update: SessionUpdate) -> tuple[Session
             fields = {**update.fields, **key}
             return Session.objects.create(party=party, extra=update.extra, **fields), True
     except IntegrityError:
-        return Session.objects.select_for_update().get(**key), False
+        found = _own_sessions(party, key["country_code"], key["ocpi_party_id"], key["session_id"])
+        return found.select_for_update().get(), False
+
+
+def _own_sessions(party: OcpiParty, country_code: str, party_id: str, session_id: str):
+    """The party's session with these ids in any case (the unique key is on their upper case)."""
+    return Session.objects.filter(party=party, country_code__iexact=country_code, ocpi_party_id__iexact=party_id,
+                                  session_id__iexact=session_id)
 
 
 def _state_energy_and_status(session: Session, update: SessionUpdate, newer: bool) -> tuple[float, str]:
@@ -109,7 +113,7 @@ def _state_energy_and_status(session: Session, update: SessionUpdate, newer: boo
 def session_object(party: OcpiParty, country_code: str, party_id: str, session_id: str) -> dict:
     """The stored Session as an OCPI object (Receiver GET)."""
     country_code, party_id = _path_ids(party, country_code, party_id)
-    session = Session.objects.filter(country_code=country_code, ocpi_party_id=party_id, session_id=session_id).first()
+    session = _own_sessions(party, country_code, party_id, session_id).first()
     if session is None:
         raise UnknownObject(f"session {session_id} is unknown")
     data = {
