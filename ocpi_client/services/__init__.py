@@ -1,11 +1,6 @@
 """Actions of the OCPI link. Views, tasks, commands and admin actions call exactly one of these."""
 
-from .profiles import (
-    create_profile_calls,
-    record_active_profile,
-    record_outcomes,
-    record_profile_result,
-)
+from .profiles import STALE, StaleResult, record_active_profile, record_profile_result
 from .registration import (
     accept_credentials,
     issue_token,
@@ -16,12 +11,16 @@ from .registration import (
     version_details,
     versions,
 )
+from .sending import ProfileTarget, Sent, record_outcomes, send_profiles
 from .sessions import PullReport, pull_due_sessions, pull_sessions, receive_session, session_object
 
 __all__ = [
+    "STALE",
+    "ProfileTarget",
     "PullReport",
+    "Sent",
+    "StaleResult",
     "accept_credentials",
-    "create_profile_calls",
     "issue_token",
     "our_credentials",
     "pull_due_sessions",
@@ -32,6 +31,7 @@ __all__ = [
     "record_profile_result",
     "register_with",
     "reissue_token",
+    "send_profiles",
     "session_object",
     "unregister",
     "version_details",
