@@ -13,8 +13,11 @@ from flexibility.planning import (
     SKIP_ALREADY,
     SKIP_AT_OR_BELOW_MIN,
     SKIP_CAP,
+    SKIP_DRAW_UNKNOWN,
     SKIP_NOT_ACTIVE,
+    SKIP_NOT_REGISTERED,
     SKIP_OPTED_OUT,
+    SKIP_STALE,
     PlanningError,
     SessionView,
     activation_end,
@@ -130,22 +133,28 @@ def test_plan_caps_classifies_every_skip_reason():
             view(6, past=[(t(16, 0), t(16, 15)), (t(16, 30), t(16, 45))]),
             view(7, past=[(t(17, 0), t(17, 15))]),  # overlaps the new activation
             view(8, current=12.5, phases=1, past=[(t(15, 0), t(15, 25))]),  # 5 min left
+            SessionView(9, "ACTIVE", 16.0, 3, party_registered=False),  # a revoked party is not steered
+            SessionView(10, "ACTIVE", 16.0, 3, seen_at=t(16, 30)),  # 34 min without news: stale
+            SessionView(11, "ACTIVE", 16.0, 3, seen_at=t(16, 40)),  # 24 min: still counts
         ],
         t(17, 4),
         t(17, 15),
     )
-    assert [c.session_pk for c in plan.caps] == [1, 8]
+    assert [c.session_pk for c in plan.caps] == [1, 8, 11]
     assert plan.caps[0].ends_at == t(17, 15)
     assert plan.caps[1].ends_at == t(17, 9)  # only the 5 minutes of budget left
     assert plan.skipped == {
         SKIP_NOT_ACTIVE: 1,
-        SKIP_AT_OR_BELOW_MIN: 2,
+        SKIP_NOT_REGISTERED: 1,
+        SKIP_STALE: 1,
+        SKIP_DRAW_UNKNOWN: 1,  # an unknown draw is never filed under "at or below 8 A"
+        SKIP_AT_OR_BELOW_MIN: 1,
         SKIP_OPTED_OUT: 1,
         SKIP_CAP: 1,
         SKIP_ALREADY: 1,
     }
     # (16 - 8) A x 3 phases x 230 V = 5.52 kW; (12.5 - 8) x 1 x 230 = 1.035 kW
-    assert plan.expected_kw == pytest.approx(5.52 + 1.035)
+    assert plan.expected_kw == pytest.approx(5.52 + 1.035 + 5.52)
 
 
 def test_a_fractional_activation_is_not_mistaken_for_an_exhausted_budget():

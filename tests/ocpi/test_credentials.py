@@ -61,7 +61,7 @@ def test_cpo_registers_updates_and_unregisters(ours, cpo_server):
     answer = call("POST", f"{ours}/2.2.1/credentials", token_a, creds).json()
     assert answer["status_code"] == 1000, answer
     token_c = answer["data"]["token"]
-    assert answer["data"]["url"] == f"{ours}/versions"
+    assert answer["data"]["url"] == f"{ours}/versions/"
     assert answer["data"]["roles"][0]["role"] == "SCSP"
     party.refresh_from_db()
     assert (party.status, party.token_theirs) == ("REGISTERED", TOKEN_B)
@@ -144,7 +144,7 @@ def test_we_register_with_a_cpo(ours, cpo_server):
     assert party.token_ours_hash == hash_token(callbacks[1])
     posted = next(c for c in cpo_server.calls if c.method == "POST")
     assert posted.headers["Authorization"] == f"Token {b64(token_a)}"
-    assert posted.body["roles"][0]["role"] == "SCSP" and posted.body["url"] == f"{ours}/versions"
+    assert posted.body["roles"][0]["role"] == "SCSP" and posted.body["url"] == f"{ours}/versions/"
     put = call("PUT", f"{ours}/2.2.1/sessions/NL/CPX/S1", callbacks[1], session_payload(party_id="CPX"))
     assert put.status_code == 201
 

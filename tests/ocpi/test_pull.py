@@ -58,7 +58,7 @@ def test_pull_stores_valid_sessions_and_skips_invalid(party, cpo_server):
     sessions.append(session_payload(id="OTHER", party_id="XYZ"))  # not this party's: skipped
     serve_sessions(cpo_server, sessions)
     report = services.pull_sessions(party, FROM, TO)
-    assert (report.received, report.stored, report.invalid) == (6, 4, 2)
+    assert (report.received, report.stored, report.invalid, report.refused) == (6, 4, 1, 1)
     assert sorted(Session.objects.values_list("session_id", flat=True)) == ["S0", "S1", "S3", "S4"]
     party.refresh_from_db()
     assert party.sessions_pulled_until == TO

@@ -68,7 +68,7 @@ def test_patch_without_last_updated_is_refused(ocpi, party):
 def test_patch_of_unknown_session_is_404_and_stores_nothing(ocpi, party):
     response = ocpi("PATCH", PATH, {"kwh": 3.0, "last_updated": "2025-05-06T17:10:00Z"})
     assert response.status_code == 404
-    assert response.envelope["status_code"] == 2003
+    assert response.envelope["status_code"] == 2000
     assert not Session.objects.exists() and not SessionState.objects.exists()
 
 
