@@ -25,6 +25,7 @@ from smatch import clock
 
 from . import planning
 from .models import LIVE, TRANSITIONS, Activation, Curtailment, Signal, SteeringRule
+from .responsiveness import flagged_evse_keys
 
 log = logging.getLogger(__name__)
 
@@ -66,28 +67,41 @@ def _history(since: datetime, session_pk: int | None = None) -> dict[int, list[p
 
 
 def load_views(now: datetime, session_pks: Iterable[int] | None = None) -> list[planning.SessionView]:
-    """Every active session as planning sees it: current, phases, opt-out, recent throttles."""
+    """Every active session as planning sees it: draw and its provenance, phases (and how they are
+    known), connector bounds, freshness, its party's registration, opt-out, the EVSE's
+    responsiveness and recent throttles. Ids (location, EVSE) match without case."""
     rules = SteeringRule.objects.filter(is_active=True).values_list("location_id", "evse_uid")
-    out_locations = {loc for loc, evse in rules if loc and not evse}
-    out_evses = {evse for loc, evse in rules if evse}
+    out_locations = {loc.upper() for loc, evse in rules if loc and not evse}
+    out_evses = {evse.upper() for loc, evse in rules if evse}
+    unresponsive = flagged_evse_keys()
     past = _history(now - planning.CAP_WINDOW - planning.MAX_ACTIVATION)
     sessions = Session.objects.filter(status="ACTIVE")
     if session_pks is not None:
         sessions = sessions.filter(pk__in=list(session_pks))
-    fields = ("pk", "status", "last_current_a", "phases", "location_id", "evse_uid")
+    fields = ("pk", "status", "last_current_a", "phases", "location_id", "evse_uid", "last_power_kw",
+              "current_source", "phases_source", "max_current_a", "seen_at", "party_id", "party__status")
     return [
         planning.SessionView(
             session_pk=pk, status=status, last_current_a=current, phases=phases,
-            opted_out=location in out_locations or evse in out_evses, past=tuple(past.get(pk, ())),
+            opted_out=location.upper() in out_locations or evse.upper() in out_evses, past=tuple(past.get(pk, ())),
+            last_power_kw=power, current_source=current_source, phases_source=phases_source,
+            max_current_a=max_current, seen_at=seen_at, party_registered=party_status == "REGISTERED",
+            unresponsive=(party_pk, evse.upper()) in unresponsive,
         )
-        for pk, status, current, phases, location, evse in sessions.values_list(*fields).iterator(2000)
+        for (pk, status, current, phases, location, evse, power, current_source, phases_source, max_current,
+             seen_at, party_pk, party_status) in sessions.values_list(*fields).iterator(2000)
     ]
 
 
+def stale_after() -> timedelta:
+    """How long a session may go without news before planning skips it (OCPI_SESSION_STALE_AFTER_S)."""
+    return timedelta(seconds=settings.OCPI_SESSION_STALE_AFTER_S)
+
+
 def preview(now: datetime | None = None) -> planning.Plan:
-    """What relaying now would do: eligible sessions, skips by reason, expected shed."""
+    """What relaying now would do: eligible sessions, skips by reason, expected shed (low and high)."""
     now = now or clock.now()
-    return planning.plan_caps(load_views(now), now, planning.activation_end(now))
+    return planning.plan_caps(load_views(now), now, planning.activation_end(now), stale_after())
 
 
 # --- planning and sending -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from .registration import (
     register_with,
     reissue_token,
     unregister,
+    update_credentials,
     version_details,
     versions,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "send_profiles",
     "session_object",
     "unregister",
+    "update_credentials",
     "version_details",
     "versions",
 ]
