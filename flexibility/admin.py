@@ -5,15 +5,19 @@ Group `operators` holds the `decide_signal` permission; group `analysts` only vi
 
 from __future__ import annotations
 
+import csv
+
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpResponse
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from . import dispatch, services
-from .models import Activation, Brp, Curtailment, Decision, Signal, SteeringRule
+from . import dispatch, responsiveness, services
+from .models import Activation, Brp, Curtailment, Decision, EvseResponsiveness, Signal, SteeringRule
 from .summary import activation_summary
 
 
@@ -142,7 +146,8 @@ class CurtailmentInline(admin.TabularInline):
     extra = 0
     can_delete = False
     max_num = 0
-    fields = ["session", "status", "response", "attempts", "starts_at", "ends_at", "restored_at", "expected_kw"]
+    fields = ["session", "status", "restored_from", "response", "attempts", "starts_at", "ends_at", "restored_at",
+              "expected_kw", "delivery", "resumption"]
     readonly_fields = fields
     show_change_link = True
 
@@ -152,12 +157,33 @@ class CurtailmentInline(admin.TabularInline):
 
 @admin.register(Activation)
 class ActivationAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "signal", "status", "relayed_at", "ends_at", "eligible", "expected_kw", "restored_at"]
+    list_display = ["pk", "signal", "status", "relayed_at", "ends_at", "eligible", "expected_kw", "restored_at",
+                    "in_force", "drivers_at_risk"]
     list_filter = ["status"]
     list_select_related = ["signal", "signal__brp"]
     show_full_result_count = False
     readonly_fields = ["signal", "status", "relayed_at", "ends_at", "restored_at", "stopped_early", "figures"]
     fields = readonly_fields
+
+    def get_queryset(self, request):
+        caps = "curtailments"
+        in_force = Q(**{f"{caps}__status": Curtailment.Status.IN_FORCE}) | Q(
+            **{f"{caps}__restored_from": Curtailment.Status.IN_FORCE})
+        at_risk = Q(**{f"{caps}__resumption": Curtailment.Resumption.NOT_RESUMED})
+        return super().get_queryset(request).annotate(
+            caps_in_force=Count(caps, filter=in_force), caps_at_risk=Count(caps, filter=at_risk))
+
+    @admin.display(description="caps in force", ordering="caps_in_force")
+    def in_force(self, activation: Activation) -> int:
+        return activation.caps_in_force
+
+    @admin.display(description="drivers at risk (did not resume)", ordering="caps_at_risk")
+    def drivers_at_risk(self, activation: Activation) -> str:
+        if not activation.caps_at_risk:
+            return "0"
+        url = reverse("admin:flexibility_curtailment_changelist")
+        return format_html('<a href="{}?activation__id__exact={}&resumption__exact=not_resumed"><b>{}</b></a>',
+                           url, activation.pk, activation.caps_at_risk)
 
     @admin.display(description="summary and latency")
     def figures(self, activation: Activation) -> str:
@@ -175,10 +201,10 @@ class ActivationAdmin(ReadOnlyAdmin):
 @admin.register(Curtailment)
 class CurtailmentAdmin(ReadOnlyAdmin):
     list_display = [
-        "session", "activation", "status", "response", "async_result", "attempts", "starts_at", "ends_at",
-        "restored_at", "budget_used_4h",
+        "session", "activation", "status", "restored_from", "response", "async_result", "attempts", "starts_at",
+        "ends_at", "restored_at", "delivery", "resumption", "budget_used_4h",
     ]
-    list_filter = ["status", "response"]
+    list_filter = ["status", "restored_from", "response", "delivery", "resumption"]
     list_select_related = ["session", "activation"]
     show_full_result_count = False
     raw_id_fields = ["session", "activation"]
@@ -193,6 +219,41 @@ class CurtailmentAdmin(ReadOnlyAdmin):
     @admin.display(description="cap used in last 4 h")
     def budget_used_4h(self, cap: Curtailment) -> str:
         return dispatch.budget_used(cap.session_id, cap.starts_at)
+
+
+@admin.register(EvseResponsiveness)
+class EvseResponsivenessAdmin(ReadOnlyAdmin):
+    """The CPO-facing report: EVSEs whose caps were not delivered, flagged after N of the last M."""
+
+    list_display = ["evse_uid", "party", "flagged", "judged", "failures", "not_resumed", "recent_verdicts",
+                    "updated_at"]
+    list_filter = ["flagged", "party"]
+    list_select_related = ["party"]
+    search_fields = ["evse_uid"]
+    show_full_result_count = False
+    change_list_template = "admin/flexibility/evseresponsiveness/change_list.html"
+
+    @admin.display(description="recent (R responded, N did not)")
+    def recent_verdicts(self, record: EvseResponsiveness) -> str:
+        return responsiveness.recent_text(record.recent)
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_csv)
+        return [path("report.csv", download, name="flexibility_evseresponsiveness_csv"), *super().get_urls()]
+
+    def download_csv(self, request) -> HttpResponse:
+        """The report as CSV (`?flagged=1` for the flagged EVSEs only, `?party=<id>` for one CPO)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        party = request.GET.get("party")
+        rows = responsiveness.report_rows(int(party) if party and party.isdigit() else None,
+                                          flagged_only=request.GET.get("flagged") == "1")
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="evse-responsiveness.csv"'
+        writer = csv.DictWriter(response, fieldnames=responsiveness.REPORT_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: responsiveness.csv_safe(v) for k, v in row.items()} for row in rows)
+        return response
 
 
 @admin.register(Decision)

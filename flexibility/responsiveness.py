@@ -106,6 +106,18 @@ def report_rows(party_pk: int | None = None, flagged_only: bool = False) -> list
     if flagged_only:
         records = records.filter(flagged=True)
     return [{"party": r.party.name, "evse_uid": r.evse_uid, "flagged": r.flagged, "judged": r.judged,
-             "failures": r.failures, "not_resumed": r.not_resumed,
-             "recent": "".join("+" if ok else "-" for ok in r.recent), "updated_at": r.updated_at}
+             "failures": r.failures, "not_resumed": r.not_resumed, "recent": recent_text(r.recent),
+             "updated_at": r.updated_at}
             for r in records]
+
+
+def recent_text(recent: list[bool]) -> str:
+    """Newest last: R responded, N did not (letters: a CSV cell must not start like a formula)."""
+    return "".join("R" if ok else "N" for ok in recent)
+
+
+def csv_safe(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula is quoted (ids are the CPO's own text)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

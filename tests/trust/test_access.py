@@ -87,6 +87,8 @@ REST = [  # (url name, method, path(world), body, {caller: HTTP status})
      row(401, brp=200, other_brp=200, analyst=200, operator=403, superuser=200)),
     ("settlement-activation-detail", "GET", lambda w: f"/api/v1/settlement/activations/{w['result'].pk}/", None,
      row(401, brp=200, other_brp=404, analyst=200, operator=403, superuser=200)),
+    ("evse-responsiveness-list", "GET", lambda w: "/api/v1/evse-responsiveness/", None,
+     row(401, brp=403, other_brp=403, analyst=200, operator=200, superuser=200)),
     ("schema", "GET", lambda w: "/api/schema/", None, row(200)),  # the API description is public
     ("api-docs", "GET", lambda w: "/api/docs/", None, row(200)),
 ]
@@ -171,14 +173,16 @@ ADMIN_MODELS = {  # model -> changelist status per staff role; audit records are
     **{label: PRODUCT_VIEW for label in [
         "ocpi_client.OcpiParty", "ocpi_client.Session", "ocpi_client.SessionState", "ocpi_client.ChargingProfileCall",
         "ocpi_client.ActiveProfileUpdate", "flexibility.Brp", "flexibility.Signal", "flexibility.Activation",
-        "flexibility.Curtailment", "flexibility.Decision", "flexibility.SteeringRule", "settlement.SettlementRun",
+        "flexibility.Curtailment", "flexibility.Decision", "flexibility.SteeringRule",
+        "flexibility.EvseResponsiveness", "settlement.SettlementRun",
         "settlement.ActivationResult", "settlement.ImbalancePrice"]},
 }
 AUDIT = ["ocpi_client.Session", "ocpi_client.SessionState", "ocpi_client.ChargingProfileCall",
          "ocpi_client.ActiveProfileUpdate", "flexibility.Activation", "flexibility.Curtailment", "flexibility.Decision",
          "settlement.ActivationResult"]
 ADMIN_SITE = {"index", "login", "logout", "password_change", "password_change_done", "autocomplete", "jsi18n",
-              "view_on_site", "app_list", "settlement_download", "auth_user_password_change", None}
+              "view_on_site", "app_list", "settlement_download", "auth_user_password_change",
+              "flexibility_evseresponsiveness_csv", None}
 
 
 def _admin_url(label: str, view: str = "changelist") -> str:
