@@ -171,9 +171,8 @@ def send_caps(curtailment_ids: Sequence[int], attempt: int = 0) -> list[int]:
             pk__in=curtailment_ids, activation__status__in=RUNNING, activation__ends_at__gt=now, ends_at__gt=now,
         )
         claimed = list(claimable.select_for_update(of=("self",)).values_list("pk", flat=True))
-        # The claim lasts as long as this task may live: past it, the sweep knows the task died.
-        Curtailment.objects.filter(pk__in=claimed).update(
-            status=S.SENT, due_at=_sim_after(settings.DISPATCH_SEND_HARD_LIMIT_S + 1, now))
+        # The claim lasts as long as this send can possibly take: past it, the sweep knows it died.
+        Curtailment.objects.filter(pk__in=claimed).update(status=S.SENT, due_at=_sim_after(claim_s(len(claimed)), now))
     give_up(Curtailment.objects.filter(pk__in=curtailment_ids, status=S.PLANNED).values_list("pk", flat=True))
     sent = ocpi_services.send_profiles(_targets(Curtailment.objects.filter(pk__in=claimed)),
                                        ChargingProfileCall.Kind.SET, now)
@@ -199,6 +198,15 @@ def send_caps(curtailment_ids: Sequence[int], attempt: int = 0) -> list[int]:
         if status == S.PLANNED and moved:
             retry.extend(ids)
     return retry
+
+
+def claim_s(calls: int) -> float:
+    """Real seconds a send of `calls` PUTs can take at most: each call ends at its total deadline,
+    the fan-out runs DISPATCH_THREADS at a time, plus slack for the database; never past the
+    task's hard time limit (by then Celery has killed it)."""
+    rounds = -(-max(1, calls) // max(1, min(settings.DISPATCH_THREADS, settings.OCPI_HTTP_POOL_SIZE)))
+    return min(settings.DISPATCH_SEND_HARD_LIMIT_S + 1.0,
+               rounds * settings.OCPI_HTTP_TIMEOUT_S + settings.DISPATCH_CLAIM_SLACK_S)
 
 
 def _targets(curtailments) -> list[ocpi_services.ProfileTarget]:

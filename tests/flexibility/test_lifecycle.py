@@ -18,6 +18,7 @@ from tests.conftest import T0
 from tests.ocpi.loopback import LoopbackServer, ok
 
 S = Curtailment.Status
+SECOND = timedelta(seconds=1)
 REDUCE = "reduce_consumption"
 
 
@@ -158,16 +159,24 @@ def test_too_often_is_retried_later_and_refusals_never(cpo, alice, brp, clock):
     assert cap.due_at == T0 + timedelta(seconds=8)  # attempt 3: 2 * 2**2
 
 
+def test_a_claim_lasts_as_long_as_the_send_can_take(settings):
+    settings.DISPATCH_THREADS, settings.OCPI_HTTP_POOL_SIZE, settings.OCPI_HTTP_TIMEOUT_S = 64, 64, 5.0
+    settings.DISPATCH_CLAIM_SLACK_S, settings.DISPATCH_SEND_HARD_LIMIT_S = 5.0, 150
+    assert dispatch.claim_s(1) == dispatch.claim_s(64) == 10.0  # one round of calls: 5 s + 5 s slack
+    assert dispatch.claim_s(65) == 15.0  # two rounds
+    assert dispatch.claim_s(2000) == 151.0  # 32 rounds would be 165 s: the hard time limit kills it first
+
+
 def test_a_send_still_running_is_never_doubled(cpo, alice, brp, clock, settings):
-    settings.DISPATCH_SEND_HARD_LIMIT_S = 150
+    settings.DISPATCH_CLAIM_SLACK_S, settings.OCPI_HTTP_TIMEOUT_S = 5.0, 5.0
     _sessions(alice, 1)
     activation = _activation(brp)
     ids = dispatch.plan_activation(activation.pk)
-    Curtailment.objects.filter(pk__in=ids).update(status=S.SENT, due_at=T0 + timedelta(seconds=151))
+    Curtailment.objects.filter(pk__in=ids).update(status=S.SENT, due_at=T0 + dispatch.claim_s(1) * SECOND)
     assert dispatch.lost_sends() == {}
     dispatch.send_caps(ids)  # a redelivered task while the first still runs: nothing sent
     assert cpo.calls == []
-    clock.advance(152)
+    clock.advance(11)
     assert dispatch.lost_sends() == {activation.pk: ids}  # the claim expired: that task is dead
     dispatch.send_caps(ids)
     assert [c.method for c in cpo.calls] == ["PUT"]
