@@ -146,7 +146,7 @@ def accept_credentials(party: OcpiParty, payload: object, *, method: str) -> dic
 
     Fetching their endpoints is the one outbound call a web request makes: the spec requires it
     before answering (3001 when it fails). Every role they send is stored; an identity another party
-    holds is refused (3001) before any call goes out. Failed attempts are counted per token: past
+    holds is refused (3001) before any call goes out. Failed exchanges with their API are counted per token: past
     OCPI_CREDENTIALS_MAX_FAILURES the token is locked until an operator issues a new one.
     """
     registered = party.status == OcpiParty.Status.REGISTERED
@@ -157,12 +157,12 @@ def accept_credentials(party: OcpiParty, payload: object, *, method: str) -> dic
     if party.token_locked_at is not None:
         raise TokenLocked("too many failed credentials attempts with this token: ask the SCSP's operator "
                           "for a new one")
+    creds = validate_credentials(payload)
+    check_identities_free(party, creds["roles"])
     try:
-        creds = validate_credentials(payload)
-        check_identities_free(party, creds["roles"])
         endpoints, version, encoding = _discover_for_caller(creds, party.token_encoding)
     except OcpiError:
-        _count_failure(party)
+        _count_failure(party)  # what is limited: calls we make to where a caller points
         raise
     token_c, role = new_token(), _main_role(creds["roles"])
     with transaction.atomic():

@@ -151,6 +151,10 @@ def _state_energy_and_status(session: Session, update: SessionUpdate, newer: boo
 def session_object(party: OcpiParty, country_code: str, party_id: str, session_id: str) -> dict:
     """The stored Session as an OCPI object (Receiver GET); another party's session is unknown (404)."""
     country_code, party_id = own_identity(party, country_code, party_id)
+    try:
+        cistring(session_id, "session_id (URL)", 36)
+    except OcpiValidationError:
+        raise UnknownObject(f"session {session_id!r} is unknown") from None  # no stored id looks like that
     session = _own_sessions(party, country_code, party_id, session_id).first()
     if session is None:
         raise UnknownObject(f"session {session_id} is unknown")

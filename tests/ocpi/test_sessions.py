@@ -8,7 +8,6 @@ import pytest
 
 from ocpi_client.models import Connector, Session, SessionState
 from ocpi_client.signals import session_started
-from smatch import clock
 
 from .conftest import session_payload
 
@@ -181,7 +180,7 @@ def test_current_fallbacks_from_charging_periods(ocpi, party):
     assert Session.objects.get().last_current_a == 15.0
 
 
-def test_far_future_last_updated_is_2001_and_freezes_nothing(ocpi, party, settings):
+def test_far_future_last_updated_is_2001_and_freezes_nothing(ocpi, party, settings, clock):
     settings.OCPI_MAX_FUTURE_S = 300
     assert ocpi("PUT", PATH, session_payload()).status_code == 201
     ahead = (clock.now() + timedelta(seconds=301)).strftime("%Y-%m-%dT%H:%M:%SZ")
