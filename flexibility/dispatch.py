@@ -9,12 +9,13 @@ conditional UPDATEs. Everything reads and writes in bulk, never per session.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Least
 
@@ -161,8 +162,8 @@ def send_caps(curtailment_ids: Sequence[int], attempt: int = 0) -> list[int]:
     Rows are claimed (-> sent) in one locked UPDATE before any call, so a restore that starts
     meanwhile sees them as live and DELETEs them; answers then move only rows still sent, so a
     late answer never overwrites what the restore recorded. Rows already sent are sent again only
-    once their claim expired (the task that claimed them was killed): a send still running is
-    never doubled.
+    once their lease lapsed (the process that claimed them died): a send still running is never
+    doubled.
     """
     now = clock.now()
     with transaction.atomic():
@@ -171,11 +172,13 @@ def send_caps(curtailment_ids: Sequence[int], attempt: int = 0) -> list[int]:
             pk__in=curtailment_ids, activation__status__in=RUNNING, activation__ends_at__gt=now, ends_at__gt=now,
         )
         claimed = list(claimable.select_for_update(of=("self",)).values_list("pk", flat=True))
-        # The claim lasts as long as this send can possibly take: past it, the sweep knows it died.
-        Curtailment.objects.filter(pk__in=claimed).update(status=S.SENT, due_at=_sim_after(claim_s(len(claimed)), now))
+        # A lease, renewed while this process sends: when it lapses, the sweep knows the send died.
+        Curtailment.objects.filter(pk__in=claimed).update(
+            status=S.SENT, due_at=_sim_after(settings.DISPATCH_CLAIM_LEASE_S, now))
     give_up(Curtailment.objects.filter(pk__in=curtailment_ids, status=S.PLANNED).values_list("pk", flat=True))
-    sent = ocpi_services.send_profiles(_targets(Curtailment.objects.filter(pk__in=claimed)),
-                                       ChargingProfileCall.Kind.SET, now)
+    with _Lease(claimed):
+        sent = ocpi_services.send_profiles(_targets(Curtailment.objects.filter(pk__in=claimed)),
+                                           ChargingProfileCall.Kind.SET, now)
     answered = clock.now()
     groups: dict[tuple[str, str, int | None], list[int]] = defaultdict(list)
     for item in sent:
@@ -200,13 +203,35 @@ def send_caps(curtailment_ids: Sequence[int], attempt: int = 0) -> list[int]:
     return retry
 
 
-def claim_s(calls: int) -> float:
-    """Real seconds a send of `calls` PUTs can take at most: each call ends at its total deadline,
-    the fan-out runs DISPATCH_THREADS at a time, plus slack for the database; never past the
-    task's hard time limit (by then Celery has killed it)."""
-    rounds = -(-max(1, calls) // max(1, min(settings.DISPATCH_THREADS, settings.OCPI_HTTP_POOL_SIZE)))
-    return min(settings.DISPATCH_SEND_HARD_LIMIT_S + 1.0,
-               rounds * settings.OCPI_HTTP_TIMEOUT_S + settings.DISPATCH_CLAIM_SLACK_S)
+class _Lease:
+    """Keeps the claim on caps being sent alive while this process sends them.
+
+    A thread renews `due_at` (now + DISPATCH_CLAIM_LEASE_S) every third of the lease; when the
+    process dies (a killed worker, the task's hard time limit) the renewals stop and the sweep
+    sees the lease lapse within one lease: only a send known dead is redone, never a live one.
+    """
+
+    def __init__(self, ids: Sequence[int]) -> None:
+        self.ids, self.stop = list(ids), threading.Event()
+        self.thread = threading.Thread(target=self._renew, name="claim-lease", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        if self.ids:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _renew(self) -> None:
+        lease = settings.DISPATCH_CLAIM_LEASE_S
+        try:
+            while not self.stop.wait(lease / 3):
+                Curtailment.objects.filter(pk__in=self.ids, status=S.SENT).update(due_at=_sim_after(lease))
+        finally:
+            connection.close()  # this thread's own connection
 
 
 def _targets(curtailments) -> list[ocpi_services.ProfileTarget]:

@@ -160,8 +160,9 @@ DISPATCH_RETRY_MAX_S = env.float("DISPATCH_RETRY_MAX_S", 60.0)
 # A send task is stopped (soft) and killed (hard) after these: a slow party cannot hold a worker.
 DISPATCH_SEND_SOFT_LIMIT_S = env.int("DISPATCH_SEND_SOFT_LIMIT_S", 120)
 DISPATCH_SEND_HARD_LIMIT_S = env.int("DISPATCH_SEND_HARD_LIMIT_S", 150)
-# A claimed cap whose send has not finished after (rounds of calls x total deadline + this) is lost.
-DISPATCH_CLAIM_SLACK_S = env.float("DISPATCH_CLAIM_SLACK_S", 5.0)
+# Caps being sent hold a lease renewed every third of it while their sender lives; a lapsed lease
+# tells the sweep the send died with its process (redone then, never on top of a live send).
+DISPATCH_CLAIM_LEASE_S = env.float("DISPATCH_CLAIM_LEASE_S", 9.0)
 # Delivery judged by measurement: a cap "responded" when the draw fell to limit + tolerance.
 DELIVERY_TOLERANCE_A = env.float("DELIVERY_TOLERANCE_A", 1.5)
 DELIVERY_TOLERANCE_KW = env.float("DELIVERY_TOLERANCE_KW", 0.5)

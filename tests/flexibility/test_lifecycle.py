@@ -4,9 +4,11 @@ the one retry rule, per-party sends, and the sweep redoing only what is known to
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 from flexibility import dispatch, services, tasks
 from flexibility.models import TRANSITIONS, Activation, Curtailment, Signal
@@ -159,27 +161,40 @@ def test_too_often_is_retried_later_and_refusals_never(cpo, alice, brp, clock):
     assert cap.due_at == T0 + timedelta(seconds=8)  # attempt 3: 2 * 2**2
 
 
-def test_a_claim_lasts_as_long_as_the_send_can_take(settings):
-    settings.DISPATCH_THREADS, settings.OCPI_HTTP_POOL_SIZE, settings.OCPI_HTTP_TIMEOUT_S = 64, 64, 5.0
-    settings.DISPATCH_CLAIM_SLACK_S, settings.DISPATCH_SEND_HARD_LIMIT_S = 5.0, 150
-    assert dispatch.claim_s(1) == dispatch.claim_s(64) == 10.0  # one round of calls: 5 s + 5 s slack
-    assert dispatch.claim_s(65) == 15.0  # two rounds
-    assert dispatch.claim_s(2000) == 151.0  # 32 rounds would be 165 s: the hard time limit kills it first
-
-
 def test_a_send_still_running_is_never_doubled(cpo, alice, brp, clock, settings):
-    settings.DISPATCH_CLAIM_SLACK_S, settings.OCPI_HTTP_TIMEOUT_S = 5.0, 5.0
+    settings.DISPATCH_CLAIM_LEASE_S = 9.0
     _sessions(alice, 1)
     activation = _activation(brp)
     ids = dispatch.plan_activation(activation.pk)
-    Curtailment.objects.filter(pk__in=ids).update(status=S.SENT, due_at=T0 + dispatch.claim_s(1) * SECOND)
+    Curtailment.objects.filter(pk__in=ids).update(status=S.SENT, due_at=T0 + 9 * SECOND)  # a live lease
     assert dispatch.lost_sends() == {}
     dispatch.send_caps(ids)  # a redelivered task while the first still runs: nothing sent
     assert cpo.calls == []
-    clock.advance(11)
-    assert dispatch.lost_sends() == {activation.pk: ids}  # the claim expired: that task is dead
+    clock.advance(10)
+    assert dispatch.lost_sends() == {activation.pk: ids}  # the lease lapsed: that send is dead
     dispatch.send_caps(ids)
     assert [c.method for c in cpo.calls] == ["PUT"]
+
+
+def test_the_lease_is_renewed_while_the_send_runs(cpo, alice, brp, clock, settings, transactional_db):
+    """A PUT that takes 1.5 s with a 0.9 s lease: renewed every 0.3 s, so never seen as lost meanwhile."""
+    settings.DISPATCH_CLAIM_LEASE_S = 0.9
+    seen: list[dict] = []
+
+    def slow_put(call):
+        for _ in range(5):
+            time.sleep(0.3)
+            clock.advance(0.3)
+            seen.append(dispatch.lost_sends())
+        connection.close()  # the server thread's own connection
+        return ok({"result": "ACCEPTED", "timeout": 30})
+
+    cpo.route("PUT", "/cp/", slow_put)
+    _sessions(alice, 1)
+    activation = _activation(brp)
+    dispatch.send_caps(dispatch.plan_activation(activation.pk))
+    assert seen == [{}] * 5
+    assert Curtailment.objects.get().status == S.PENDING
 
 
 def test_each_partys_caps_go_in_their_own_task(cpo, alice, brp, clock):
