@@ -178,6 +178,9 @@ class CapPlan:
 class Plan:
     caps: list[CapPlan] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
+    # Capped sessions by where their draw came from ("measured", "power", "kwh", "assumed"): the preview
+    # shows how much of the expected shed rests on measurement.
+    by_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def expected_kw(self) -> float:
@@ -282,4 +285,6 @@ def plan_caps(views: Iterable[SessionView], start: datetime, end: datetime,
             continue
         low, high = shed_range_kw(view)
         plan.caps.append(CapPlan(view.session_pk, start, start + allowed, LIMIT_A, low, high))
+        source = view.current_source or "measured"  # a bare current (no provenance given) is a reading
+        plan.by_source[source] = plan.by_source.get(source, 0) + 1
     return plan

@@ -291,6 +291,16 @@ def test_an_unresponsive_evse_is_capped_but_counted_out_of_the_shed():
     assert (cap.expected_kw, cap.expected_kw_high) == (0.0, 0.0)
 
 
+def test_the_plan_counts_its_caps_by_where_their_draw_came_from():
+    plan = plan_caps([std(1, power=11.0, source="kwh", phases=3, phases_source="reported"),
+                      std(2, power=11.0, source="assumed"), std(3, power=9.0, source="assumed"),
+                      std(4, current=16.0, source="measured", phases=3, phases_source="reported")], START, END)
+    assert plan.by_source == {"kwh": 1, "assumed": 2, "measured": 1}
+    # 11 kW on three known phases: 11 - 5.52 = 5.48 kW; 11 and 9 kW unknown: 5.48..9.16 and 3.48..7.16 kW.
+    assert plan.expected_kw == pytest.approx(5.48 + 5.48 + 3.48 + 5.52)
+    assert plan.expected_kw_high == pytest.approx(5.48 + 9.16 + 7.16 + 5.52)
+
+
 def test_stale_after_is_a_parameter():
     seen = SessionView(1, "ACTIVE", 16.0, 3, seen_at=t(16, 50))  # 10 min without news
     assert plan_caps([seen], START, END, timedelta(minutes=5)).skipped[SKIP_STALE] == 1
