@@ -372,9 +372,13 @@ def overdue_activation_ids(now: datetime | None = None) -> list[int]:
 
 
 def unplanned_activation_ids(now: datetime | None = None) -> list[int]:
-    """Activations relayed a while ago whose plan was never made (the dispatch task was lost)."""
+    """Activations relayed two leases ago whose plan was never made (the dispatch task was lost).
+
+    A plan still being made holds the activation's row lock and a repeat finds it made, so a
+    re-dispatch on top of a slow one only queues sends that the leases keep from doubling.
+    """
     now = now or clock.now()
-    grace = _sim_after(settings.DISPATCH_SEND_HARD_LIMIT_S, now) - now
+    grace = _sim_after(2 * settings.DISPATCH_CLAIM_LEASE_S, now) - now
     return list(Activation.objects.filter(
         status=Activation.Status.DISPATCHING, ends_at__gt=now, relayed_at__lte=now - grace, skipped={},
     ).values_list("pk", flat=True))
