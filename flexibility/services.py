@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 
-from smatch import clock
+from smatch import celery, clock
 
 from . import planning, responsiveness
 from .models import Activation, Brp, Decision, Signal
@@ -19,16 +19,10 @@ from .models import Activation, Brp, Decision, Signal
 log = logging.getLogger(__name__)
 
 
-def enqueue(task, *args) -> None:
-    """Queue a task after commit; if the broker is down, log it and leave it to the sweep.
+def enqueue(task, *args, countdown: float | None = None) -> None:
+    """Queue a task after commit through the one broker-safe path (`smatch.celery.enqueue`)."""
+    celery.enqueue(task, *args, countdown=countdown)
 
-    What was decided is committed already; the sweep re-dispatches a stalled activation, restores
-    an overdue one and relays a due policy signal, so an unreachable broker delays, never loses.
-    """
-    try:
-        task.delay(*args)
-    except Exception:  # kombu's OperationalError and the transport's own connection errors
-        log.exception("could not queue %s%s: the sweep will pick it up", task.name, args)
 
 POLICY_LABEL = "policy"
 
@@ -145,7 +139,7 @@ def _apply_policy_on_arrival(signal: Signal) -> None:
         transaction.on_commit(lambda: enqueue(tasks.relay_by_policy, signal.pk))
     elif signal.brp.policy == Brp.Policy.AUTO_AFTER:
         delay_s = clock.real_seconds_until(signal.auto_relay_at)
-        transaction.on_commit(lambda: tasks.relay_by_policy.apply_async((signal.pk,), countdown=delay_s))
+        transaction.on_commit(lambda: enqueue(tasks.relay_by_policy, signal.pk, countdown=delay_s))
 
 
 def _decide(signal: Signal, action: str, actor, label: str, reason: str = "") -> None:

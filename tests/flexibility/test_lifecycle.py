@@ -243,7 +243,7 @@ def test_sessions_started_enqueue_goes_through_the_broker_safe_path(monkeypatch,
     def broker_down(*args, **kwargs):
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(tasks.throttle_new_sessions, "delay", broker_down)
+    monkeypatch.setattr(tasks.throttle_new_sessions, "apply_async", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         tasks.on_sessions_started(sender=Session, session_ids=[1, 2])  # logged, not raised
     assert "could not queue flexibility.throttle_new_sessions" in caplog.text

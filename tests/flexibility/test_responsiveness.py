@@ -94,7 +94,7 @@ def test_the_report_as_csv_for_staff(client, analyst, flagged, party):
 
 
 def test_the_report_over_rest_is_for_staff_only(client, analyst, flagged, brp):
-    assert client.get("/api/v1/evse-responsiveness/").status_code == 403
+    assert client.get("/api/v1/evse-responsiveness/").status_code == 401  # anonymous: challenged
     response = client.get("/api/v1/evse-responsiveness/", HTTP_AUTHORIZATION=f"Token {brp.api_token}")
     assert response.status_code in (401, 403)
     client.force_login(analyst)
