@@ -101,7 +101,7 @@ class CallOutcome:
         if self.result == "TOO_OFTEN":
             return RETRY
         if self.result == "ERROR" and (self.http_status is None or self.http_status >= 500):
-            return RETRY if not self.error.startswith(_POLICY_PREFIX) else REFUSED
+            return RETRY if not self.error.startswith(POLICY_PREFIX) else REFUSED
         return REFUSED
 
     @property
@@ -109,7 +109,7 @@ class CallOutcome:
         return self.disposition == RETRY
 
 
-_POLICY_PREFIX = "refused by policy: "
+POLICY_PREFIX = "refused by policy: "  # an error that no retry can cure (final)
 
 
 class CallFailed(OcpiClientError):
@@ -260,10 +260,10 @@ class OcpiClient:
                 headers["Content-Type"] = "application/json"
             reply = await outbound.request(http, method, url, headers=headers, data=data)
         except outbound.OutboundRefused as exc:
-            error = exc.reason if exc.transient else _POLICY_PREFIX + exc.reason
+            error = exc.reason if exc.transient else POLICY_PREFIX + exc.reason
             return CallOutcome(call.call_id, None, None, "ERROR", None, error, sent_at, clock.now())
         except OcpiClientError as exc:
-            return CallOutcome(call.call_id, None, None, "ERROR", None, _POLICY_PREFIX + str(exc), sent_at,
+            return CallOutcome(call.call_id, None, None, "ERROR", None, POLICY_PREFIX + str(exc), sent_at,
                                clock.now())
         return _outcome(call.call_id, reply.status, reply.body, sent_at, clock.now())
 

@@ -20,6 +20,7 @@ from django.conf import settings
 from smatch import clock
 from smatch.db import update_from_values
 
+from ..client import POLICY_PREFIX as _NOT_REGISTERED
 from ..client import CallOutcome, OutboundCall, build_set_charging_profile, client_for
 from ..models import ChargingProfileCall, OcpiParty
 
@@ -70,8 +71,15 @@ def send_profiles(targets: Sequence[ProfileTarget], kind: str, now: datetime | N
     parties = OcpiParty.objects.in_bulk(list(by_party))
     outcomes: list[CallOutcome | None] = [None] * len(targets)
     for party_pk, indexes in by_party.items():
+        party = parties.get(party_pk)
+        if party is None or party.status != OcpiParty.Status.REGISTERED:
+            # Revoked (it DELETEd our credentials, or an operator did): no call goes to it any more.
+            for i in indexes:
+                outcomes[i] = CallOutcome(rows[i].id, None, None, "ERROR", None,
+                                          f"{_NOT_REGISTERED}party is not registered", now, now)
+            continue
         calls = [_outbound(targets[i], rows[i].id, kind, now) for i in indexes]
-        answers = client_for(parties[party_pk]).fan_out(calls, max_workers=settings.DISPATCH_THREADS)
+        answers = client_for(party).fan_out(calls, max_workers=settings.DISPATCH_THREADS)
         for i, answer in zip(indexes, answers, strict=True):
             outcomes[i] = answer
     record_outcomes([o for o in outcomes if o is not None])

@@ -223,3 +223,11 @@ def test_transport_failure_is_retried(party):
 
 def test_session_payload_helper_is_valid(ocpi, party):
     assert ocpi("PUT", "2.2.1/sessions/NL/CPO/S1", session_payload()).status_code == 201
+
+
+def test_no_call_goes_to_a_party_that_is_not_registered(party, cpo_server, sessions):
+    OcpiParty.objects.filter(pk=party.pk).update(status=OcpiParty.Status.REVOKED)
+    cpo_server.route("DELETE", "/ocpi/2.2.1/cp/", lambda call: ok({"result": "ACCEPTED", "timeout": 30}))
+    [sent] = services.send_profiles([_target(sessions[0])], "CLEAR", START)
+    assert (sent.disposition, sent.outcome.error) == ("refused", "refused by policy: party is not registered")
+    assert cpo_server.calls == []
