@@ -16,6 +16,8 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from ocpi_client.models import ChargingProfileCall
+
 from . import dispatch, responsiveness, services
 from .models import Activation, Brp, Curtailment, Decision, EvseResponsiveness, Signal, SteeringRule
 from .summary import activation_summary
@@ -211,8 +213,6 @@ class CurtailmentAdmin(ReadOnlyAdmin):
 
     @admin.display(description="async result")
     def async_result(self, cap: Curtailment) -> str:
-        from ocpi_client.models import ChargingProfileCall
-
         call = ChargingProfileCall.objects.filter(purpose_id=cap.pk, kind="SET").order_by("-created_at").first()
         return f"{call.result or '-'} {call.result_at or ''}" if call else "-"
 
