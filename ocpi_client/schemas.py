@@ -243,16 +243,18 @@ def latest_period_dimensions(periods: list[dict]) -> tuple[float | None, float |
 def merge_periods(stored: list[dict], added: list[dict]) -> list[dict]:
     """The PATCH rule: periods in a PATCH are added to the stored ones (sorted by start).
 
-    A period sent again unchanged is stored once; one with the start of a stored period but other
-    dimensions overlaps it and is refused (2001), so nothing is half-stored.
+    A period sent again unchanged is stored once. The latest stored period is still open, so a
+    PATCH may send it again with its final values (CSMSs close it that way): it is replaced. A
+    closed period sent again with other dimensions overlaps it: refused (2001), nothing half-stored.
     """
     by_start = {ocpi_datetime(p["start_date_time"], "stored period"): p for p in stored}
+    open_start = max(by_start) if by_start else None
     for period in added:
         start = ocpi_datetime(period["start_date_time"], "charging_periods")
         known = by_start.get(start)
-        if known is not None and known.get("dimensions") != period.get("dimensions"):
+        if known is not None and start != open_start and known.get("dimensions") != period.get("dimensions"):
             raise OcpiValidationError(f"charging_periods: the period starting at {period['start_date_time']} "
-                                      "overlaps a stored period with other dimensions")
+                                      "overlaps a closed stored period with other dimensions")
         by_start[start] = period
     return [by_start[start] for start in sorted(by_start)]
 

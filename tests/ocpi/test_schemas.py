@@ -126,10 +126,16 @@ def test_patch_rule_adds_periods_and_stores_a_repeat_once():
                                                       "2025-05-06T17:10:00Z"]
 
 
-def test_patch_period_overlapping_a_stored_one_is_refused():
-    with pytest.raises(OcpiValidationError, match="overlaps a stored period") as info:
-        merge_periods([period(0), period(5, ENERGY=2.0)], [period(5, ENERGY=3.0)])
+def test_patch_period_overlapping_a_closed_one_is_refused():
+    with pytest.raises(OcpiValidationError, match="overlaps a closed stored period") as info:
+        merge_periods([period(0, ENERGY=1.0), period(5, ENERGY=2.0)], [period(0, ENERGY=3.0)])
     assert info.value.status_code == 2001
+
+
+def test_the_open_period_may_come_again_with_its_final_values():
+    # What CSMSs do: each PATCH carries the period just closed (final averages) and the new open one.
+    merged = merge_periods([period(0), period(5, ENERGY=0.1)], [period(5, ENERGY=0.9), period(10, ENERGY=0.0)])
+    assert [p["dimensions"][0]["volume"] for p in merged] == [1.0, 0.9, 0.0]
 
 
 def test_two_periods_with_one_start_in_a_body_are_refused():

@@ -209,9 +209,9 @@ def test_charging_periods_follow_the_patch_rule_and_come_back_on_get(ocpi, party
 def test_a_patch_with_an_overlapping_period_stores_nothing(ocpi, party):
     ocpi("PUT", PATH, session_payload(charging_periods=[energy_period(0, 0.5), energy_period(3, 0.4)]))
     response = ocpi("PATCH", PATH, {"kwh": 9.0, "last_updated": "2025-05-06T17:08:00Z",
-                                    "charging_periods": [energy_period(3, 0.9), energy_period(6, 0.2)]})
+                                    "charging_periods": [energy_period(0, 0.9), energy_period(6, 0.2)]})
     assert response.envelope["status_code"] == 2001
-    assert "overlaps a stored period" in response.envelope["status_message"]
+    assert "overlaps a closed stored period" in response.envelope["status_message"]
     session = Session.objects.get()
     assert session.kwh == 1.5 and len(session.charging_periods) == 2 and SessionState.objects.count() == 1
 
