@@ -9,6 +9,10 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import override_settings
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from flexibility import dispatch, services, tasks
 from flexibility.models import TRANSITIONS, Activation, Curtailment, Signal
@@ -247,3 +251,13 @@ def test_sessions_started_enqueue_goes_through_the_broker_safe_path(monkeypatch,
     with django_capture_on_commit_callbacks(execute=True):
         tasks.on_sessions_started(sender=Session, session_ids=[1, 2])  # logged, not raised
     assert "could not queue flexibility.throttle_new_sessions" in caplog.text
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(base=st.floats(min_value=0.1, max_value=10), cap=st.floats(min_value=1, max_value=300),
+       attempt=st.integers(min_value=1, max_value=20))
+def test_backoff_grows_and_is_bounded(base, cap, attempt):
+    with override_settings(DISPATCH_RETRY_BASE_S=base, DISPATCH_RETRY_MAX_S=max(cap, base)):
+        delays = [dispatch.retry_delay_s(n) for n in range(attempt, attempt + 6)]
+    assert delays == sorted(delays) and max(delays) <= max(cap, base)
+    assert delays[0] >= min(base, max(cap, base))

@@ -12,6 +12,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from ocpi_client import services
 from ocpi_client.client import CallFailed, call_json
@@ -333,3 +336,14 @@ def test_profile_calls_to_a_private_endpoint_are_refused_in_production(productio
     assert cpo_server.calls == []
     assert ChargingProfileCall.objects.get(id=sent.call_id).response_result == "ERROR"
     assert isinstance(sent.call_id, uuid.UUID)
+
+
+@hyp_settings(max_examples=300, deadline=None)
+@given(st.one_of(*(st.ip_addresses(network=net) for net in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "224.0.0.0/4",
+    "100.64.0.0/10", "::1/128", "fe80::/10", "fc00::/7", "ff00::/8"))))
+def test_no_private_loopback_link_local_or_multicast_address_is_allowed(address):
+    assert not outbound.address_allowed(str(address), private_ok=False)
+    mapped = f"::ffff:{address}" if address.version == 4 else None
+    if mapped:
+        assert not outbound.address_allowed(mapped, private_ok=False)
