@@ -157,6 +157,16 @@ class CurtailmentInline(admin.TabularInline):
         return super().get_queryset(request).select_related("session")[:200]
 
 
+def _warn_drivers_at_risk(request) -> None:
+    """Caps of the last day after which the EV did not resume: the operator sees them at once."""
+    count = responsiveness.drivers_at_risk_count()
+    if count:
+        url = reverse("admin:flexibility_curtailment_changelist") + "?resumption__exact=not_resumed"
+        messages.error(request, format_html(
+            '{} driver(s) at risk: the EV did not resume after the cap in the last 24 h. <a href="{}">See them</a>.',
+            count, url))
+
+
 @admin.register(Activation)
 class ActivationAdmin(ReadOnlyAdmin):
     list_display = ["pk", "signal", "status", "relayed_at", "ends_at", "eligible", "expected_kw", "restored_at",
@@ -174,6 +184,10 @@ class ActivationAdmin(ReadOnlyAdmin):
         at_risk = Q(**{f"{caps}__resumption": Curtailment.Resumption.NOT_RESUMED})
         return super().get_queryset(request).annotate(
             caps_in_force=Count(caps, filter=in_force), caps_at_risk=Count(caps, filter=at_risk))
+
+    def changelist_view(self, request, extra_context=None):
+        _warn_drivers_at_risk(request)
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="caps in force", ordering="caps_in_force")
     def in_force(self, activation: Activation) -> int:

@@ -121,3 +121,10 @@ def csv_safe(value: object) -> object:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+def drivers_at_risk_count(now: datetime | None = None, within: timedelta = timedelta(hours=24)) -> int:
+    """Caps restored in the last `within` after which the EV did not resume charging."""
+    now = now or clock.now()
+    return Curtailment.objects.filter(resumption=Curtailment.Resumption.NOT_RESUMED,
+                                      restored_at__gte=now - within).count()

@@ -101,3 +101,13 @@ def test_the_report_over_rest_is_for_staff_only(client, analyst, flagged, brp):
     body = client.get("/api/v1/evse-responsiveness/?flagged=1").json()
     assert body["count"] == 1 and body["results"][0]["evse_uid"] == "=HYPERLINK(1)"
     assert body["results"][0]["recent"] == "NNR"
+
+
+def test_drivers_at_risk_are_shown_to_the_operator_at_once(client, operator, brp, party, clock):
+    stuck = _cap(brp, party, 1, "E-stuck", 8.0, 7.5)
+    clock.advance(3600)
+    responsiveness.assess_due()
+    assert Curtailment.objects.get(pk=stuck.pk).resumption == "not_resumed"
+    client.force_login(operator)
+    page = client.get("/admin/flexibility/activation/").content.decode()
+    assert "1 driver(s) at risk" in page and "resumption__exact=not_resumed" in page
