@@ -140,7 +140,9 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(DJANGO_ENV="production", DEBUG="false", SECRET_KEY="bench-" + "x" * 40,
                ALLOWED_HOSTS="127.0.0.1,localhost", DATABASE_URL=database_url,
-               CELERY_BROKER_URL=REDIS_URL, PYTHONPATH=str(ROOT))
+               CELERY_BROKER_URL=REDIS_URL, PYTHONPATH=str(ROOT),
+               # The simulator runs on loopback: production refuses private targets unless allowed.
+               OUTBOUND_ALLOW_PRIVATE="true")
     env.update(extra)
     return env
 
