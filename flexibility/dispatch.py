@@ -257,10 +257,10 @@ def on_profile_result(sender, call_id, kind: str, purpose_id: int | None, result
     """
     if kind != ChargingProfileCall.Kind.SET or purpose_id is None:
         return None
-    status = Curtailment.objects.filter(pk=purpose_id).values_list("status", flat=True).first()
-    if status is None:
+    row = Curtailment.objects.filter(pk=purpose_id).values_list("status", "activation__status").first()
+    if row is None:
         return None
-    if status == S.RESTORED:
+    if row[0] == S.RESTORED or row[1] == Activation.Status.RESTORED:  # too late to matter: nothing changes
         return ocpi_services.STALE
     if result == "ACCEPTED":
         transition([purpose_id], S.IN_FORCE)

@@ -261,3 +261,39 @@ def test_backoff_grows_and_is_bounded(base, cap, attempt):
         delays = [dispatch.retry_delay_s(n) for n in range(attempt, attempt + 6)]
     assert delays == sorted(delays) and max(delays) <= max(cap, base)
     assert delays[0] >= min(base, max(cap, base))
+
+
+def test_a_late_result_for_a_failed_cap_of_a_restored_activation_changes_nothing(cpo, alice, brp, clock):
+    _sessions(alice, 1)
+    cpo.route("PUT", "/cp/", lambda call: ok(None, 3000, 503))
+    activation = _activation(brp)
+    dispatch.send_caps(dispatch.plan_activation(activation.pk))
+    clock.advance((activation.ends_at - T0).total_seconds())
+    dispatch.restore_activation(activation.pk)
+    cap = Curtailment.objects.get()
+    assert cap.status == S.FAILED
+    with pytest.raises(ocpi_services.StaleResult):
+        ocpi_services.record_profile_result(alice, _set_call(cap).id, {"result": "ACCEPTED"})
+    cap.refresh_from_db()
+    assert cap.status == S.FAILED
+
+
+def test_an_accepted_result_for_a_put_we_gave_up_on_puts_the_cap_in_force(cpo, alice, brp, clock):
+    """While the activation runs, a PUT that timed out for us but reached the CSMS is in force:
+    it counts against the budget and gets its DELETE at the end."""
+    _sessions(alice, 1)
+    cpo.route("PUT", "/cp/", lambda call: ok(None, 3000, 503))
+    activation = _activation(brp)
+    ids = dispatch.plan_activation(activation.pk)
+    dispatch.send_caps(ids)
+    dispatch.give_up(ids)
+    cap = Curtailment.objects.get()
+    assert cap.status == S.FAILED
+    ocpi_services.record_profile_result(alice, _set_call(cap).id, {"result": "ACCEPTED"})
+    cap.refresh_from_db()
+    assert cap.status == S.IN_FORCE
+    clock.advance((activation.ends_at - T0).total_seconds())
+    dispatch.restore_activation(activation.pk)
+    cap.refresh_from_db()
+    assert (cap.status, cap.restored_from) == (S.RESTORED, S.IN_FORCE)
+    assert [c.method for c in cpo.calls][-1] == "DELETE"
