@@ -81,8 +81,11 @@ def _apply(party: OcpiParty, country_code: str, party_id: str, session_id: str, 
         session.extra = update.extra if not partial else {**session.extra, **update.extra}
         changed |= {*update.fields, "extra"} - set(_KEY_FIELDS)
     kwh, status = _state_energy_and_status(session, update, newer)
-    before = (session.states.filter(timestamp__lt=update.last_updated).order_by("-timestamp")
-              .values_list("timestamp", "kwh").first())
+    before = None
+    if update.currents_a is None and update.current_dimension_a is None and update.power_kw is None:
+        # Only a kWh-only update needs the state before it (one indexed query).
+        before = (session.states.filter(timestamp__lt=update.last_updated).order_by("-timestamp")
+                  .values_list("timestamp", "kwh").first())
     reading = derive_reading(update, kwh, session.phases, session.phases_source, before)
     if newer:
         session.phases, session.phases_source = reading.phases, reading.phases_source
