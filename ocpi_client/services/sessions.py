@@ -86,7 +86,7 @@ def _apply(party: OcpiParty, country_code: str, party_id: str, session_id: str, 
         # Only a kWh-only update needs the state before it (one indexed query).
         before = (session.states.filter(timestamp__lt=update.last_updated).order_by("-timestamp")
                   .values_list("timestamp", "kwh").first())
-    reading = derive_reading(update, kwh, session.phases, session.phases_source, before)
+    reading = derive_reading(update, kwh, session.phases, session.phases_source, before, session.start_date_time)
     if newer:
         session.phases, session.phases_source = reading.phases, reading.phases_source
         session.current_source, session.last_power_kw = reading.current_source, reading.power_kw
