@@ -125,7 +125,7 @@ def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None
         first_plan = session_pks is None and activation.status == Activation.Status.DISPATCHING
         already_planned = first_plan and bool(activation.skipped)
         if activation.status in RUNNING and now < activation.ends_at and not already_planned:
-            plan = planning.plan_caps(load_views(now, session_pks), now, activation.ends_at)
+            plan = planning.plan_caps(load_views(now, session_pks), now, activation.ends_at, stale_after())
     handed: set[int] = set()
     if plan is not None:
         for start in range(0, len(plan.caps), settings.DISPATCH_CHUNK):
