@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ocpi_client import tasks
 from ocpi_client.errors import OcpiValidationError
-from ocpi_client.models import Connector, Session
-from ocpi_client.services.locations import parse_location, pull_locations
+from ocpi_client.models import Connector, OcpiParty, Session
+from ocpi_client.services.locations import locations_due, parse_location, pull_locations
 from smatch.celery import app
 
 from .conftest import session_payload
@@ -83,7 +85,15 @@ def test_a_party_without_the_module_is_not_asked(party, cpo_server):
 def test_the_daily_refresh_is_on_the_beat():
     assert tasks.pull_locations.name == "ocpi_client.pull_locations"  # importing the tasks registers the beat
     entry = app.conf.beat_schedule["ocpi-pull-locations"]
-    assert entry["task"] == "ocpi_client.pull_locations" and entry["schedule"] == 86400.0
+    assert entry["task"] == "ocpi_client.pull_locations" and entry["schedule"] == 300.0
+
+
+def test_a_new_party_is_due_at_once_and_then_daily(offering, clock):
+    assert locations_due() == [offering.pk]  # never pulled
+    OcpiParty.objects.filter(pk=offering.pk).update(locations_pulled_at=clock.now() - timedelta(hours=23))
+    assert locations_due() == []
+    OcpiParty.objects.filter(pk=offering.pk).update(locations_pulled_at=clock.now() - timedelta(hours=24))
+    assert locations_due() == [offering.pk]
 
 
 json_values = st.recursive(
