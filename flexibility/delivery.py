@@ -93,11 +93,16 @@ def _majority_low(levels: Sequence[_Level]) -> bool | None:
 
 
 def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime, session_start: datetime,
-          phases: int | Sequence[int], restored_at: datetime | None = None, rule: Rule = Rule()) -> Verdict:
+          phases: int | Sequence[int], restored_at: datetime | None = None, rule: Rule = Rule(),
+          before_a: float | None = None) -> Verdict:
     """The verdict on one cap from the session's own readings (any order; others are ignored).
 
-    `phases`: the session's phase count, or the plausible counts when it is not firm.
+    `phases`: the session's phase count, or the plausible counts when it is not firm. `before_a`:
+    the per-phase current measured when the cap was planned; already at the cap's level, the cap
+    proves nothing (a session at 9 A ignoring it still reads "at 8 A"): no data either way.
     """
+    if before_a is not None and before_a <= rule.limit_a + rule.tolerance_a:
+        return Verdict(NO_DATA, NO_DATA if restored_at is not None else "")
     levels = _levels(readings, (phases,) if isinstance(phases, int) else tuple(phases), rule)
     judge_from = max(cap_start, session_start) + rule.grace
     until = min(cap_end, restored_at) if restored_at is not None else cap_end

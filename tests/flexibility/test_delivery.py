@@ -56,6 +56,17 @@ def test_with_unknown_phases_only_a_power_every_phase_count_agrees_on_decides():
     assert verdict(kwh_states(3.7), phases=1).delivery == "not_responded"
 
 
+def test_a_cap_on_a_draw_already_at_its_level_proves_nothing():
+    """Planned at 9 A (within 8 + 1.5 A): it reads "at the cap" whether it obeyed or not: no data."""
+    ignoring = [Reading(at(200), 10, current_a=9.0), Reading(at(300), 10.1, current_a=9.0)]
+    assert judge(ignoring, cap_start=T0, cap_end=CAP_END, session_start=T0, phases=3, rule=RULE,
+                 before_a=9.0) == delivery.Verdict("no_data", "")
+    assert judge(ignoring, cap_start=T0, cap_end=CAP_END, session_start=T0, phases=3, rule=RULE,
+                 restored_at=CAP_END, before_a=9.0) == delivery.Verdict("no_data", "no_data")
+    assert judge(ignoring, cap_start=T0, cap_end=CAP_END, session_start=T0, phases=3, rule=RULE,
+                 before_a=16.0).delivery == "responded"  # from 16 A to 9 A: it did fall to the level
+
+
 def test_an_average_that_starts_before_the_cap_is_not_judged():
     # The pair spans the cap start + grace (t=60 s is inside the grace): no qualifying reading.
     assert verdict([Reading(at(60), 10.0), Reading(at(300), 10.9)]).delivery == "no_data"
