@@ -141,7 +141,9 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
     # Plain HTTP on loopback, no TLS proxy in front: no redirect to https (production's default).
     env.update(DJANGO_ENV="production", DEBUG="false", SECRET_KEY="bench-" + "x" * 50, SECURE_SSL_REDIRECT="false",
                ALLOWED_HOSTS="127.0.0.1,localhost", DATABASE_URL=database_url,
-               CELERY_BROKER_URL=REDIS_URL, PYTHONPATH=str(ROOT))
+               CELERY_BROKER_URL=REDIS_URL, PYTHONPATH=str(ROOT),
+               # The simulator runs on loopback: production refuses private targets unless allowed.
+               OUTBOUND_ALLOW_PRIVATE="true")
     env.update(extra)
     return env
 

@@ -239,7 +239,7 @@ def main() -> int:
     env = production_env(url, CELERY_BROKER_URL=BROKER)
     manage(env, "migrate", "--noinput", "-v", "0")
     os.environ.update({k: env[k] for k in ("DJANGO_ENV", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL",
-                                           "CELERY_BROKER_URL")})
+                                           "CELERY_BROKER_URL", "OUTBOUND_ALLOW_PRIVATE")})
     os.environ["DJANGO_SETTINGS_MODULE"] = "smatch.settings"
     import django
 

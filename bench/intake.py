@@ -46,9 +46,10 @@ CC, PARTY = "NL", "BEN"
 START = datetime(2025, 5, 6, 6, 0, tzinfo=UTC)
 SETUP = """
 from ocpi_client import services
-from ocpi_client.models import OcpiParty
+from ocpi_client.models import OcpiParty, OcpiPartyRole
 party, token = services.issue_token("bench CPO")
 OcpiParty.objects.filter(pk=party.pk).update(status=OcpiParty.Status.REGISTERED, country_code="{cc}", party_id="{pid}")
+OcpiPartyRole.objects.create(party=party, country_code="{cc}", ocpi_party_id="{pid}", role="CPO")
 print(token)
 """
 COUNT = "from ocpi_client.models import SessionState; print(SessionState.objects.count())"

@@ -7,17 +7,22 @@ declares its permission; minting or rotating a BRP token needs `ocpi_client.mana
 
 from __future__ import annotations
 
+import csv
+
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpResponse
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from ocpi_client.admin import CREDENTIALS_PERM
+from ocpi_client.models import ChargingProfileCall
 
-from . import dispatch, services
-from .models import Activation, Brp, Curtailment, Decision, Signal, SteeringRule
+from . import dispatch, responsiveness, services
+from .models import Activation, Brp, Curtailment, Decision, EvseResponsiveness, Signal, SteeringRule
 from .summary import activation_summary
 
 
@@ -130,8 +135,12 @@ class SignalAdmin(admin.ModelAdmin):
         if signal.status != Signal.Status.RECEIVED:
             return "-"
         plan = dispatch.preview()
-        skipped = ", ".join(f"{k}: {v}" for k, v in plan.skipped.items())
-        return f"{len(plan.caps)} sessions eligible, expected shed {plan.expected_kw:.1f} kW; skipped: {skipped}"
+        skipped = ", ".join(f"{k}: {v}" for k, v in plan.skipped.items() if v)
+        src = plan.by_source
+        shed = f"{plan.expected_kw:.1f}-{plan.expected_kw_high:.1f} kW"
+        return (f"{len(plan.caps)} sessions eligible, expected shed {shed} "
+                f"(draw measured {src.get('measured', 0)} / from POWER {src.get('power', 0)} / from kWh "
+                f"{src.get('kwh', 0)} / phases assumed {src.get('assumed', 0)}); skipped: {skipped or 'none'}")
 
     @admin.display(description="activation")
     def activation_link(self, signal: Signal) -> str:
@@ -176,7 +185,8 @@ class CurtailmentInline(admin.TabularInline):
     extra = 0
     can_delete = False
     max_num = 0
-    fields = ["session", "status", "response", "attempts", "starts_at", "ends_at", "restored_at", "expected_kw"]
+    fields = ["session", "status", "restored_from", "response", "attempts", "starts_at", "ends_at", "restored_at",
+              "expected_kw", "delivery", "resumption"]
     readonly_fields = fields
     show_change_link = True
 
@@ -184,14 +194,49 @@ class CurtailmentInline(admin.TabularInline):
         return super().get_queryset(request).select_related("session")[:200]
 
 
+def _warn_drivers_at_risk(request) -> None:
+    """Caps of the last day after which the EV did not resume: the operator sees them at once."""
+    count = responsiveness.drivers_at_risk_count()
+    if count:
+        url = reverse("admin:flexibility_curtailment_changelist") + "?resumption__exact=not_resumed"
+        messages.error(request, format_html(
+            '{} driver(s) at risk: the EV did not resume after the cap in the last 24 h. <a href="{}">See them</a>.',
+            count, url))
+
+
 @admin.register(Activation)
 class ActivationAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "signal", "status", "relayed_at", "ends_at", "eligible", "expected_kw", "restored_at"]
+    list_display = ["pk", "signal", "status", "relayed_at", "ends_at", "eligible", "expected_kw", "restored_at",
+                    "in_force", "drivers_at_risk"]
     list_filter = ["status"]
     list_select_related = ["signal", "signal__brp"]
     show_full_result_count = False
     readonly_fields = ["signal", "status", "relayed_at", "ends_at", "restored_at", "stopped_early", "figures"]
     fields = readonly_fields
+
+    def get_queryset(self, request):
+        caps = "curtailments"
+        in_force = Q(**{f"{caps}__status": Curtailment.Status.IN_FORCE}) | Q(
+            **{f"{caps}__restored_from": Curtailment.Status.IN_FORCE})
+        at_risk = Q(**{f"{caps}__resumption": Curtailment.Resumption.NOT_RESUMED})
+        return super().get_queryset(request).annotate(
+            caps_in_force=Count(caps, filter=in_force), caps_at_risk=Count(caps, filter=at_risk))
+
+    def changelist_view(self, request, extra_context=None):
+        _warn_drivers_at_risk(request)
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="caps in force", ordering="caps_in_force")
+    def in_force(self, activation: Activation) -> int:
+        return activation.caps_in_force
+
+    @admin.display(description="drivers at risk (did not resume)", ordering="caps_at_risk")
+    def drivers_at_risk(self, activation: Activation) -> str:
+        if not activation.caps_at_risk:
+            return "0"
+        url = reverse("admin:flexibility_curtailment_changelist")
+        return format_html('<a href="{}?activation__id__exact={}&resumption__exact=not_resumed"><b>{}</b></a>',
+                           url, activation.pk, activation.caps_at_risk)
 
     @admin.display(description="summary and latency")
     def figures(self, activation: Activation) -> str:
@@ -209,24 +254,57 @@ class ActivationAdmin(ReadOnlyAdmin):
 @admin.register(Curtailment)
 class CurtailmentAdmin(ReadOnlyAdmin):
     list_display = [
-        "session", "activation", "status", "response", "async_result", "attempts", "starts_at", "ends_at",
-        "restored_at", "budget_used_4h",
+        "session", "activation", "status", "restored_from", "response", "async_result", "attempts", "starts_at",
+        "ends_at", "restored_at", "delivery", "resumption", "budget_used_4h",
     ]
-    list_filter = ["status", "response"]
+    list_filter = ["status", "restored_from", "response", "delivery", "resumption"]
     list_select_related = ["session", "activation"]
     show_full_result_count = False
     raw_id_fields = ["session", "activation"]
 
     @admin.display(description="async result")
     def async_result(self, cap: Curtailment) -> str:
-        from ocpi_client.models import ChargingProfileCall
-
         call = ChargingProfileCall.objects.filter(purpose_id=cap.pk, kind="SET").order_by("-created_at").first()
         return f"{call.result or '-'} {call.result_at or ''}" if call else "-"
 
     @admin.display(description="cap used in last 4 h")
     def budget_used_4h(self, cap: Curtailment) -> str:
         return dispatch.budget_used(cap.session_id, cap.starts_at)
+
+
+@admin.register(EvseResponsiveness)
+class EvseResponsivenessAdmin(ReadOnlyAdmin):
+    """The CPO-facing report: EVSEs whose caps were not delivered, flagged after N of the last M."""
+
+    list_display = ["evse_uid", "party", "flagged", "judged", "failures", "not_resumed", "recent_verdicts",
+                    "updated_at"]
+    list_filter = ["flagged", "party"]
+    list_select_related = ["party"]
+    search_fields = ["evse_uid"]
+    show_full_result_count = False
+    change_list_template = "admin/flexibility/evseresponsiveness/change_list.html"
+
+    @admin.display(description="recent (R responded, N did not)")
+    def recent_verdicts(self, record: EvseResponsiveness) -> str:
+        return responsiveness.recent_text(record.recent)
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_csv)
+        return [path("report.csv", download, name="flexibility_evseresponsiveness_csv"), *super().get_urls()]
+
+    def download_csv(self, request) -> HttpResponse:
+        """The report as CSV (`?flagged=1` for the flagged EVSEs only, `?party=<id>` for one CPO)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        party = request.GET.get("party")
+        rows = responsiveness.report_rows(int(party) if party and party.isdigit() else None,
+                                          flagged_only=request.GET.get("flagged") == "1")
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="evse-responsiveness.csv"'
+        writer = csv.DictWriter(response, fieldnames=responsiveness.REPORT_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: responsiveness.csv_safe(v) for k, v in row.items()} for row in rows)
+        return response
 
 
 @admin.register(Decision)

@@ -21,6 +21,9 @@ from .summary import activation_summary
 
 SKIP_WORDS = {
     planning.SKIP_NOT_ACTIVE: "not charging",
+    planning.SKIP_NOT_REGISTERED: "CPO not registered",
+    planning.SKIP_STALE: "no news from the CPO for too long",
+    planning.SKIP_DRAW_UNKNOWN: "draw unknown (one state, no current or power yet)",
     planning.SKIP_AT_OR_BELOW_MIN: "already at or below 8 A",
     planning.SKIP_OPTED_OUT: "opted out by a steering rule",
     planning.SKIP_CAP: "30-minute budget in 4 hours used up",
@@ -28,11 +31,13 @@ SKIP_WORDS = {
 }
 # Cap state -> what the operator reads; the order is the order shown.
 CAP_STATE_WORDS = {
-    Curtailment.Status.PLANNED: "pending",
-    Curtailment.Status.SENT: "pending",
-    Curtailment.Status.ACCEPTED: "in force",
+    Curtailment.Status.PLANNED: "being sent",
+    Curtailment.Status.SENT: "being sent",
+    Curtailment.Status.PENDING: "pending at the CSMS",
+    Curtailment.Status.IN_FORCE: "in force",
     Curtailment.Status.REFUSED: "refused",
-    Curtailment.Status.FAILED: "no result",
+    Curtailment.Status.NO_RESULT: "no result",
+    Curtailment.Status.FAILED: "not sent",
     Curtailment.Status.RESTORED: "restored",
 }
 LATENCY_WORDS = {
@@ -50,7 +55,7 @@ CHART_AFTER = timedelta(minutes=1)
 class Preview:
     eligible: int
     expected_kw: float
-    expected_high_kw: float  # sessions of unknown phase count taken as three-phase
+    expected_high_kw: float  # the planner's high end (every plausible phase count)
     skips: list[tuple[str, int]]  # (reason in words, sessions), non-zero only
 
 
@@ -83,16 +88,8 @@ def preview(now: datetime | None = None) -> Preview:
     now = now or clock.now()
     views = dispatch.load_views(now)
     plan = planning.plan_caps(views, now, planning.activation_end(now))
-    low, high = shed_range_kw(plan, views)
-    return Preview(len(plan.caps), round(low, 1), round(high, 1), skips_in_words(plan.skipped))
-
-
-def shed_range_kw(plan: planning.Plan, views: list[planning.SessionView]) -> tuple[float, float]:
-    """The plan's expected shed (unknown phase counts as one phase) and the same taken as three-phase."""
-    by_pk = {v.session_pk: v for v in views}
-    high = sum(planning.shed_kw(by_pk[c.session_pk].last_current_a, by_pk[c.session_pk].phases or 3)
-               for c in plan.caps)
-    return plan.expected_kw, high
+    return Preview(len(plan.caps), round(plan.expected_kw, 1), round(plan.expected_kw_high, 1),
+                   skips_in_words(plan.skipped))
 
 
 def pending_signals(now: datetime | None = None, limit: int = 20) -> list[PendingSignal]:

@@ -1,35 +1,56 @@
-"""Carrying out an activation: plan caps, fan the PUTs out, retry, restore at the end.
+"""Carrying out an activation: plan caps, send them per party, follow their states, restore at the end.
 
-The hot loop (one OCPI PUT per session) runs in `ocpi_client.client.fan_out` over pooled
-keep-alive connections; everything around it reads and writes in bulk, never per session.
+Sending goes through the one OCPI sending service (`ocpi_client.services.send_profiles`), which
+owns the call rows and tells each outcome's disposition (accepted / refused / retry); this module
+only decides what to do with it, moving caps along their lifecycle (`models.TRANSITIONS`) with
+conditional UPDATEs. Everything reads and writes in bulk, never per session.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
-from typing import NamedTuple
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Max, Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Least
 
+from ocpi_client import services as ocpi_services
+from ocpi_client.client import ACCEPTED, RETRY
 from ocpi_client.models import ChargingProfileCall, Session
 from smatch import clock
-from smatch.db import update_from_values
 
 from . import planning
-from .models import Activation, Curtailment, Signal, SteeringRule
+from .models import LIVE, TRANSITIONS, Activation, Curtailment, Signal, SteeringRule
+from .responsiveness import flagged_evse_keys
 
 log = logging.getLogger(__name__)
 
-LIVE = (Curtailment.Status.SENT, Curtailment.Status.ACCEPTED)
-THROTTLED = (*LIVE, Curtailment.Status.RESTORED)  # what counts against the 4-hour budget
+S = Curtailment.Status
+THROTTLED = (*LIVE, S.RESTORED)  # what counts against the 4-hour budget
 RUNNING = (Activation.Status.DISPATCHING, Activation.Status.ACTIVE)
-REFUSALS = {"REJECTED", "NOT_SUPPORTED", "UNKNOWN_SESSION"}
+ASYNC_REFUSALS = frozenset({"REJECTED", "UNKNOWN"})
+
+
+def transition(ids: Iterable[int], to: str, **fields) -> int:
+    """Move caps to `to` from every status the lifecycle allows it from: one conditional UPDATE.
+
+    Returns the number of caps moved; a cap in any other status is left alone (a late or repeated
+    answer never undoes what happened since).
+    """
+    sources = [status for status, targets in TRANSITIONS.items() if to in targets]
+    if to == S.RESTORED:
+        fields.setdefault("restored_from", F("status"))
+    return Curtailment.objects.filter(pk__in=list(ids), status__in=sources).update(status=to, **fields)
+
+
+def _sim_after(real_s: float, now: datetime | None = None) -> datetime:
+    """The simulated time `real_s` real seconds from now (the clock may run faster than real time)."""
+    return (now or clock.now()) + timedelta(seconds=real_s * clock.get_clock().speed)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -47,28 +68,41 @@ def _history(since: datetime, session_pk: int | None = None) -> dict[int, list[p
 
 
 def load_views(now: datetime, session_pks: Iterable[int] | None = None) -> list[planning.SessionView]:
-    """Every active session as planning sees it: current, phases, opt-out, recent throttles."""
+    """Every active session as planning sees it: draw and its provenance, phases (and how they are
+    known), connector bounds, freshness, its party's registration, opt-out, the EVSE's
+    responsiveness and recent throttles. Ids (location, EVSE) match without case."""
     rules = SteeringRule.objects.filter(is_active=True).values_list("location_id", "evse_uid")
-    out_locations = {loc for loc, evse in rules if loc and not evse}
-    out_evses = {evse for loc, evse in rules if evse}
+    out_locations = {loc.upper() for loc, evse in rules if loc and not evse}
+    out_evses = {evse.upper() for loc, evse in rules if evse}
+    unresponsive = flagged_evse_keys()
     past = _history(now - planning.CAP_WINDOW - planning.MAX_ACTIVATION)
     sessions = Session.objects.filter(status="ACTIVE")
     if session_pks is not None:
         sessions = sessions.filter(pk__in=list(session_pks))
-    fields = ("pk", "status", "last_current_a", "phases", "location_id", "evse_uid")
+    fields = ("pk", "status", "last_current_a", "phases", "location_id", "evse_uid", "last_power_kw",
+              "current_source", "phases_source", "max_current_a", "seen_at", "party_id", "party__status")
     return [
         planning.SessionView(
             session_pk=pk, status=status, last_current_a=current, phases=phases,
-            opted_out=location in out_locations or evse in out_evses, past=tuple(past.get(pk, ())),
+            opted_out=location.upper() in out_locations or evse.upper() in out_evses, past=tuple(past.get(pk, ())),
+            last_power_kw=power, current_source=current_source, phases_source=phases_source,
+            max_current_a=max_current, seen_at=seen_at, party_registered=party_status == "REGISTERED",
+            unresponsive=(party_pk, evse.upper()) in unresponsive,
         )
-        for pk, status, current, phases, location, evse in sessions.values_list(*fields).iterator(2000)
+        for (pk, status, current, phases, location, evse, power, current_source, phases_source, max_current,
+             seen_at, party_pk, party_status) in sessions.values_list(*fields).iterator(2000)
     ]
 
 
+def stale_after() -> timedelta:
+    """How long a session may go without news before planning skips it (OCPI_SESSION_STALE_AFTER_S)."""
+    return timedelta(seconds=settings.OCPI_SESSION_STALE_AFTER_S)
+
+
 def preview(now: datetime | None = None) -> planning.Plan:
-    """What relaying now would do: eligible sessions, skips by reason, expected shed."""
+    """What relaying now would do: eligible sessions, skips by reason, expected shed (low and high)."""
     now = now or clock.now()
-    return planning.plan_caps(load_views(now), now, planning.activation_end(now))
+    return planning.plan_caps(load_views(now), now, planning.activation_end(now), stale_after())
 
 
 # --- planning and sending -----------------------------------------------------------------------
@@ -91,7 +125,9 @@ def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None
         first_plan = session_pks is None and activation.status == Activation.Status.DISPATCHING
         already_planned = first_plan and bool(activation.skipped)
         if activation.status in RUNNING and now < activation.ends_at and not already_planned:
-            plan = planning.plan_caps(load_views(now, session_pks), now, activation.ends_at)
+            views = load_views(now, session_pks)
+            plan = planning.plan_caps(views, now, activation.ends_at, stale_after())
+            before = {v.session_pk: v.last_current_a for v in views if v.current_source == "measured"}
     handed: set[int] = set()
     if plan is not None:
         for start in range(0, len(plan.caps), settings.DISPATCH_CHUNK):
@@ -100,7 +136,8 @@ def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None
                 [
                     Curtailment(
                         activation_id=activation_id, session_id=c.session_pk, starts_at=c.starts_at,
-                        ends_at=c.ends_at, limit_a=c.limit_a, expected_kw=c.expected_kw,
+                        ends_at=c.ends_at, limit_a=c.limit_a, expected_kw=c.expected_kw, due_at=now,
+                        before_a=before.get(c.session_pk),
                     )
                     for c in chunk
                 ],
@@ -122,111 +159,129 @@ def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None
     return [pk for pk in pending.values_list("pk", flat=True) if pk not in handed]
 
 
-def send_caps(curtailment_ids: Sequence[int]) -> list[int]:
-    """PUT the 8 A profile for these curtailments; return the ids to retry (transient failures).
+def send_caps(curtailment_ids: Sequence[int], attempt: int = 0) -> list[int]:
+    """PUT the 8 A profile for these curtailments; return the ids to retry.
 
-    Rows are claimed (-> SENT) in one locked UPDATE before any call, so a restore that starts
-    meanwhile sees them as live and DELETEs them; answers are then written only to rows still
-    SENT, so a late answer never overwrites what the restore recorded. Rows already SENT are sent
-    again: that is a task redelivered after a worker crash, and a repeated PUT is harmless.
+    Rows are claimed (-> sent) in one locked UPDATE before any call, so a restore that starts
+    meanwhile sees them as live and DELETEs them; answers then move only rows still sent, so a
+    late answer never overwrites what the restore recorded. Rows already sent are sent again only
+    once their lease lapsed (the process that claimed them died): a send still running is never
+    doubled.
     """
     now = clock.now()
     with transaction.atomic():
         claimable = Curtailment.objects.filter(
-            pk__in=curtailment_ids, status__in=(Curtailment.Status.PLANNED, Curtailment.Status.SENT),
-            activation__status__in=RUNNING, activation__ends_at__gt=now, ends_at__gt=now,
+            Q(status=S.PLANNED) | Q(status=S.SENT, due_at__lte=now),
+            pk__in=curtailment_ids, activation__status__in=RUNNING, activation__ends_at__gt=now, ends_at__gt=now,
         )
         claimed = list(claimable.select_for_update(of=("self",)).values_list("pk", flat=True))
-        Curtailment.objects.filter(pk__in=claimed).update(status=Curtailment.Status.SENT)
-    _fail(Curtailment.objects.filter(pk__in=curtailment_ids, status=Curtailment.Status.PLANNED))
-    due = _targets(Curtailment.objects.filter(pk__in=claimed))
-    outcomes = _call_cpo(due, ChargingProfileCall.Kind.SET, now)
-    by_status: dict[str, list[int]] = defaultdict(list)
-    for c, outcome in zip(due, outcomes, strict=True):
-        if outcome.result == "ACCEPTED":
-            status = Curtailment.Status.ACCEPTED
-        elif outcome.result in REFUSALS:
-            status = Curtailment.Status.REFUSED
-        else:  # TOO_OFTEN, HTTP 5xx, timeouts: try again while the window lasts
-            status = Curtailment.Status.PLANNED
-        by_status[f"{status}|{outcome.result}"].append(c.pk)
+        # A lease, renewed while this process sends: when it lapses, the sweep knows the send died.
+        Curtailment.objects.filter(pk__in=claimed).update(
+            status=S.SENT, due_at=_sim_after(settings.DISPATCH_CLAIM_LEASE_S, now))
+    give_up(Curtailment.objects.filter(pk__in=curtailment_ids, status=S.PLANNED).values_list("pk", flat=True))
+    with _Lease(claimed):
+        sent = ocpi_services.send_profiles(_targets(Curtailment.objects.filter(pk__in=claimed)),
+                                           ChargingProfileCall.Kind.SET, now)
+    answered = clock.now()
+    groups: dict[tuple[str, str, int | None], list[int]] = defaultdict(list)
+    for item in sent:
+        outcome = item.outcome
+        if item.disposition == ACCEPTED:  # can be forwarded: pending until the async result
+            groups[(S.PENDING, outcome.result, outcome.timeout_s)].append(item.purpose_id)
+        elif item.disposition == RETRY:
+            groups[(S.PLANNED, outcome.result, None)].append(item.purpose_id)
+        else:
+            groups[(S.REFUSED, outcome.result, None)].append(item.purpose_id)
     retry: list[int] = []
-    for key, ids in by_status.items():
-        status, result = key.split("|", 1)
-        updated = Curtailment.objects.filter(pk__in=ids, status=Curtailment.Status.SENT).update(
-            status=status, response=result, attempts=F("attempts") + 1
-        )
-        if status == Curtailment.Status.PLANNED and updated:
+    for (status, result, timeout_s), ids in groups.items():
+        fields: dict = {"response": result, "attempts": F("attempts") + 1}
+        if status == S.PENDING:
+            fields["result_due_at"] = answered + timedelta(seconds=timeout_s) if timeout_s else F("ends_at")
+        if status == S.PLANNED:
+            fields["due_at"] = _sim_after(retry_delay_s(attempt + 1), answered)
+        # Only rows still sent: a restore that ran meanwhile has the last word.
+        moved = Curtailment.objects.filter(pk__in=ids, status=S.SENT).update(status=status, **fields)
+        if status == S.PLANNED and moved:
             retry.extend(ids)
     return retry
 
 
-def _fail(curtailments: Iterable[Curtailment]) -> None:
-    """Planned caps whose window closed before they could be sent: recorded, nothing throttled."""
-    ids = [c.pk for c in curtailments]
-    if ids:
-        Curtailment.objects.filter(pk__in=ids, status=Curtailment.Status.PLANNED).update(
-            status=Curtailment.Status.FAILED
-        )
+class _Lease:
+    """Keeps the claim on caps being sent alive while this process sends them.
 
-
-class _Target(NamedTuple):
-    """What a profile call needs of a curtailment: read as plain tuples, no model instances."""
-
-    pk: int
-    session_pk: int
-    session_id: str  # the CPO's Session.id
-    party_pk: int
-    ends_at: datetime
-    limit_a: float
-
-
-def _targets(curtailments: QuerySet[Curtailment]) -> list[_Target]:
-    fields = ("pk", "session_id", "session__session_id", "session__party_id", "ends_at", "limit_a")
-    return [_Target(*row) for row in curtailments.order_by("pk").values_list(*fields)]
-
-
-def _call_cpo(targets: Sequence[_Target], kind: str, now: datetime) -> list:
-    """Record one profile call per curtailment, make them all concurrently, record the answers.
-
-    Outcomes come back in the order of `targets`. Calls are grouped per CPO platform so each
-    platform's pooled keep-alive connections carry its own share.
+    A thread renews `due_at` (now + DISPATCH_CLAIM_LEASE_S) every third of the lease; when the
+    process dies (a killed worker, the task's hard time limit) the renewals stop and the sweep
+    sees the lease lapse within one lease: only a send known dead is redone, never a live one.
     """
-    from ocpi_client import client as ocpi
-    from ocpi_client import services as ocpi_services
-    from ocpi_client.models import OcpiParty
 
-    calls = [
-        ChargingProfileCall(id=uuid.uuid4(), session_id=t.session_pk, kind=kind, purpose_id=t.pk, created_at=now)
-        for t in targets
-    ]
-    ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
+    def __init__(self, ids: Sequence[int]) -> None:
+        self.ids, self.stop = list(ids), threading.Event()
+        self.thread = threading.Thread(target=self._renew, name="claim-lease", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        if self.ids:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _renew(self) -> None:
+        lease = settings.DISPATCH_CLAIM_LEASE_S
+        try:
+            while not self.stop.wait(lease / 3):
+                Curtailment.objects.filter(pk__in=self.ids, status=S.SENT).update(due_at=_sim_after(lease))
+        finally:
+            connection.close()  # this thread's own connection
+
+
+def _targets(curtailments) -> list[ocpi_services.ProfileTarget]:
+    fields = ("pk", "session_id", "session__session_id", "session__party_id", "session__country_code",
+              "session__ocpi_party_id", "ends_at", "limit_a")
+    return [ocpi_services.ProfileTarget(*row) for row in curtailments.order_by("pk").values_list(*fields)]
+
+
+def party_chunks(curtailment_ids: Sequence[int]) -> list[list[int]]:
+    """The ids split per party (each party's calls run in their own task), then in chunks."""
     by_party: dict[int, list[int]] = defaultdict(list)
-    for index, target in enumerate(targets):
-        by_party[target.party_pk].append(index)
-    parties = OcpiParty.objects.in_bulk(list(by_party))
-    outcomes: list = [None] * len(targets)
-    for party_pk, indexes in by_party.items():
-        outbound = [_outbound(ocpi, targets[i], calls[i].id, kind, now) for i in indexes]
-        answers = ocpi.client_for(parties[party_pk]).fan_out(outbound, max_workers=settings.DISPATCH_THREADS)
-        for i, answer in zip(indexes, answers, strict=True):
-            outcomes[i] = answer
-    ocpi_services.record_outcomes(outcomes)
-    return outcomes
+    rows = Curtailment.objects.filter(pk__in=list(curtailment_ids)).values_list("pk", "session__party_id")
+    for pk, party_pk in rows.order_by("pk"):
+        by_party[party_pk].append(pk)
+    size = settings.DISPATCH_CHUNK
+    return [ids[i : i + size] for ids in by_party.values() for i in range(0, len(ids), size)]
 
 
-def _outbound(ocpi, target: _Target, call_id: uuid.UUID, kind: str, now: datetime):
-    body = None
-    if kind == ChargingProfileCall.Kind.SET:
-        duration_s = max(1, int((target.ends_at - now).total_seconds()))
-        body = ocpi.build_set_charging_profile(call_id, target.limit_a, now, duration_s)
-    return ocpi.OutboundCall(call_id=call_id, kind=kind, session_id=target.session_id, set_charging_profile=body)
+def on_profile_result(sender, call_id, kind: str, purpose_id: int | None, result: str, **kwargs) -> str | None:
+    """An async result for one of our PUTs: the CSMS put the cap in force, or refused it.
+
+    A result for a cap already restored changes nothing (answered as stale).
+    """
+    if kind != ChargingProfileCall.Kind.SET or purpose_id is None:
+        return None
+    row = Curtailment.objects.filter(pk=purpose_id).values_list("status", "activation__status").first()
+    if row is None:
+        return None
+    if row[0] == S.RESTORED or row[1] == Activation.Status.RESTORED:  # too late to matter: nothing changes
+        return ocpi_services.STALE
+    if result == "ACCEPTED":
+        transition([purpose_id], S.IN_FORCE)
+    elif result in ASYNC_REFUSALS:
+        transition([purpose_id], S.REFUSED)
+    return None
+
+
+def expire_pending(now: datetime | None = None) -> int:
+    """Caps whose CPO timeout passed without a result: no result (still DELETEd at the end)."""
+    now = now or clock.now()
+    ids = Curtailment.objects.filter(status=S.PENDING, result_due_at__lte=now).values_list("pk", flat=True)
+    return transition(ids, S.NO_RESULT)
 
 
 def mark_dispatched(activation_id: int) -> None:
     """Once nothing is left to send, the activation is active (and the signal too)."""
-    unanswered = (Curtailment.Status.PLANNED, Curtailment.Status.SENT)
-    if Curtailment.objects.filter(activation_id=activation_id, status__in=unanswered).exists():
+    if Curtailment.objects.filter(activation_id=activation_id, status__in=(S.PLANNED, S.SENT)).exists():
         return
     with transaction.atomic():
         if Activation.objects.filter(pk=activation_id, status=Activation.Status.DISPATCHING).update(
@@ -237,16 +292,18 @@ def mark_dispatched(activation_id: int) -> None:
             )
 
 
-def give_up(curtailment_ids: Sequence[int]) -> None:
-    """Transient failures that outlived the activation: recorded as failed, nothing throttled."""
-    Curtailment.objects.filter(pk__in=curtailment_ids, status=Curtailment.Status.PLANNED).update(
-        status=Curtailment.Status.FAILED
-    )
+def give_up(curtailment_ids: Iterable[int]) -> None:
+    """Planned caps that cannot be sent any more (window closed, retries spent): failed, nothing throttled."""
+    Curtailment.objects.filter(pk__in=list(curtailment_ids), status=S.PLANNED).update(status=S.FAILED)
 
 
 def retry_delay_s(attempt: int) -> float:
-    """Bounded exponential backoff in wall-clock seconds: 0.5, 1, 2, 4, 4, ..."""
-    return min(4.0, 0.5 * 2 ** max(0, attempt - 1))
+    """The one backoff, for transient failures and TOO_OFTEN alike: base * 2**(n-1), capped.
+
+    With the defaults (2 s, 60 s, 6 retries): 2, 4, 8, 16, 32, 60 s: never a burst of retries.
+    """
+    base, cap = settings.DISPATCH_RETRY_BASE_S, settings.DISPATCH_RETRY_MAX_S
+    return min(cap, base * 2 ** max(0, attempt - 1))
 
 
 def budget_used(session_pk: int, at: datetime) -> str:
@@ -268,19 +325,16 @@ def restore_curtailments(curtailment_ids: Sequence[int] | None = None, now: date
     now = now or clock.now()
     live = Curtailment.objects.filter(status__in=LIVE)
     live = live.filter(pk__in=curtailment_ids) if curtailment_ids is not None else live.filter(ends_at__lte=now)
-    rows = _targets(live)
-    if not rows:
+    targets = _targets(live)
+    if not targets:
         return 0
-    outcomes = _call_cpo(rows, ChargingProfileCall.Kind.CLEAR, now)
+    sent = ocpi_services.send_profiles(targets, ChargingProfileCall.Kind.CLEAR, now)
     answered = clock.now()
-    restored = [
-        # Unanswered: the profile's own duration ends the cap at its planned end, not earlier.
-        {"pk": c.pk, "status": Curtailment.Status.RESTORED,
-         "restored_at": min(answered, c.ends_at) if outcome.result == "ACCEPTED" else c.ends_at}
-        for c, outcome in zip(rows, outcomes, strict=True)
-    ]
-    update_from_values(Curtailment, restored, ["status", "restored_at"])
-    return len(rows)
+    cleared = [s.purpose_id for s in sent if s.disposition == ACCEPTED]
+    # Unanswered: the profile's own duration ends the cap at its planned end, not earlier.
+    transition(cleared, S.RESTORED, restored_at=Least(Value(answered), F("ends_at")))
+    transition([s.purpose_id for s in sent if s.disposition != ACCEPTED], S.RESTORED, restored_at=F("ends_at"))
+    return len(targets)
 
 
 def restore_activation(activation_id: int) -> bool:
@@ -292,15 +346,13 @@ def restore_activation(activation_id: int) -> bool:
     if now < activation.ends_at:
         return False  # queued early (clock skew): the sweep or the scheduled task comes back
     Activation.objects.filter(pk=activation_id, status__in=RUNNING).update(status=Activation.Status.RESTORING)
-    Curtailment.objects.filter(activation_id=activation_id, status=Curtailment.Status.PLANNED).update(
-        status=Curtailment.Status.FAILED
-    )
+    give_up(Curtailment.objects.filter(activation_id=activation_id, status=S.PLANNED).values_list("pk", flat=True))
     # A PUT we gave up on (timeout) may still have been applied: the CPO's async result says so.
     # Such a cap was in force, so it counts against the budget and gets its DELETE like the others.
     applied = ChargingProfileCall.objects.filter(kind=ChargingProfileCall.Kind.SET, result="ACCEPTED")
-    Curtailment.objects.filter(
-        activation_id=activation_id, status=Curtailment.Status.FAILED, pk__in=applied.values("purpose_id")
-    ).update(status=Curtailment.Status.ACCEPTED)
+    transition(Curtailment.objects.filter(activation_id=activation_id, status=S.FAILED,
+                                          pk__in=applied.values("purpose_id")).values_list("pk", flat=True),
+               S.IN_FORCE)
     ids = list(activation.curtailments.filter(status__in=LIVE).values_list("pk", flat=True))
     restore_curtailments(ids, now)
     with transaction.atomic():
@@ -313,45 +365,67 @@ def restore_activation(activation_id: int) -> bool:
     return True
 
 
+# --- the sweep's questions ------------------------------------------------------------------------
+
+
 def overdue_activation_ids(now: datetime | None = None) -> list[int]:
     now = now or clock.now()
     statuses = (*RUNNING, Activation.Status.RESTORING)
     return list(Activation.objects.filter(status__in=statuses, ends_at__lte=now).values_list("pk", flat=True))
 
 
-def stall_s() -> float:
-    """Real seconds without any answer after which a dispatch counts as dead: two timeouts + two backoffs."""
-    return 2 * settings.OCPI_HTTP_TIMEOUT_S + 2 * retry_delay_s(settings.DISPATCH_MAX_RETRIES)
+def unplanned_activation_ids(now: datetime | None = None) -> list[int]:
+    """Activations relayed two leases ago whose plan was never made (the dispatch task was lost).
 
-
-def stalled_activation_ids(now: datetime | None = None) -> list[int]:
-    """Activations still dispatching whose sends made no progress for `stall_s()` real seconds.
-
-    Their task died with a worker (an unacknowledged Redis message comes back only after the
-    visibility timeout, an hour) or never reached the broker (Redis down at relay). Re-dispatching
-    is safe: the plan is made once and a repeated PUT is harmless.
+    A plan still being made holds the activation's row lock and a repeat finds it made, so a
+    re-dispatch on top of a slow one only queues sends that the leases keep from doubling.
     """
     now = now or clock.now()
-    out = []
-    candidates = Activation.objects.filter(status=Activation.Status.DISPATCHING, ends_at__gt=now)
-    for pk, relayed_at in candidates.values_list("pk", "relayed_at"):
-        caps = Curtailment.objects.filter(activation_id=pk).values("pk")
-        last = ChargingProfileCall.objects.filter(kind=ChargingProfileCall.Kind.SET, purpose_id__in=caps).aggregate(
-            created=Max("created_at"), answered=Max("answered_at"))
-        progress = max(t for t in (relayed_at, last["created"], last["answered"]) if t is not None)
-        if (now - progress).total_seconds() / clock.get_clock().speed > stall_s():
-            out.append(pk)
+    grace = _sim_after(2 * settings.DISPATCH_CLAIM_LEASE_S, now) - now
+    return list(Activation.objects.filter(
+        status=Activation.Status.DISPATCHING, ends_at__gt=now, relayed_at__lte=now - grace, skipped={},
+    ).values_list("pk", flat=True))
+
+
+def lost_sends(now: datetime | None = None) -> dict[int, list[int]]:
+    """Caps of running activations whose send is known dead: planned past their due time (a queued
+    retry was lost), or sent past their claim (the task that claimed them was killed).
+
+    A send still running holds a claim in the future, so it is never doubled.
+    """
+    now = now or clock.now()
+    late = now - timedelta(seconds=settings.SWEEP_INTERVAL_S * clock.get_clock().speed)
+    rows = Curtailment.objects.filter(
+        Q(status=S.PLANNED, due_at__lte=late) | Q(status=S.SENT, due_at__lte=now),
+        activation__status__in=RUNNING, activation__ends_at__gt=now,
+    ).values_list("activation_id", "pk")
+    lost: dict[int, list[int]] = defaultdict(list)
+    for activation_id, pk in rows:
+        lost[activation_id].append(pk)
+    return dict(lost)
+
+
+def uncapped_new_sessions(now: datetime | None = None) -> dict[int, list[int]]:
+    """Per running activation, ACTIVE sessions that started during it and have no cap in it yet
+    (their `throttle_new_sessions` was lost between commit and the broker)."""
+    now = now or clock.now()
+    out: dict[int, list[int]] = {}
+    for pk, relayed_at in Activation.objects.filter(status__in=RUNNING, ends_at__gt=now).exclude(
+            skipped={}).values_list("pk", "relayed_at"):
+        capped = Curtailment.objects.filter(activation_id=pk).values("session_id")
+        ids = list(Session.objects.filter(status=Session.Status.ACTIVE, first_active_at__gte=relayed_at)
+                   .exclude(pk__in=capped).values_list("pk", flat=True))
+        if ids:
+            out[pk] = ids
     return out
 
 
 def unanswered_ids(activation_id: int) -> list[int]:
     """Caps of an activation still to send or whose PUT never came back (its task died)."""
-    unanswered = (Curtailment.Status.PLANNED, Curtailment.Status.SENT)
-    return list(Curtailment.objects.filter(activation_id=activation_id, status__in=unanswered)
+    return list(Curtailment.objects.filter(activation_id=activation_id, status__in=(S.PLANNED, S.SENT))
                 .values_list("pk", flat=True))
 
 
 def running_activation_ids(now: datetime | None = None) -> list[int]:
     now = now or clock.now()
     return list(Activation.objects.filter(status__in=RUNNING, ends_at__gt=now).values_list("pk", flat=True))
-

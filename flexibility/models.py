@@ -126,15 +126,36 @@ class Activation(models.Model):
 
 
 class Curtailment(models.Model):
-    """One session capped at 8 A within one activation, with what the CPO answered."""
+    """One session capped at 8 A within one activation: what the CPO answered, what the CSMS did.
+
+    One lifecycle, its transitions in `TRANSITIONS` (the only moves `dispatch.transition` makes, each
+    a conditional UPDATE). The synchronous ACCEPTED only means the CPO can forward the profile
+    (`pending`); the async result puts it in force or refuses it; without a result within the
+    timeout the CPO gave it is `no_result` (still DELETEd at the end). A restored cap keeps in
+    `restored_from` what it was, so the counts stay readable after the end.
+    """
 
     class Status(models.TextChoices):
         PLANNED = "planned"
-        SENT = "sent"
-        ACCEPTED = "accepted"
-        REFUSED = "refused"  # REJECTED / NOT_SUPPORTED / UNKNOWN_SESSION: recorded, not retried
-        FAILED = "failed"  # transport errors until the activation ended
+        SENT = "sent"  # PUT on its way
+        PENDING = "pending", "pending at the CSMS"  # sync ACCEPTED: can be forwarded, not yet in force
+        IN_FORCE = "in_force", "in force"  # async ACCEPTED
+        REFUSED = "refused"  # sync or async refusal: recorded, never retried
+        NO_RESULT = "no_result", "no result in time"  # no async result within the CPO's timeout
+        FAILED = "failed"  # transport errors until the window closed
         RESTORED = "restored"
+
+    class Delivery(models.TextChoices):
+        UNJUDGED = "", "not judged yet"
+        RESPONDED = "responded"
+        NOT_RESPONDED = "not_responded", "did not respond"
+        NO_DATA = "no_data", "no data"
+
+    class Resumption(models.TextChoices):
+        UNJUDGED = "", "not judged yet"
+        RESUMED = "resumed"
+        NOT_RESUMED = "not_resumed", "did not resume (driver at risk)"
+        NO_DATA = "no_data", "no data"
 
     activation = models.ForeignKey(Activation, on_delete=models.CASCADE, related_name="curtailments")
     session = models.ForeignKey("ocpi_client.Session", on_delete=models.PROTECT, related_name="curtailments")
@@ -143,9 +164,19 @@ class Curtailment(models.Model):
     restored_at = models.DateTimeField(null=True, blank=True)
     limit_a = models.FloatField()
     expected_kw = models.FloatField()
+    # The per-phase current measured when the cap was planned (None: not measured): a cap on a draw
+    # already at the cap's level proves nothing either way.
+    before_a = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PLANNED)
+    restored_from = models.CharField(max_length=10, choices=Status.choices, blank=True, default="")
     response = models.CharField(max_length=16, blank=True, help_text="last synchronous OCPI answer")
     attempts = models.PositiveSmallIntegerField(default=0)
+    result_due_at = models.DateTimeField(null=True, blank=True, help_text="sync answer + the CPO's timeout")
+    # planned: when its send is due (a retry's countdown); sent: when a send still running would have
+    # been killed by its time limit. Past it, the sweep knows the send was lost and queues it again.
+    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    delivery = models.CharField(max_length=14, choices=Delivery.choices, blank=True, default="")
+    resumption = models.CharField(max_length=12, choices=Resumption.choices, blank=True, default="")
 
     class Meta:
         constraints = [
@@ -155,6 +186,52 @@ class Curtailment(models.Model):
 
     def __str__(self) -> str:
         return f"cap {self.session_id} in activation {self.activation_id}"
+
+
+_S = Curtailment.Status
+# The lifecycle of a cap: status -> the statuses it may move to. Nothing else moves a cap.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    _S.PLANNED: frozenset({_S.SENT, _S.FAILED}),
+    _S.SENT: frozenset({_S.PENDING, _S.REFUSED, _S.PLANNED, _S.FAILED, _S.RESTORED}),  # restored: during its PUT
+    _S.PENDING: frozenset({_S.IN_FORCE, _S.REFUSED, _S.NO_RESULT, _S.RESTORED}),
+    _S.NO_RESULT: frozenset({_S.IN_FORCE, _S.REFUSED, _S.RESTORED}),  # a late result still tells the truth
+    _S.IN_FORCE: frozenset({_S.REFUSED, _S.RESTORED}),
+    _S.FAILED: frozenset({_S.IN_FORCE}),  # a PUT we gave up on was applied after all: it needs its DELETE
+    _S.REFUSED: frozenset(),
+    _S.RESTORED: frozenset(),
+}
+# Caps the CSMS may be applying: they count against the budget and get a DELETE at the end.
+LIVE = (_S.SENT, _S.PENDING, _S.IN_FORCE, _S.NO_RESULT)
+
+
+class EvseResponsiveness(models.Model):
+    """Per EVSE of a party: how its caps were delivered, judged by measurement, newest last.
+
+    `flagged`: it did not respond in N of its last M judged activations (settings); it is still
+    sent the profile but counted out of the expected shed, and listed in the CPO-facing report.
+    """
+
+    party = models.ForeignKey("ocpi_client.OcpiParty", on_delete=models.CASCADE, related_name="evse_records")
+    evse_uid = models.CharField(max_length=36, help_text="as the CPO spells it")
+    evse_key = models.CharField(max_length=36, editable=False, help_text="upper case: matched without case")
+    recent = models.JSONField(default=list, help_text="the last verdicts, newest last: true = responded")
+    judged = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    not_resumed = models.PositiveIntegerField(default=0)
+    flagged = models.BooleanField(default=False, db_index=True)
+    updated_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        verbose_name = "EVSE responsiveness"
+        verbose_name_plural = "EVSE responsiveness"
+        constraints = [models.UniqueConstraint(fields=["party", "evse_key"], name="one_record_per_evse")]
+
+    def __str__(self) -> str:
+        return f"{self.evse_uid} ({'flagged' if self.flagged else 'ok'})"
+
+    def save(self, *args, **kwargs) -> None:
+        self.evse_key = self.evse_uid.upper()
+        super().save(*args, **kwargs)
 
 
 class SteeringRule(models.Model):

@@ -10,6 +10,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+# Re-exported: callers of planning take the one phase assumption from here too.
+from ocpi_client.schemas import ASSUMED_PHASES as ASSUMED_PHASES
+from ocpi_client.schemas import PLAUSIBLE_PHASES
+
 ISP = timedelta(minutes=15)
 MAX_ACTIVATION = timedelta(minutes=15)
 CAP_WINDOW = timedelta(hours=4)
@@ -112,18 +116,38 @@ def max_window_throttle(intervals: Sequence[Interval]) -> timedelta:
 
 # --- eligibility ------------------------------------------------------------------------------
 
+# The one assumption for a phase count nobody told us lives with the OCPI intake (ASSUMED_PHASES:
+# converting a power to a per-phase current for display and delivery checks); decisions and the
+# expected shed here consider every count in PLAUSIBLE_PHASES, so neither a cap nor a promise rests
+# on the guess.
+# A phase count that makes the draw exceed the connector's max_amperage by more than this is not plausible.
+MAX_CURRENT_TOLERANCE = 0.10
+STALE_AFTER = timedelta(minutes=30)  # default of OCPI_SESSION_STALE_AFTER_S
+
 ELIGIBLE = "eligible"
 SKIP_NOT_ACTIVE = "not_active"
+SKIP_NOT_REGISTERED = "party_not_registered"
+SKIP_STALE = "stale"
+SKIP_DRAW_UNKNOWN = "draw_unknown"
 SKIP_AT_OR_BELOW_MIN = "at_or_below_8a"
 SKIP_OPTED_OUT = "opted_out"
 SKIP_CAP = "cap_exhausted"
 SKIP_ALREADY = "already_throttled"
-SKIP_REASONS = (SKIP_NOT_ACTIVE, SKIP_AT_OR_BELOW_MIN, SKIP_OPTED_OUT, SKIP_CAP, SKIP_ALREADY)
+SKIP_REASONS = (SKIP_NOT_ACTIVE, SKIP_NOT_REGISTERED, SKIP_STALE, SKIP_DRAW_UNKNOWN, SKIP_AT_OR_BELOW_MIN,
+                SKIP_OPTED_OUT, SKIP_CAP, SKIP_ALREADY)
+
+# Session.phases_source values whose phase count is the session's own (a connector only bounds it:
+# a one-phase car on a three-phase connector draws on one phase).
+FIRM_PHASE_SOURCES = frozenset({"reported", "power_current"})
 
 
 @dataclass(frozen=True)
 class SessionView:
-    """What planning needs to know of one charging session, loaded in bulk by the caller."""
+    """What planning needs to know of one charging session, loaded in bulk by the caller.
+
+    `last_current_a` is a per-phase reading when `current_source` is "measured" (or when no power is
+    known, for callers that only have a current); otherwise `last_power_kw` is what was observed.
+    """
 
     session_pk: int
     status: str
@@ -131,6 +155,13 @@ class SessionView:
     phases: int | None = None
     opted_out: bool = False
     past: tuple[Interval, ...] = ()  # earlier throttled intervals, most recent 4 h are enough
+    last_power_kw: float | None = None
+    current_source: str = ""
+    phases_source: str = "reported"  # how `phases` is known; "connector" makes it an upper bound
+    max_current_a: float | None = None  # the connector's max_amperage, bounds the plausible phase counts
+    seen_at: datetime | None = None  # last push or pull of the session; None: not checked
+    party_registered: bool = True
+    unresponsive: bool = False  # the EVSE ignored recent caps: still capped, counted out of the shed
 
 
 @dataclass(frozen=True)
@@ -139,32 +170,96 @@ class CapPlan:
     starts_at: datetime
     ends_at: datetime
     limit_a: float
-    expected_kw: float
+    expected_kw: float  # the low end of the expected shed: what we can promise
+    expected_kw_high: float | None = None  # the high end (None: the same as expected_kw)
 
 
 @dataclass
 class Plan:
     caps: list[CapPlan] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
+    # Capped sessions by where their draw came from ("measured", "power", "kwh", "assumed"): the preview
+    # shows how much of the expected shed rests on measurement.
+    by_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def expected_kw(self) -> float:
+        """Low end of the expected shed."""
         return sum(c.expected_kw for c in self.caps)
+
+    @property
+    def expected_kw_high(self) -> float:
+        return sum(c.expected_kw if c.expected_kw_high is None else c.expected_kw_high for c in self.caps)
 
 
 def shed_kw(current_a: float, phases: int | None, limit_a: float = LIMIT_A) -> float:
-    """Power freed by capping a session drawing `current_a` per phase down to `limit_a`.
+    """Power freed by capping a session drawing `current_a` per phase on `phases` phases to `limit_a`.
 
-    An unknown phase count counts as one phase: the preview must not promise more than it can.
+    An unknown phase count counts as one phase: the low end of what it can free.
     """
     return max(0.0, current_a - limit_a) * (phases or 1) * VOLTS_PER_PHASE / 1000.0
 
 
-def classify(view: SessionView, start: datetime, end: datetime) -> tuple[str, timedelta]:
-    """Why a session is skipped, or ELIGIBLE with how long it may be throttled."""
+def plausible_phases(view: SessionView) -> tuple[int, ...]:
+    """Phase counts the session may be drawing on: its own when firm, else every plausible one
+    (up to the connector's), less those that would need more current than the connector gives."""
+    if view.phases and (view.phases_source in FIRM_PHASE_SOURCES or view.phases == 1):
+        return (view.phases,)
+    counts = tuple(n for n in PLAUSIBLE_PHASES if not view.phases or n <= view.phases)
+    if view.max_current_a and _uses_power(view):
+        limit = view.max_current_a * (1 + MAX_CURRENT_TOLERANCE)
+        fitting = tuple(n for n in counts if _per_phase_a(view, n) <= limit)
+        counts = fitting or counts[-1:]  # the connector's own figures disagree: keep the widest reading
+    return counts
+
+
+def _uses_power(view: SessionView) -> bool:
+    """True when the draw is known as a power (converted per phase count), not as a per-phase current."""
+    if view.last_power_kw is None:
+        return False
+    return view.current_source != "measured" or view.last_current_a is None
+
+
+def _per_phase_a(view: SessionView, phases: int) -> float:
+    if _uses_power(view):
+        return (view.last_power_kw or 0.0) * 1000.0 / (VOLTS_PER_PHASE * phases)
+    return view.last_current_a or 0.0
+
+
+def draw_known(view: SessionView) -> bool:
+    return view.last_current_a is not None or view.last_power_kw is not None
+
+
+def per_phase_current_range_a(view: SessionView) -> tuple[float, float]:
+    """Lowest and highest per-phase current over the plausible phase counts (needs a known draw)."""
+    currents = [_per_phase_a(view, n) for n in plausible_phases(view)]
+    return min(currents), max(currents)
+
+
+def shed_range_kw(view: SessionView, limit_a: float = LIMIT_A) -> tuple[float, float]:
+    """(low, high) power freed by the cap over the plausible phase counts; (0, 0) when unresponsive."""
+    if view.unresponsive or not draw_known(view):
+        return 0.0, 0.0
+    sheds = [shed_kw(_per_phase_a(view, n), n, limit_a) for n in plausible_phases(view)]
+    return min(sheds), max(sheds)
+
+
+def classify(view: SessionView, start: datetime, end: datetime,
+             stale_after: timedelta = STALE_AFTER) -> tuple[str, timedelta]:
+    """Why a session is skipped, or ELIGIBLE with how long it may be throttled.
+
+    Capped when the draw could be above 8 A per phase on any plausible phase count: a cap at 8 A on
+    a session already below it changes nothing, a missed one loses its whole shed.
+    """
     if view.status != "ACTIVE":
         return SKIP_NOT_ACTIVE, timedelta(0)
-    if view.last_current_a is None or view.last_current_a <= LIMIT_A:
+    if not view.party_registered:
+        return SKIP_NOT_REGISTERED, timedelta(0)
+    if view.seen_at is not None and start - view.seen_at > stale_after:
+        return SKIP_STALE, timedelta(0)
+    if not draw_known(view):
+        return SKIP_DRAW_UNKNOWN, timedelta(0)
+    if per_phase_current_range_a(view)[1] <= LIMIT_A:
         return SKIP_AT_OR_BELOW_MIN, timedelta(0)
     if view.opted_out:
         return SKIP_OPTED_OUT, timedelta(0)
@@ -176,18 +271,20 @@ def classify(view: SessionView, start: datetime, end: datetime) -> tuple[str, ti
     return ELIGIBLE, allowed
 
 
-def plan_caps(views: Iterable[SessionView], start: datetime, end: datetime) -> Plan:
+def plan_caps(views: Iterable[SessionView], start: datetime, end: datetime,
+              stale_after: timedelta = STALE_AFTER) -> Plan:
     """Decide, for every session, whether and until when it is capped at 8 A in [start, end)."""
     start, end = _aware(start), _aware(end)
     if end - start > MAX_ACTIVATION:
         raise PlanningError("an activation lasts at most 15 minutes")
     plan = Plan()
     for view in views:
-        verdict, allowed = classify(view, start, end)
+        verdict, allowed = classify(view, start, end, stale_after)
         if verdict != ELIGIBLE:
             plan.skipped[verdict] += 1
             continue
-        expected = shed_kw(view.last_current_a, view.phases)
-        plan.caps.append(CapPlan(view.session_pk, start, start + allowed, LIMIT_A, expected))
+        low, high = shed_range_kw(view)
+        plan.caps.append(CapPlan(view.session_pk, start, start + allowed, LIMIT_A, low, high))
+        source = view.current_source or "measured"  # a bare current (no provenance given) is a reading
+        plan.by_source[source] = plan.by_source.get(source, 0) + 1
     return plan
-

@@ -11,26 +11,25 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 
-from smatch import clock
+from smatch import celery, clock
 
-from . import planning
+from . import planning, responsiveness
 from .models import Activation, Brp, Decision, Signal
 
 log = logging.getLogger(__name__)
 
 
-def _enqueue(task, *args) -> None:
-    """Queue a task after commit; if the broker is down, log it and leave it to the sweep.
+def enqueue(task, *args, countdown: float | None = None) -> None:
+    """Queue a task after commit through the one broker-safe path (`smatch.celery.enqueue`)."""
+    celery.enqueue(task, *args, countdown=countdown)
 
-    What was decided is committed already; the sweep re-dispatches a stalled activation, restores
-    an overdue one and relays a due policy signal, so an unreachable broker delays, never loses.
-    """
-    try:
-        task.delay(*args)
-    except Exception:  # kombu's OperationalError and the transport's own connection errors
-        log.exception("could not queue %s%s: the sweep will pick it up", task.name, args)
 
 POLICY_LABEL = "policy"
+
+
+def flagged_evse_keys() -> set[tuple[int, str]]:
+    """(party pk, EVSE uid upper case) of EVSEs flagged unresponsive: planning counts them out of the shed."""
+    return responsiveness.flagged_evse_keys()
 
 
 class SignalRefused(ValueError):
@@ -150,10 +149,10 @@ def _apply_policy_on_arrival(signal: Signal) -> None:
     from . import tasks
 
     if signal.brp.policy == Brp.Policy.AUTO:
-        transaction.on_commit(lambda: _enqueue(tasks.relay_by_policy, signal.pk))
+        transaction.on_commit(lambda: enqueue(tasks.relay_by_policy, signal.pk))
     elif signal.brp.policy == Brp.Policy.AUTO_AFTER:
         delay_s = clock.real_seconds_until(signal.auto_relay_at)
-        transaction.on_commit(lambda: tasks.relay_by_policy.apply_async((signal.pk,), countdown=delay_s))
+        transaction.on_commit(lambda: enqueue(tasks.relay_by_policy, signal.pk, countdown=delay_s))
 
 
 def _decide(signal: Signal, action: str, actor, label: str, reason: str = "") -> None:
@@ -186,7 +185,7 @@ def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activa
             _decide(signal, Decision.Action.RELAY, actor, label or _label(actor))
     if expired:
         raise SignalRefused("the signal's end has passed: it expired and cannot be relayed")
-    transaction.on_commit(lambda: _enqueue(tasks.dispatch_activation, activation.pk))
+    transaction.on_commit(lambda: enqueue(tasks.dispatch_activation, activation.pk))
     return activation
 
 
@@ -257,7 +256,7 @@ def end_early(signal_id: int, actor=None, label: str | None = None, cancel: bool
                 signal.status = Signal.Status.CANCELLED
                 signal.save(update_fields=["status"])
             activation_id = signal.activation.pk
-            transaction.on_commit(lambda: _enqueue(tasks.restore_activation, activation_id))
+            transaction.on_commit(lambda: enqueue(tasks.restore_activation, activation_id))
         else:
             raise SignalRefused(f"signal is {signal.status}: nothing to {action}")
         _decide(signal, action, actor, label or _label(actor))

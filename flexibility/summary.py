@@ -8,7 +8,38 @@ from django.db.models import Count, Max, Min, Q, Sum
 
 from ocpi_client.models import ChargingProfileCall
 
-from .models import Activation, Curtailment, Signal
+from .models import LIVE, Activation, Curtailment, Signal
+
+S = Curtailment.Status
+# What the CSMS made of the caps (a restored cap counts as what it was before the restore).
+CAP_STATES = (S.PENDING, S.IN_FORCE, S.REFUSED, S.NO_RESULT, S.FAILED)
+
+
+def cap_states(activation: Activation) -> dict:
+    """Caps by state: pending at the CSMS / in force / refused / no result / failed, and unsent."""
+    rows = activation.curtailments.values_list("status", "restored_from").annotate(n=Count("pk"))
+    counts = dict.fromkeys([*CAP_STATES, "unsent"], 0)
+    for status, restored_from, n in rows.values_list("status", "restored_from", "n"):
+        state = restored_from if status == S.RESTORED else status
+        state = "unsent" if state in (S.PLANNED, S.SENT, "") else state
+        counts[state] = counts.get(state, 0) + n
+    return counts
+
+
+def delivery_counts(activation: Activation) -> dict:
+    """Delivery proven by measurement: responded / did not respond / no data, and after the restore."""
+    caps = activation.curtailments
+    delivery = dict(caps.exclude(delivery="").values_list("delivery").annotate(n=Count("pk"))
+                    .values_list("delivery", "n"))
+    resumed = dict(caps.exclude(resumption="").values_list("resumption").annotate(n=Count("pk"))
+                   .values_list("resumption", "n"))
+    return {
+        "responded": delivery.get(Curtailment.Delivery.RESPONDED, 0),
+        "not_responded": delivery.get(Curtailment.Delivery.NOT_RESPONDED, 0),
+        "no_data": delivery.get(Curtailment.Delivery.NO_DATA, 0),
+        "resumed": resumed.get(Curtailment.Resumption.RESUMED, 0),
+        "drivers_at_risk": resumed.get(Curtailment.Resumption.NOT_RESUMED, 0),
+    }
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -37,7 +68,7 @@ def activation_summary(activation: Activation) -> dict:
     by_status = dict(
         activation.curtailments.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
     )
-    accepted = Q(status__in=[Curtailment.Status.ACCEPTED, Curtailment.Status.RESTORED])
+    accepted = Q(status__in=[*LIVE, S.RESTORED]) & ~Q(status=S.SENT) & ~Q(restored_from=S.SENT)
     dispatched_kw = activation.curtailments.filter(accepted).aggregate(kw=Sum("expected_kw"))["kw"] or 0.0
     # Latency is about the fan-out at relay; sessions that join later have their own clock.
     first_start = activation.curtailments.aggregate(t=Min("starts_at"))["t"]
@@ -55,7 +86,8 @@ def activation_summary(activation: Activation) -> dict:
     all_answered = figures["last_answer"] if not figures["unanswered"] and not planned else None
     all_results = figures["last_result"] if all_answered and not figures["awaiting"] else None
     received = activation.signal.received_at
-    throttled = by_status.get(Curtailment.Status.ACCEPTED, 0) + by_status.get(Curtailment.Status.RESTORED, 0)
+    states = cap_states(activation)
+    throttled = states[S.PENDING] + states[S.IN_FORCE] + states[S.NO_RESULT]
     return {
         "outcome": _outcome(activation, throttled, sum(by_status.values())),
         "status": activation.status,
@@ -68,6 +100,8 @@ def activation_summary(activation: Activation) -> dict:
         "sessions_refused": by_status.get(Curtailment.Status.REFUSED, 0),
         "sessions_failed": by_status.get(Curtailment.Status.FAILED, 0),
         "sessions_by_outcome": by_status,
+        "caps_by_state": states,
+        "delivery": delivery_counts(activation),
         "sessions_skipped": activation.skipped,
         "expected_kw": round(activation.expected_kw, 3),
         "dispatched_kw": round(dispatched_kw, 3),

@@ -8,16 +8,13 @@ from django.db import transaction
 
 from smatch import clock
 
-from . import dispatch, services
+from . import dispatch, responsiveness, services
 from .models import Activation
 
 
-def _chunks(ids: list[int], size: int) -> list[list[int]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
-
-
 def _queue_sends(activation_id: int, ids: list[int], attempt: int = 0, countdown: float = 0) -> None:
-    for chunk in _chunks(ids, settings.DISPATCH_CHUNK):
+    """One send task per party and chunk: a slow party's calls never wait in front of another's."""
+    for chunk in dispatch.party_chunks(ids):
         send_caps.apply_async((activation_id, chunk, attempt), countdown=countdown)
 
 
@@ -28,9 +25,10 @@ def relay_by_policy(signal_id: int) -> None:
 
 @shared_task(name="flexibility.dispatch_activation", acks_late=True)
 def dispatch_activation(activation_id: int, resume: bool = False) -> None:
-    """Plan the caps, queue their PUTs in chunks, and schedule the restore at the end.
+    """Plan the caps, queue their PUTs per party, and schedule the restore at the end.
 
-    `resume` (the sweep, for a stalled dispatch): also resend caps left SENT by a dead task.
+    `resume` (the sweep, for a plan that was never made or cut short): completes the plan and
+    queues what is still planned.
     """
     if resume:
         dispatch.plan_activation(activation_id)  # completes a plan a crash cut short
@@ -45,10 +43,11 @@ def dispatch_activation(activation_id: int, resume: bool = False) -> None:
         dispatch.mark_dispatched(activation_id)
 
 
-@shared_task(name="flexibility.send_caps", acks_late=True)
+@shared_task(name="flexibility.send_caps", acks_late=True, soft_time_limit=settings.DISPATCH_SEND_SOFT_LIMIT_S,
+             time_limit=settings.DISPATCH_SEND_HARD_LIMIT_S)
 def send_caps(activation_id: int, curtailment_ids: list[int], attempt: int = 0) -> None:
-    """PUT profiles; transient failures come back with backoff while the activation runs."""
-    retry = dispatch.send_caps(curtailment_ids)
+    """PUT profiles of one party; transient failures and TOO_OFTEN come back with a growing delay."""
+    retry = dispatch.send_caps(curtailment_ids, attempt)
     if retry and attempt < settings.DISPATCH_MAX_RETRIES:
         _queue_sends(activation_id, retry, attempt + 1, dispatch.retry_delay_s(attempt + 1))
     elif retry:
@@ -72,16 +71,25 @@ def restore_activation(activation_id: int) -> None:
 
 @shared_task(name="flexibility.sweep")
 def sweep() -> None:
-    """The safety net after a crash: overdue restores, late policy relays, expired signals."""
+    """The safety net after a crash or a lost message: only what is known to be dead is redone."""
     for activation_id in dispatch.overdue_activation_ids():
-        restore_activation.delay(activation_id)
-    for activation_id in dispatch.stalled_activation_ids():  # its task died with a worker or a broker
-        dispatch_activation.delay(activation_id, resume=True)
+        services.enqueue(restore_activation, activation_id)
+    for activation_id in dispatch.unplanned_activation_ids():  # its dispatch task was lost
+        services.enqueue(dispatch_activation, activation_id, True)
+    for activation_id, ids in dispatch.lost_sends().items():  # a lost retry, a killed send task
+        _queue_sends(activation_id, ids)
+    for activation_id, session_ids in dispatch.uncapped_new_sessions().items():  # a lost throttle_new_sessions
+        pending = dispatch.plan_activation(activation_id, session_ids)
+        if pending:
+            _queue_sends(activation_id, pending)
+    dispatch.expire_pending()
+    responsiveness.assess_due()
     dispatch.restore_curtailments()  # caps shortened by the budget end before their activation
     for signal_id in services.due_policy_relays():
-        relay_by_policy.delay(signal_id)
+        services.enqueue(relay_by_policy, signal_id)
     services.expire_overdue_signals()
 
 
 def on_sessions_started(sender, session_ids: list[int], **kwargs) -> None:
-    transaction.on_commit(lambda: throttle_new_sessions.delay(list(session_ids)))
+    ids = list(session_ids)
+    transaction.on_commit(lambda: services.enqueue(throttle_new_sessions, ids))

@@ -16,7 +16,17 @@ from django.db import transaction
 
 from . import services
 from .errors import OcpiError
-from .models import ActiveProfileUpdate, ChargingProfileCall, OcpiParty, Session, SessionState, hash_token
+from .models import (
+    ActiveProfileUpdate,
+    ChargingProfileCall,
+    Connector,
+    OcpiParty,
+    OcpiPartyRole,
+    Session,
+    SessionState,
+    hash_token,
+)
+from .services import clocks, identity
 
 CREDENTIALS = "manage_credentials"
 CREDENTIALS_PERM = f"ocpi_client.{CREDENTIALS}"
@@ -57,12 +67,19 @@ class PartyForm(forms.ModelForm):
 @admin.register(OcpiParty)
 class OcpiPartyAdmin(admin.ModelAdmin):
     form = PartyForm
-    list_display = ("name", "country_code", "party_id", "role", "status", "versions_url", "updated_at")
+    list_display = ("name", "country_code", "party_id", "role", "status", "token_encoding", "clock_warning",
+                    "versions_url", "updated_at")
     list_filter = ("status", "role")
     search_fields = ("name", "party_id", "versions_url")
-    readonly_fields = ("status", "endpoints", "version", "sessions_pulled_until", "created_at", "updated_at")
+    readonly_fields = ("status", "endpoints", "version", "token_encoding", "sessions_pulled_until",
+                       "locations_pulled_at", "clock_skew_s", "clock_skew_at", "clock_warning", "token_locked_at",
+                       "created_at", "updated_at")
     fields = ("name", "versions_url", "token_theirs", "country_code", "party_id", "role", *readonly_fields)
-    actions = ("issue_token", "register", "pull_sessions_now")
+    actions = ("issue_token", "register", "pull_sessions_now", "pull_locations_now", "update_credentials")
+
+    @admin.display(description="clock")
+    def clock_warning(self, obj: OcpiParty) -> str:
+        return clocks.skew_warning(obj) or "ok"
 
     def has_manage_credentials_permission(self, request) -> bool:
         return request.user.has_perm(CREDENTIALS_PERM)
@@ -99,6 +116,24 @@ class OcpiPartyAdmin(admin.ModelAdmin):
             transaction.on_commit(lambda pk=party.pk: register_party.delay(pk))
         self.message_user(request, f"registration queued for {queryset.count()} parties")
 
+    @admin.action(description="Pull locations now (parties offering the module)", permissions=["change"])
+    def pull_locations_now(self, request, queryset) -> None:
+        from .tasks import pull_locations
+
+        for party in queryset.filter(status=OcpiParty.Status.REGISTERED):
+            transaction.on_commit(lambda pk=party.pk: pull_locations.delay(pk))
+        self.message_user(request, "locations pull queued")
+
+    @admin.action(description="Update credentials (new token for them, our current endpoints)",
+                  permissions=["manage_credentials"])
+    def update_credentials(self, request, queryset) -> None:
+        # Outbound HTTP: runs in a worker (the same service as the ocpi_update_credentials command).
+        from .tasks import update_party_credentials
+
+        for party in queryset.filter(status=OcpiParty.Status.REGISTERED):
+            transaction.on_commit(lambda pk=party.pk: update_party_credentials.delay(pk))
+        self.message_user(request, "credentials update queued")
+
     @admin.action(description="Pull sessions now", permissions=["change"])
     def pull_sessions_now(self, request, queryset) -> None:
         from .tasks import pull_sessions
@@ -108,10 +143,45 @@ class OcpiPartyAdmin(admin.ModelAdmin):
         self.message_user(request, "sessions pull queued")
 
 
+@admin.register(OcpiPartyRole)
+class OcpiPartyRoleAdmin(ReadOnlyAdmin):
+    """Who holds which (country_code, party_id). Releasing one lets another registration claim it."""
+
+    list_display = ("country_code", "ocpi_party_id", "role", "party", "business_name", "active", "created_at")
+    list_filter = ("active", "role")
+    list_select_related = ("party",)
+    search_fields = ("country_code", "ocpi_party_id", "party__name", "business_name")
+    actions = ("release",)
+
+    def has_release_permission(self, request) -> bool:
+        return request.user.has_perm("ocpi_client.change_ocpiparty")
+
+    @admin.action(description="Release the identity (another party may then claim it)", permissions=["release"])
+    def release(self, request, queryset) -> None:
+        for role in queryset.filter(active=True):
+            try:
+                identity.release_identity(role.pk)
+            except OcpiError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.message_user(request, f"released {role.country_code}/{role.ocpi_party_id} of {role.party}")
+
+
+@admin.register(Connector)
+class ConnectorAdmin(ReadOnlyAdmin):
+    list_display = ("location_id", "evse_uid", "connector_id", "party", "power_type", "power_type_raw",
+                    "max_amperage_a", "max_electric_power_w", "pulled_at")
+    list_filter = ("power_type",)
+    list_select_related = ("party",)
+    search_fields = ("location_id", "evse_uid")
+    show_full_result_count = False
+
+
 @admin.register(Session)
 class SessionAdmin(ReadOnlyAdmin):
-    list_display = ("session_id", "party", "evse_uid", "status", "kwh", "last_current_a", "phases", "last_updated")
-    list_filter = ("status",)
+    list_display = ("session_id", "party", "evse_uid", "status", "kwh", "last_current_a", "current_source",
+                    "last_power_kw", "phases", "phases_source", "seen_at", "last_updated")
+    list_filter = ("status", "current_source", "phases_source")
     list_select_related = ("party",)
     search_fields = ("session_id", "evse_uid", "location_id")
     date_hierarchy = "last_updated"
@@ -120,7 +190,8 @@ class SessionAdmin(ReadOnlyAdmin):
 
 @admin.register(SessionState)
 class SessionStateAdmin(ReadOnlyAdmin):
-    list_display = ("session", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a", "status")
+    list_display = ("session", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a", "power_kw",
+                    "current_source", "status")
     list_select_related = ("session",)
     raw_id_fields = ("session",)
     search_fields = ("session__session_id",)

@@ -1,9 +1,10 @@
 """Outbound OCPI 2.2.1 client (we are the SCSP; the CPO implements the Receiver/Sender interfaces).
 
-`client_for(party)` returns a per-process cached `OcpiClient` over one `requests.Session` whose
-pooled HTTPAdapter keeps up to settings.OCPI_HTTP_POOL_SIZE keep-alive connections. `fan_out` is the
-product's critical path (thousands of PUTs in seconds): asyncio over up to that many keep-alive
-connections, no ORM inside; the caller bulk-writes the outcomes (`services.record_outcomes`).
+Every call goes through `smatch.outbound` (allowed schemes and addresses, no redirects, a total
+deadline per call, a reply size cap). `call_json` serves calls without a registered party (the
+credentials handshake); `client_for(party)` returns a per-process `OcpiClient` for a registered
+one. `fan_out` is the product's critical path (thousands of PUTs in seconds): asyncio over up to
+OCPI_HTTP_POOL_SIZE keep-alive connections, no ORM inside; `services.sending` owns the rows.
 """
 
 from __future__ import annotations
@@ -15,24 +16,29 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
-import requests
-import urllib3
-import yarl
 from django.conf import settings
-from requests.adapters import HTTPAdapter
 
-from smatch import clock
+from smatch import clock, outbound
 
 from .errors import OcpiClientError, OcpiValidationError
-from .schemas import format_datetime, validate_profile_response
+from .schemas import validate_profile_response
 
-TRANSIENT_RESULTS = frozenset({"TOO_OFTEN"})
 MAX_PAGES = 100_000  # a CPO whose Link headers loop forever must not hang a worker
+
+# The one retry rule (issue: one rule for retrying). Final = never retried.
+ACCEPTED, REFUSED, RETRY = "accepted", "refused", "retry"
+
+
+def ocpi_datetime(when: datetime) -> str:
+    """OCPI DateTime (string(25)): UTC, `Z`, seconds, or milliseconds when there is a fraction."""
+    when = when.astimezone(UTC)
+    spec = "milliseconds" if when.microsecond else "seconds"
+    return when.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
 def response_url_for(call_id: uuid.UUID | str) -> str:
@@ -48,7 +54,7 @@ def build_set_charging_profile(call_id: uuid.UUID, limit_a: float, start_date_ti
     """
     return {
         "charging_profile": {
-            "start_date_time": format_datetime(start_date_time),
+            "start_date_time": ocpi_datetime(start_date_time),
             "duration": int(duration_s),
             "charging_rate_unit": "A",
             # OCPI: limits accept at most one decimal.
@@ -60,13 +66,19 @@ def build_set_charging_profile(call_id: uuid.UUID, limit_a: float, start_date_ti
 
 @dataclass(frozen=True)
 class OutboundCall:
-    """One chargingprofiles call to make. SET needs `set_charging_profile`, GET needs `duration_s`."""
+    """One chargingprofiles call. SET needs `set_charging_profile`, GET needs `duration_s`.
+
+    `to_country_code` / `to_party_id`: the session's own owner, for the OCPI-to-* routing headers
+    (a hub forwards the sessions of several CPOs).
+    """
 
     call_id: uuid.UUID
     kind: str  # SET / CLEAR / GET
     session_id: str  # the CPO's Session.id
     set_charging_profile: dict | None = None
     duration_s: int | None = None
+    to_country_code: str = ""
+    to_party_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,42 +93,40 @@ class CallOutcome:
     answered_at: datetime
 
     @property
+    def disposition(self) -> str:
+        """The one retry rule: ACCEPTED is accepted; HTTP 5xx, timeouts, connection errors and
+        TOO_OFTEN are worth another try (with a growing delay); every other answer is final."""
+        if self.result == "ACCEPTED":
+            return ACCEPTED
+        if self.result == "TOO_OFTEN":
+            return RETRY
+        if self.result == "ERROR" and (self.http_status is None or self.http_status >= 500):
+            return RETRY if not self.error.startswith(POLICY_PREFIX) else REFUSED
+        return REFUSED
+
+    @property
     def is_transient(self) -> bool:
-        """Worth retrying later: HTTP 5xx, timeouts / connection errors, TOO_OFTEN."""
-        if self.result in TRANSIENT_RESULTS:
-            return True
-        return self.result == "ERROR" and (self.http_status is None or self.http_status >= 500)
+        return self.disposition == RETRY
 
 
-def auth_header(token: str) -> str:
-    """OCPI 2.2.1: `Authorization: Token <base64(token)>`."""
+POLICY_PREFIX = "refused by policy: "  # an error that no retry can cure (final)
+
+
+class CallFailed(OcpiClientError):
+    """An outbound call failed: `reason` is short and safe to show ("timeout", "HTTP 401", "OCPI status
+    2001", "address not allowed"); `http_status` is the HTTP status when there was an answer."""
+
+    def __init__(self, what: str, reason: str, *, transient: bool = False, http_status: int | None = None) -> None:
+        super().__init__(f"{what}: {reason}", transient=transient)
+        self.reason = reason
+        self.http_status = http_status
+
+
+def auth_header(token: str, encoding: str = "base64") -> str:
+    """OCPI 2.2.1: `Authorization: Token <base64(token)>`; some 2.2.x platforms want the raw token."""
+    if encoding == "raw":
+        return f"Token {token}"
     return "Token " + base64.b64encode(token.encode("ascii")).decode("ascii")
-
-
-USER_AGENT = "smatch-scsp/0.1"
-
-
-def _new_session(pool_size: int) -> requests.Session:
-    http = requests.Session()
-    # pool_block: never open more connections than the pool holds; threads wait for a free one.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0, pool_block=True)
-    http.mount("http://", adapter)
-    http.mount("https://", adapter)
-    http.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
-    return http
-
-
-_bare_lock = threading.Lock()
-_bare_http: requests.Session | None = None
-
-
-def _bare() -> requests.Session:
-    """A shared session for calls without a registered party (the credentials handshake)."""
-    global _bare_http
-    with _bare_lock:
-        if _bare_http is None:
-            _bare_http = _new_session(4)
-        return _bare_http
 
 
 def _request_ids() -> dict:
@@ -124,121 +134,125 @@ def _request_ids() -> dict:
     return {"X-Request-ID": rid, "X-Correlation-ID": rid}
 
 
-def unwrap(response: requests.Response, what: str) -> Any:
-    """The `data` of an OCPI envelope, or OcpiClientError (transient for HTTP 5xx)."""
-    if response.status_code >= 400:
-        raise OcpiClientError(f"{what}: HTTP {response.status_code} {response.text[:200]}",
-                              transient=response.status_code >= 500)
+def _unwrap(reply: outbound.Reply, what: str) -> Any:
+    """The `data` of an OCPI envelope, or CallFailed (transient for HTTP 5xx)."""
+    return _envelope(reply, what).get("data")
+
+
+def envelope_time(envelope: dict) -> datetime | None:
+    """The envelope's `timestamp` as an aware datetime, or None when missing or unreadable."""
+    stamp = envelope.get("timestamp")
+    if not isinstance(stamp, str):
+        return None
     try:
-        body = response.json()
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
-        raise OcpiClientError(f"{what}: response is not JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("status_code"), int):
-        raise OcpiClientError(f"{what}: response is not an OCPI envelope")
-    if not 1000 <= body["status_code"] < 2000:
-        raise OcpiClientError(f"{what}: OCPI status {body['status_code']} {body.get('status_message', '')}",
-                              transient=body["status_code"] >= 3000)
-    return body.get("data")
+        return None
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def call_json(method: str, url: str, token: str, *, body: Any = None, what: str) -> Any:
-    """One OCPI call without a party (registration): returns `data` or raises OcpiClientError."""
-    headers = {"Authorization": auth_header(token), **_request_ids()}
+def _envelope(reply: outbound.Reply, what: str) -> dict:
+    """A successful OCPI envelope, or CallFailed (transient for HTTP 5xx).
+
+    The message names the failure, never the other party's own text (it would let a caller read
+    whatever answered through us).
+    """
+    if reply.status >= 300:
+        note = " (redirects are not followed)" if reply.status < 400 else ""
+        raise CallFailed(what, f"HTTP {reply.status}{note}", transient=reply.status >= 500, http_status=reply.status)
     try:
-        response = _bare().request(method, url, json=body, headers=headers, timeout=settings.OCPI_HTTP_TIMEOUT_S)
-    except requests.RequestException as exc:
-        raise OcpiClientError(f"{what}: {exc.__class__.__name__}: {exc}", transient=True) from None
-    return unwrap(response, what)
+        body = json.loads(reply.body)
+    except ValueError:
+        raise CallFailed(what, "the reply is not JSON", http_status=reply.status) from None
+    if not isinstance(body, dict) or not isinstance(body.get("status_code"), int):
+        raise CallFailed(what, "the reply is not an OCPI envelope", http_status=reply.status)
+    if not 1000 <= body["status_code"] < 2000:
+        raise CallFailed(what, f"OCPI status {body['status_code']}", transient=body["status_code"] >= 3000,
+                         http_status=reply.status)
+    return body
+
+
+def _fetch(method: str, url: str, headers: dict, body: Any, what: str) -> outbound.Reply:
+    data = outbound.json_body(body) if body is not None else None
+    if data is not None:
+        headers = {**headers, "Content-Type": "application/json"}
+    try:
+        return outbound.request_sync(method, url, headers=headers, data=data)
+    except outbound.OutboundRefused as exc:
+        raise CallFailed(what, exc.reason, transient=exc.transient) from None
+
+
+def call_json(method: str, url: str, token: str, *, body: Any = None, what: str,
+              token_encoding: str = "base64") -> Any:
+    """One OCPI call without a party (registration): returns `data` or raises OcpiClientError."""
+    headers = {"Authorization": auth_header(token, token_encoding), **_request_ids()}
+    return _unwrap(_fetch(method, url, headers, body, what), what)
+
+
+def join_url(base: str, *segments: str) -> str:
+    """`base` exactly as the party advertised it, then the URL-quoted segments."""
+    tail = "/".join(quote(s, safe="") for s in segments)
+    return base + tail if base.endswith("/") else f"{base}/{tail}"
+
+
+def _with_query(url: str, params: dict) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class OcpiClient:
     """Calls to one registered party. Built from a snapshot of the party; safe to share across threads."""
 
-    def __init__(self, *, token: str, endpoints: list, country_code: str, party_id: str, pool_size: int) -> None:
-        self.http = _new_session(pool_size)
+    def __init__(self, *, token: str, endpoints: list, country_code: str, party_id: str, pool_size: int,
+                 token_encoding: str = "base64") -> None:
         self.pool_size = pool_size
         self.endpoints = endpoints
-        self.timeout_s = settings.OCPI_HTTP_TIMEOUT_S
-        self._timeout = urllib3.Timeout(connect=self.timeout_s, read=self.timeout_s)
-        self._profiles_pool: urllib3.HTTPConnectionPool | None = None
-        self.base_headers = {
-            "Authorization": auth_header(token),
-            "OCPI-from-country-code": settings.OCPI_COUNTRY_CODE,
-            "OCPI-from-party-id": settings.OCPI_PARTY_ID,
-            "OCPI-to-country-code": country_code,
-            "OCPI-to-party-id": party_id,
-        }
+        self.country_code, self.party_id = country_code, party_id
+        self.auth = auth_header(token, token_encoding)
+        # (their envelope timestamp, our clock at receipt) of the last page read: the clock skew.
+        self.last_envelope: tuple[datetime, datetime] | None = None
 
     def endpoint(self, identifier: str, role: str) -> str:
+        """The URL of their module exactly as advertised (no slash added or stripped)."""
         for endpoint in self.endpoints:
             if endpoint.get("identifier") == identifier and endpoint.get("role") == role:
-                return endpoint["url"].rstrip("/")
+                return endpoint["url"]
         raise OcpiClientError(f"the party offers no {identifier} {role} endpoint")
 
-    def _headers(self) -> dict:
-        return {**self.base_headers, **_request_ids()}
+    def _headers(self, to_country_code: str = "", to_party_id: str = "") -> dict:
+        return {
+            "Authorization": self.auth,
+            "OCPI-from-country-code": settings.OCPI_COUNTRY_CODE,
+            "OCPI-from-party-id": settings.OCPI_PARTY_ID,
+            "OCPI-to-country-code": to_country_code or self.country_code,
+            "OCPI-to-party-id": to_party_id or self.party_id,
+            **_request_ids(),
+        }
 
     # --- chargingprofiles (their Receiver interface) ------------------------------------------------
-    def put_charging_profile(self, session_id: str, set_charging_profile: dict) -> CallOutcome:
-        call_id = _call_id_from(set_charging_profile.get("response_url", ""))
-        return self.call(OutboundCall(call_id, "SET", session_id, set_charging_profile=set_charging_profile))
-
-    def delete_charging_profile(self, session_id: str, response_url: str) -> CallOutcome:
-        return self.call(OutboundCall(_call_id_from(response_url), "CLEAR", session_id))
-
-    def get_active_charging_profile(self, session_id: str, duration_s: int, response_url: str) -> CallOutcome:
-        return self.call(OutboundCall(_call_id_from(response_url), "GET", session_id, duration_s=duration_s))
-
-    def call(self, call: OutboundCall) -> CallOutcome:
-        """Make one call; never raises for transport/HTTP/OCPI errors (they become result "ERROR").
-
-        Single calls talk to the urllib3 pool under the session's HTTPAdapter directly,
-        which costs a fraction of a full `requests` round (hooks, cookies, settings merging) per call.
-        """
-        sent_at = clock.now()
-        try:
-            method, path, data = self._request_for(call)
-            headers = self._headers()
-            if data is not None:
-                headers["Content-Type"] = "application/json"
-            response = self._pool().urlopen(method, path, body=data, headers=headers, retries=False,
-                                            redirect=False, timeout=self._timeout, assert_same_host=False)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return CallOutcome(call.call_id, None, None, "ERROR", None, f"{exc.__class__.__name__}: {exc}",
-                               sent_at, clock.now())
-        except OcpiClientError as exc:
-            return CallOutcome(call.call_id, None, None, "ERROR", None, str(exc), sent_at, clock.now())
-        return _outcome(call.call_id, response.status, response.data, sent_at, clock.now())
-
-    def _pool(self) -> urllib3.HTTPConnectionPool:
-        if self._profiles_pool is None:
-            url = self.endpoint("chargingprofiles", "RECEIVER")
-            adapter = self.http.get_adapter(url)
-            self._profiles_pool = adapter.poolmanager.connection_from_url(url)
-        return self._profiles_pool
-
-    def _request_for(self, call: OutboundCall) -> tuple[str, str, bytes | None]:
-        """(method, request target path?query, body) of one chargingprofiles call."""
-        base = urlsplit(self.endpoint("chargingprofiles", "RECEIVER")).path.rstrip("/")
-        path = f"{base}/{quote(call.session_id, safe='')}"
+    def request_for(self, call: OutboundCall) -> tuple[str, str, bytes | None]:
+        """(method, absolute URL, body) of one chargingprofiles call."""
+        url = join_url(self.endpoint("chargingprofiles", "RECEIVER"), call.session_id)
         response_url = response_url_for(call.call_id)
         if call.kind == "SET":
             if not call.set_charging_profile:
                 raise OcpiClientError("SET needs set_charging_profile")
-            return "PUT", path, json.dumps(call.set_charging_profile, separators=(",", ":")).encode()
+            return "PUT", url, outbound.json_body(call.set_charging_profile)
         if call.kind == "CLEAR":
-            return "DELETE", f"{path}?{urlencode({'response_url': response_url})}", None
+            return "DELETE", _with_query(url, {"response_url": response_url}), None
         if call.kind == "GET":
             if not call.duration_s:
                 raise OcpiClientError("GET needs duration_s")
-            return "GET", f"{path}?{urlencode({'duration': call.duration_s, 'response_url': response_url})}", None
+            return "GET", _with_query(url, {"duration": call.duration_s, "response_url": response_url}), None
         raise OcpiClientError(f"unknown call kind {call.kind!r}")
 
     def fan_out(self, calls: Sequence[OutboundCall], max_workers: int = 32) -> list[CallOutcome]:
         """Make many calls concurrently over keep-alive connections; outcomes in call order.
 
         asyncio + aiohttp rather than a thread pool: its C HTTP parser costs a fraction of the CPU
-        per call of urllib3 in threads, and the fan-out is CPU-bound on a small machine.
+        per call of urllib3 in threads, and the fan-out is CPU-bound on a small machine. Never
+        raises for transport/HTTP/OCPI errors: they become outcomes with result "ERROR".
         """
         if not calls:
             return []
@@ -246,14 +260,9 @@ class OcpiClient:
         return asyncio.run(self._fan_out(calls, connections))
 
     async def _fan_out(self, calls: Sequence[OutboundCall], connections: int) -> list[CallOutcome]:
-        parts = urlsplit(self.endpoint("chargingprofiles", "RECEIVER"))
-        timeout = aiohttp.ClientTimeout(sock_connect=self.timeout_s, sock_read=self.timeout_s)
-        connector = aiohttp.TCPConnector(limit=connections)
         outcomes: list[CallOutcome | None] = [None] * len(calls)
         pending = iter(range(len(calls)))  # shared by the connection loops: each takes the next call
-
-        async with aiohttp.ClientSession(f"{parts.scheme}://{parts.netloc}", connector=connector, timeout=timeout,
-                                         headers={"Accept": "application/json", "User-Agent": USER_AGENT}) as http:
+        async with outbound.new_session(connections) as http:
             async def loop() -> None:
                 for index in pending:
                     outcomes[index] = await self._call_async(http, calls[index])
@@ -264,51 +273,46 @@ class OcpiClient:
     async def _call_async(self, http: aiohttp.ClientSession, call: OutboundCall) -> CallOutcome:
         sent_at = clock.now()
         try:
-            method, path, data = self._request_for(call)
-            headers = self._headers()
+            method, url, data = self.request_for(call)
+            headers = self._headers(call.to_country_code, call.to_party_id)
             if data is not None:
                 headers["Content-Type"] = "application/json"
-            async with http.request(method, yarl.URL(path, encoded=True), data=data, headers=headers,
-                                    allow_redirects=False) as response:
-                raw = await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return CallOutcome(call.call_id, None, None, "ERROR", None, f"{exc.__class__.__name__}: {exc}",
-                               sent_at, clock.now())
+            reply = await outbound.request(http, method, url, headers=headers, data=data)
+        except outbound.OutboundRefused as exc:
+            error = exc.reason if exc.transient else POLICY_PREFIX + exc.reason
+            return CallOutcome(call.call_id, None, None, "ERROR", None, error, sent_at, clock.now())
         except OcpiClientError as exc:
-            return CallOutcome(call.call_id, None, None, "ERROR", None, str(exc), sent_at, clock.now())
-        return _outcome(call.call_id, response.status, raw, sent_at, clock.now())
+            return CallOutcome(call.call_id, None, None, "ERROR", None, POLICY_PREFIX + str(exc), sent_at,
+                               clock.now())
+        return _outcome(call.call_id, reply.status, reply.body, sent_at, clock.now())
 
-    # --- sessions (their Sender interface) --------------------------------------------------------------
-    def iter_sessions(self, date_from: datetime, date_to: datetime | None = None,
-                      page_limit: int = 100) -> Iterator[dict]:
-        """Every Session object last updated in [date_from, date_to), following `Link: <...>; rel="next"`."""
-        url: str | None = self.endpoint("sessions", "SENDER")
-        params: dict | None = {"date_from": format_datetime(date_from), "offset": 0, "limit": page_limit}
-        if date_to is not None and params is not None:
-            params["date_to"] = format_datetime(date_to)
+    # --- their Sender interfaces (sessions, locations) ---------------------------------------------------
+    def iter_pages(self, url: str, params: dict | None = None, what: str = "GET") -> Iterator[dict]:
+        """Every object of a paginated Sender list, following `Link: <...>; rel="next"`."""
+        next_url: str | None = _with_query(url, params) if params else url
         for _ in range(MAX_PAGES):
-            if url is None:
+            if next_url is None:
                 return
-            try:
-                response = self.http.get(url, params=params, headers=self._headers(), timeout=self.timeout_s)
-            except requests.RequestException as exc:
-                raise OcpiClientError(f"GET sessions: {exc.__class__.__name__}: {exc}", transient=True) from None
-            page = unwrap(response, "GET sessions")
+            reply = _fetch("GET", next_url, self._headers(), None, what)
+            envelope = _envelope(reply, what)
+            theirs = envelope_time(envelope)
+            if theirs is not None:
+                self.last_envelope = (theirs, clock.now())
+            page = envelope.get("data")
             if not isinstance(page, list):
-                raise OcpiClientError("GET sessions: data is not a list")
+                raise CallFailed(what, "data is not a list", http_status=reply.status)
             yield from page
             # The next link carries all filters itself (transport_and_format: pagination).
-            url, params = response.links.get("next", {}).get("url"), None
-            if not page:
-                return
-        raise OcpiClientError(f"GET sessions: more than {MAX_PAGES} pages, giving up")
+            next_url = reply.next_url if page else None
+        raise CallFailed(what, f"more than {MAX_PAGES} pages, giving up")
 
-
-def _call_id_from(response_url: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(response_url.rstrip("/").rsplit("/", 1)[-1])
-    except ValueError:
-        raise ValueError(f"response_url must end with the call's UUID (see response_url_for): {response_url}") from None
+    def iter_sessions(self, date_from: datetime, date_to: datetime | None = None,
+                      page_limit: int = 100) -> Iterator[dict]:
+        """Every Session object last updated in [date_from, date_to)."""
+        params: dict = {"date_from": ocpi_datetime(date_from), "offset": 0, "limit": page_limit}
+        if date_to is not None:
+            params["date_to"] = ocpi_datetime(date_to)
+        yield from self.iter_pages(self.endpoint("sessions", "SENDER"), params, "GET sessions")
 
 
 def _outcome(call_id: uuid.UUID, http_status: int, raw: bytes, sent_at: datetime, answered_at: datetime
@@ -320,9 +324,10 @@ def _outcome(call_id: uuid.UUID, http_status: int, raw: bytes, sent_at: datetime
         body = None
     if isinstance(body, dict) and isinstance(body.get("status_code"), int):
         status_code = body["status_code"]
-    if http_status >= 400 or status_code is None or not 1000 <= status_code < 2000:
-        message = body.get("status_message", "") if isinstance(body, dict) else raw[:200].decode("utf-8", "replace")
-        error = f"HTTP {http_status}, OCPI status {status_code}: {message}"
+    if http_status >= 300 or status_code is None or not 1000 <= status_code < 2000:
+        # Kept for the operator (admin), never returned to a caller; bounded like the reply itself.
+        message = body.get("status_message", "") if isinstance(body, dict) else ""
+        error = f"HTTP {http_status}, OCPI status {status_code}: {str(message)[:200]}"
     else:
         try:
             result, timeout_s = validate_profile_response(body.get("data"))
@@ -336,16 +341,17 @@ _clients_lock = threading.Lock()
 
 
 def client_for(party) -> OcpiClient:
-    """The per-process client of `party` (rebuilt when its token or endpoints change)."""
-    key = (party.pk, party.token_theirs, json.dumps(party.endpoints, sort_keys=True),
+    """The per-process client of `party` (rebuilt when its token, encoding or endpoints change)."""
+    encoding = getattr(party, "token_encoding", "base64") or "base64"
+    key = (party.pk, party.token_theirs, encoding, json.dumps(party.endpoints, sort_keys=True),
            party.country_code, party.party_id)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
             for stale in [k for k in _clients if k[0] == party.pk]:
-                _clients.pop(stale).http.close()
+                _clients.pop(stale)
             client = OcpiClient(token=party.token_theirs, endpoints=list(party.endpoints or []),
                                 country_code=party.country_code, party_id=party.party_id,
-                                pool_size=settings.OCPI_HTTP_POOL_SIZE)
+                                pool_size=settings.OCPI_HTTP_POOL_SIZE, token_encoding=encoding)
             _clients[key] = client
         return client

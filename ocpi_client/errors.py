@@ -39,10 +39,22 @@ class Unauthorized(OcpiError):
 
 
 class UnknownObject(OcpiError):
-    """Unknown session / call / party path: 2003 with HTTP 404."""
+    """Unknown session / call id, or an object of another party: HTTP 404 with a 2000-range code
+    (2003 means "unknown location": UnknownLocation)."""
 
-    status_code = 2003
+    status_code = 2000
     http_status = 404
+
+
+class UnknownLocation(UnknownObject):
+    status_code = 2003
+
+
+class TokenLocked(OcpiError):
+    """Too many failed credentials attempts with one token: refused until an operator issues a new one."""
+
+    status_code = 2000
+    http_status = 401
 
 
 class MethodNotAllowed(OcpiError):

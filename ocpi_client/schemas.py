@@ -20,7 +20,11 @@ PROFILE_RESULTS = frozenset({"ACCEPTED", "REJECTED", "UNKNOWN"})
 RESPONSE_RESULTS = frozenset({"ACCEPTED", "REJECTED", "NOT_SUPPORTED", "TOO_OFTEN", "UNKNOWN_SESSION"})
 ROLES = frozenset({"CPO", "EMSP", "HUB", "NAP", "NSP", "OTHER", "SCSP"})
 VOLTS_PER_PHASE = 230.0  # converting a POWER dimension (kW) to current per phase
-DEFAULT_PHASES_FOR_POWER = 3  # public AC points are three-phase; used only when phases are unknown
+# The one assumption for an unknown phase count, used the same way everywhere: a power is converted
+# to a per-phase current as if on ASSUMED_PHASES (display, delivery); decisions and the expected shed
+# consider every count in PLAUSIBLE_PHASES (flexibility.planning).
+ASSUMED_PHASES = 3
+PLAUSIBLE_PHASES = (1, 2, 3)
 
 # RFC 3339 as OCPI restricts it; no designator means UTC. Offsets are accepted and converted.
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?$")
@@ -28,8 +32,9 @@ _PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
 
 
 def format_datetime(when: datetime) -> str:
-    """OCPI DateTime: UTC with a Z designator (OCPI: "+00:00 is not the same as UTC")."""
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """OCPI DateTime, string(25): UTC with a Z designator, whole seconds or milliseconds (never more)."""
+    spec = "milliseconds" if when.microsecond // 1000 else "seconds"
+    return when.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def cistring(value: Any, field: str, max_length: int, *, allow_empty: bool = False) -> str:
@@ -122,6 +127,10 @@ class SessionUpdate:
     power_kw: float | None
     phases: int | None
     current_dimension_a: float | None  # CURRENT of the latest charging period (phases applied later)
+    # ChargingPeriods as sent (validated, start_date_time normalised); None when the field is absent.
+    charging_periods: list[dict] | None = None
+    # The latest period's average power from its ENERGY over its TIME (or over its start to last_updated).
+    period_power_kw: float | None = None
 
 
 # Session fields: (OCPI name, model name, parser). Required on PUT, optional on PATCH.
@@ -173,7 +182,9 @@ def validate_session(payload: Any, *, partial: bool) -> SessionUpdate:
         declared_phases = integer(data["x_phases"], "x_phases", minimum=1)
         if declared_phases > 3:
             raise OcpiValidationError("x_phases: at most 3")
-    current_dim, power_kw = _latest_period_dimensions(data.get("charging_periods"))
+    periods = charging_periods(data.get("charging_periods"))
+    current_dim, power_kw = latest_period_dimensions(periods or [])
+    period_power = latest_period_energy_power_kw(periods or [], fields["last_updated"])
     phases = sum(1 for c in currents if c) if currents else None
     return SessionUpdate(
         last_updated=fields["last_updated"],
@@ -183,6 +194,8 @@ def validate_session(payload: Any, *, partial: bool) -> SessionUpdate:
         power_kw=power_kw,
         phases=phases or declared_phases,
         current_dimension_a=current_dim,
+        charging_periods=periods,
+        period_power_kw=period_power,
     )
 
 
@@ -195,50 +208,74 @@ def _phase_currents(value: Any) -> tuple[float | None, float | None, float | Non
     return (parsed[0], parsed[1], parsed[2])
 
 
-def _latest_period_dimensions(value: Any) -> tuple[float | None, float | None]:
-    """(CURRENT A, POWER kW) of the latest charging period, validating every period's shape."""
+def charging_periods(value: Any) -> list[dict] | None:
+    """ChargingPeriods: each a start_date_time and a non-empty list of {type, volume}; starts unique.
+
+    Returned sorted by start, with the start normalised (so the same period sent twice compares equal).
+    """
     if value is None:
-        return None, None
+        return None
     if not isinstance(value, list):
         raise OcpiValidationError("charging_periods: expected a list")
-    latest: tuple[datetime, dict] | None = None
+    periods: dict[datetime, dict] = {}
     for i, period in enumerate(value):
         period = obj(period, f"charging_periods[{i}]")
         start = ocpi_datetime(period.get("start_date_time"), f"charging_periods[{i}].start_date_time")
         dims = period.get("dimensions")
         if not isinstance(dims, list) or not dims:
             raise OcpiValidationError(f"charging_periods[{i}].dimensions: expected a non-empty list")
-        values: dict[str, float] = {}
         for j, dim in enumerate(dims):
             where = f"charging_periods[{i}].dimensions[{j}]"
             dim = obj(dim, where)
-            kind = cistring(dim.get("type"), f"{where}.type", 32)
-            values[kind] = number(dim.get("volume"), f"{where}.volume")
-        if latest is None or start >= latest[0]:
-            latest = (start, values)
-    if latest is None:
+            cistring(dim.get("type"), f"{where}.type", 32)
+            number(dim.get("volume"), f"{where}.volume")
+        if start in periods:
+            raise OcpiValidationError(f"charging_periods[{i}]: a second period starting at {format_datetime(start)}")
+        periods[start] = {**period, "start_date_time": format_datetime(start)}
+    return [periods[start] for start in sorted(periods)]
+
+
+def latest_period_dimensions(periods: list[dict]) -> tuple[float | None, float | None]:
+    """(CURRENT A, POWER kW) of the latest of validated, sorted periods (CURRENT is the period's average)."""
+    if not periods:
         return None, None
-    current, power = latest[1].get("CURRENT"), latest[1].get("POWER")
+    values = {dim["type"]: float(dim["volume"]) for dim in periods[-1]["dimensions"]}
+    current, power = values.get("CURRENT"), values.get("POWER")
     return (max(current, 0.0) if current is not None else None, max(power, 0.0) if power is not None else None)
 
 
-def state_currents(update: SessionUpdate, session_phases: int | None) -> tuple[list[float | None], int | None]:
-    """Per-phase currents [l1, l2, l3] (None = not reported) and the phase count for a state.
+def latest_period_energy_power_kw(periods: list[dict], last_updated: datetime) -> float | None:
+    """Average power (kW) of the latest period: its ENERGY (kWh) over its TIME (h), or over the time
+    from its start to `last_updated` when TIME is absent. None when neither gives a duration."""
+    if not periods:
+        return None
+    latest = periods[-1]
+    values = {dim["type"]: float(dim["volume"]) for dim in latest["dimensions"]}
+    energy, hours = values.get("ENERGY"), values.get("TIME")
+    if energy is None or energy < 0:
+        return None
+    if hours is None:
+        hours = (last_updated - ocpi_datetime(latest["start_date_time"], "period")).total_seconds() / 3600.0
+    return energy / hours if hours > 0 else None
 
-    Extension first; else the CURRENT dimension on the known phases (L1 only when unknown); else the
-    POWER dimension at 230 V per phase (three phases assumed when unknown).
+
+def merge_periods(stored: list[dict], added: list[dict]) -> list[dict]:
+    """The PATCH rule: periods in a PATCH are added to the stored ones (sorted by start).
+
+    A period sent again unchanged is stored once. The latest stored period is still open, so a
+    PATCH may send it again with its final values (CSMSs close it that way): it is replaced. A
+    closed period sent again with other dimensions overlaps it: refused (2001), nothing half-stored.
     """
-    phases = update.phases or session_phases
-    if update.currents_a is not None:
-        return list(update.currents_a), phases
-    if update.current_dimension_a is not None:
-        n = phases or 1
-        return [update.current_dimension_a if i < n else None for i in range(3)], phases
-    if update.power_kw is not None:
-        n = phases or DEFAULT_PHASES_FOR_POWER
-        per_phase = update.power_kw * 1000.0 / (VOLTS_PER_PHASE * n)
-        return [per_phase if i < n else None for i in range(3)], phases
-    return [None, None, None], phases
+    by_start = {ocpi_datetime(p["start_date_time"], "stored period"): p for p in stored}
+    open_start = max(by_start) if by_start else None
+    for period in added:
+        start = ocpi_datetime(period["start_date_time"], "charging_periods")
+        known = by_start.get(start)
+        if known is not None and start != open_start and known.get("dimensions") != period.get("dimensions"):
+            raise OcpiValidationError(f"charging_periods: the period starting at {period['start_date_time']} "
+                                      "overlaps a closed stored period with other dimensions")
+        by_start[start] = period
+    return [by_start[start] for start in sorted(by_start)]
 
 
 def validate_credentials(payload: Any) -> dict:

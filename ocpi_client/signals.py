@@ -4,3 +4,8 @@ from django.dispatch import Signal
 
 # Sent after commit with `session_ids=[Session pk, ...]` when sessions are first seen ACTIVE.
 session_started = Signal()
+
+# Sent inside the transaction that records an async chargingprofiles result, with `call_id`, `kind`
+# (SET / CLEAR / GET), `purpose_id` (the caller's id on the call row) and `result`. A listener may
+# answer "stale" (ocpi_client.services.profiles.STALE): the result then changes nothing.
+profile_result_received = Signal()

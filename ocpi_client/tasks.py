@@ -1,4 +1,5 @@
-"""Celery tasks of the OCPI link: the periodic sessions pull (a safety net next to the pushes)."""
+"""Celery tasks of the OCPI link: the periodic sessions pull (a safety net next to the pushes) and the
+daily Locations refresh."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from smatch.celery import app
 from . import services
 from .errors import OcpiClientError, OcpiError
 from .models import OcpiParty
+from .services import locations
 
 log = logging.getLogger(__name__)
 
 app.conf.beat_schedule = {
     **(app.conf.beat_schedule or {}),
     "ocpi-pull-sessions": {"task": "ocpi_client.pull_sessions", "schedule": float(settings.OCPI_PULL_INTERVAL_S)},
+    # Each tick refreshes only the parties due (never pulled, or not for OCPI_LOCATIONS_INTERVAL_S).
+    "ocpi-pull-locations": {"task": "ocpi_client.pull_locations", "schedule": float(settings.OCPI_PULL_INTERVAL_S)},
 }
 
 
@@ -49,6 +53,33 @@ def pull_party_sessions(self, party_pk: int) -> None:
              report.invalid)
 
 
+@shared_task(name="ocpi_client.pull_locations", acks_late=True, ignore_result=True)
+def pull_locations(party_pk: int | None = None) -> None:
+    """Refresh one party's Locations, or (no id: the beat) queue one refresh per party that is due."""
+    if party_pk is None:
+        for pk in locations.locations_due():
+            pull_party_locations.delay(pk)
+        return
+    pull_party_locations(party_pk)
+
+
+@shared_task(name="ocpi_client.pull_party_locations", bind=True, acks_late=True, ignore_result=True,
+             max_retries=5)
+def pull_party_locations(self, party_pk: int) -> None:
+    """Idempotent: connectors are upserted by their ids, sessions bounded again from them."""
+    party = OcpiParty.objects.filter(pk=party_pk, status=OcpiParty.Status.REGISTERED).first()
+    if party is None:
+        return
+    try:
+        report = locations.pull_locations(party)
+    except OcpiClientError as exc:
+        if exc.transient:
+            raise self.retry(exc=exc, countdown=min(60 * 2**self.request.retries, 1800)) from None
+        log.error("locations pull from %s failed: %s", party, exc)
+        return
+    log.info("locations of %s: %s", party, report)
+
+
 @shared_task(name="ocpi_client.register_party", acks_late=True, ignore_result=True)
 def register_party(party_pk: int) -> None:
     """The admin's "register" action: handshake with the versions URL + token A stored on the party.
@@ -62,3 +93,15 @@ def register_party(party_pk: int) -> None:
         services.register_with(party.versions_url, party.token_theirs, party=party)
     except (OcpiClientError, OcpiError) as exc:
         log.error("registration with %s failed: %s", party, exc)
+
+
+@shared_task(name="ocpi_client.update_party_credentials", acks_late=True, ignore_result=True)
+def update_party_credentials(party_pk: int) -> None:
+    """The admin's "update credentials" action. Not retried: a rotation half done needs a look first."""
+    party = OcpiParty.objects.filter(pk=party_pk, status=OcpiParty.Status.REGISTERED).first()
+    if party is None:
+        return
+    try:
+        services.update_credentials(party)
+    except (OcpiClientError, OcpiError) as exc:
+        log.error("credentials update with %s failed: %s", party, exc)

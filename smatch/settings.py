@@ -129,11 +129,48 @@ OCPI_HTTP_POOL_SIZE = env.int("OCPI_HTTP_POOL_SIZE", 64)
 OCPI_PULL_INTERVAL_S = env.int("OCPI_PULL_INTERVAL_S", 300)
 OCPI_MAX_BODY_BYTES = env.int("OCPI_MAX_BODY_BYTES", 256 * 1024)
 
+# --- OCPI inbound (H1) --------------------------------------------------------------------
+# An incoming last_updated further than this ahead of our clock is refused (2001): one far-future
+# update would otherwise freeze a session.
+OCPI_MAX_FUTURE_S = env.int("OCPI_MAX_FUTURE_S", 300)
+# Each pull starts this far before where the last one ended (the CPO's clock may lag ours; storing is
+# idempotent, so overlap costs nothing but bandwidth).
+OCPI_PULL_OVERLAP_S = env.int("OCPI_PULL_OVERLAP_S", 300)
+OCPI_LOCATIONS_INTERVAL_S = env.int("OCPI_LOCATIONS_INTERVAL_S", 24 * 3600)  # Locations refresh (daily)
+# A session not heard of (push or pull) for longer than this is skipped as stale.
+OCPI_SESSION_STALE_AFTER_S = env.int("OCPI_SESSION_STALE_AFTER_S", 30 * 60)
+OCPI_CLOCK_SKEW_WARN_S = env.float("OCPI_CLOCK_SKEW_WARN_S", 30.0)  # admin warns beyond this
+# Failed credentials exchanges with one token A before it is locked (an operator reissues it).
+OCPI_CREDENTIALS_MAX_FAILURES = env.int("OCPI_CREDENTIALS_MAX_FAILURES", 5)
+
 # --- Flexibility (dispatch) ---------------------------------------------------------------
 DISPATCH_THREADS = env.int("DISPATCH_THREADS", 64)  # concurrent OCPI calls per worker process
 DISPATCH_CHUNK = env.int("DISPATCH_CHUNK", 2000)  # sessions per Celery send task
 DISPATCH_MAX_RETRIES = env.int("DISPATCH_MAX_RETRIES", 6)  # transient failures only, bounded backoff
 SWEEP_INTERVAL_S = env.float("SWEEP_INTERVAL_S", 10.0)  # overdue restores, policy relays, expiry
+
+# --- Dispatch & outbound (H2) -------------------------------------------------------------
+# Every call to another party: private/loopback/link-local targets only where allowed (on in
+# development and for the bundled simulator, off in production); replies above the cap are cut.
+OUTBOUND_ALLOW_PRIVATE = env.bool("OUTBOUND_ALLOW_PRIVATE", not PRODUCTION)
+OUTBOUND_MAX_BYTES = env.int("OUTBOUND_MAX_BYTES", 8 * 1024 * 1024)
+# Retries of transient failures and TOO_OFTEN: delay base * 2**(n-1), at most the cap, bounded count.
+DISPATCH_RETRY_BASE_S = env.float("DISPATCH_RETRY_BASE_S", 2.0)
+DISPATCH_RETRY_MAX_S = env.float("DISPATCH_RETRY_MAX_S", 60.0)
+# A send task is stopped (soft) and killed (hard) after these: a slow party cannot hold a worker.
+DISPATCH_SEND_SOFT_LIMIT_S = env.int("DISPATCH_SEND_SOFT_LIMIT_S", 120)
+DISPATCH_SEND_HARD_LIMIT_S = env.int("DISPATCH_SEND_HARD_LIMIT_S", 150)
+# Caps being sent hold a lease renewed every third of it while their sender lives; a lapsed lease
+# tells the sweep the send died with its process (redone then, never on top of a live send).
+DISPATCH_CLAIM_LEASE_S = env.float("DISPATCH_CLAIM_LEASE_S", 9.0)
+# Delivery judged by measurement: a cap "responded" when the draw fell to limit + tolerance.
+DELIVERY_TOLERANCE_A = env.float("DELIVERY_TOLERANCE_A", 1.5)
+DELIVERY_TOLERANCE_KW = env.float("DELIVERY_TOLERANCE_KW", 0.5)
+DELIVERY_GRACE_S = env.int("DELIVERY_GRACE_S", 120)  # states this soon after the cap start are not judged
+DELIVERY_RESUME_WINDOW_S = env.int("DELIVERY_RESUME_WINDOW_S", 300)  # after restore + grace: did it resume?
+# An EVSE that did not respond in N of its last M judged activations is flagged.
+RESPONSIVENESS_FAILURES_N = env.int("RESPONSIVENESS_FAILURES_N", 2)
+RESPONSIVENESS_WINDOW_M = env.int("RESPONSIVENESS_WINDOW_M", 3)
 
 # --- Settlement ---------------------------------------------------------------------------
 # Where database-door settlement runs write their CSV / XLSX / PNG files (one folder per run).

@@ -39,3 +39,16 @@ class SignalSerializer(serializers.ModelSerializer):
 
     def get_activation(self, signal: Signal) -> dict | None:
         return signal_summary(signal)
+
+
+class EvseResponsivenessSerializer(serializers.Serializer):
+    """One EVSE of the CPO-facing report (read-only)."""
+
+    party = serializers.CharField()
+    evse_uid = serializers.CharField()
+    flagged = serializers.BooleanField(help_text="did not respond in N of its last M judged activations")
+    judged = serializers.IntegerField()
+    failures = serializers.IntegerField()
+    not_resumed = serializers.IntegerField(help_text="caps after which the EV did not resume (driver at risk)")
+    recent = serializers.CharField(help_text="newest last: R responded, N did not")
+    updated_at = serializers.DateTimeField()

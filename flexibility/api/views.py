@@ -1,17 +1,17 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import authentication, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from .. import services
+from .. import responsiveness, services
 from ..models import Signal
 from .auth import BrpRateThrottle, BrpTokenAuthentication, IsBrp
 from .limits import BodyLimitMixin
 from .schema import ApiSchema, StrictLimitOffsetPagination
-from .serializers import SignalCreateSerializer, SignalSerializer
+from .serializers import EvseResponsivenessSerializer, SignalCreateSerializer, SignalSerializer
 
 
 class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -54,3 +54,28 @@ class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelM
         except services.SignalRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(signal).data)
+
+
+class CanViewResponsiveness(permissions.BasePermission):
+    message = "the EVSE report is for staff with the view permission"
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and getattr(user, "is_staff", False)
+                    and user.has_perm("flexibility.view_evseresponsiveness"))
+
+
+class EvseResponsivenessViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Staff: EVSEs whose caps were not delivered by measurement (`?flagged=1`, `?party=<id>`)."""
+
+    serializer_class = EvseResponsivenessSerializer
+    # The BRP scheme first: an anonymous call gets its 401 challenge; a BRP token is refused (403).
+    authentication_classes = [BrpTokenAuthentication, authentication.SessionAuthentication]
+    permission_classes = [CanViewResponsiveness]
+    pagination_class = StrictLimitOffsetPagination
+    schema = ApiSchema()
+
+    def get_queryset(self):
+        party = self.request.query_params.get("party", "")
+        return responsiveness.report_rows(int(party) if party.isdigit() else None,
+                                          flagged_only=self.request.query_params.get("flagged") == "1")

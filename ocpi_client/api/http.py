@@ -27,6 +27,7 @@ from smatch import clock
 from ..errors import BodyTooLarge, MalformedRequest, MethodNotAllowed, OcpiError, Unauthorized
 from ..models import OcpiParty, hash_token
 from ..schemas import format_datetime
+from ..services.identity import held_identities, identity_key
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,17 @@ def envelope(data: Any, status_code: int, status_message: str | None) -> dict:
 
 
 def token_candidates(header: str) -> list[str]:
-    """Tokens a header may carry: 2.2.1 sends base64(token); 2.1.1/2.2 clients send the raw token."""
+    """Tokens a header may carry: 2.2.1 sends base64(token); 2.1.1/2.2 clients send the raw token.
+
+    Trailing whitespace after decoding is dropped (the spec's own example decodes to a trailing newline).
+    """
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
     if scheme.lower() != "token" or not value:
         return []
     candidates = [value]
     try:
-        decoded = base64.b64decode(value, validate=True).decode("ascii")
+        decoded = base64.b64decode(value, validate=True).decode("ascii").rstrip()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         decoded = ""
     if decoded and decoded.isprintable() and " " not in decoded and decoded != value:
@@ -129,6 +133,7 @@ def ocpi_view(methods: dict[str, Callable[..., Reply]], *, allow_pending: bool =
     @csrf_exempt
     @wraps(next(iter(methods.values())))
     def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        party = None
         try:
             handler = methods.get(request.method or "")
             if handler is None:
@@ -136,8 +141,6 @@ def ocpi_view(methods: dict[str, Callable[..., Reply]], *, allow_pending: bool =
             party = authenticate(request, allow_pending=allow_pending)
             body = read_json(request) if request.method in ("POST", "PUT", "PATCH") else None
             reply = handler(request, party, body, **kwargs)
-            if functional:
-                reply.headers.update(routing_headers(party))
         except OcpiError as exc:
             reply = Reply(None, exc.http_status, exc.status_code, exc.message)
             if isinstance(exc, MethodNotAllowed):
@@ -145,16 +148,27 @@ def ocpi_view(methods: dict[str, Callable[..., Reply]], *, allow_pending: bool =
         except Exception:
             log.exception("OCPI %s %s failed", request.method, request.path)
             reply = Reply(None, 500, 3000, "internal server error")
+        if functional and party is not None:  # error responses carry them too
+            reply.headers.update(routing_headers(party, request))
         return respond(request, reply)
 
     return view
 
 
-def routing_headers(party: OcpiParty) -> dict:
-    """OCPI-to/from headers for functional modules (to: the caller, from: us)."""
+def routing_headers(party: OcpiParty, request: HttpRequest | None = None) -> dict:
+    """OCPI-to/from headers for functional modules (to: the caller, from: us).
+
+    A hub sends for several CPOs: the reply goes to the identity in its OCPI-from-* headers when the
+    party holds it, else to the party's main identity.
+    """
+    to_cc, to_pid = party.country_code, party.party_id
+    if request is not None:
+        sender = (request.headers.get("OCPI-from-country-code", ""), request.headers.get("OCPI-from-party-id", ""))
+        held = held_identities(party).get(identity_key(*sender)) if all(sender) else None
+        to_cc, to_pid = held or (to_cc, to_pid)
     return {
-        "OCPI-to-country-code": party.country_code,
-        "OCPI-to-party-id": party.party_id,
+        "OCPI-to-country-code": to_cc,
+        "OCPI-to-party-id": to_pid,
         "OCPI-from-country-code": settings.OCPI_COUNTRY_CODE,
         "OCPI-from-party-id": settings.OCPI_PARTY_ID,
     }

@@ -6,27 +6,33 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from smatch import clock
 
 from ..client import client_for
 from ..errors import OcpiValidationError, UnknownObject
-from ..models import OcpiParty, Session, SessionState
-from ..schemas import SessionUpdate, cistring, format_datetime, state_currents, validate_session
+from ..models import Connector, OcpiParty, Session, SessionState
+from ..schemas import SessionUpdate, cistring, format_datetime, merge_periods, validate_session
 from ..signals import session_started
+from . import clocks
+from .identity import own_identity
+from .readings import CONNECTOR_PHASES, derive_reading
 
 log = logging.getLogger(__name__)
 FIRST_PULL_LOOKBACK = timedelta(days=1)
+_KEY_FIELDS = ("country_code", "ocpi_party_id", "session_id")
 
 
 def receive_session(party: OcpiParty, country_code: str, party_id: str, session_id: str, payload: object,
                     *, partial: bool) -> tuple[Session, bool]:
     """Store a pushed Session (PUT, or PATCH when `partial`); returns (session, created).
 
-    Older updates (by last_updated) never overwrite newer fields, but their state joins the history.
+    Ids are CiStrings: a body naming them in another case is the same object. Older updates (by
+    last_updated) never overwrite newer fields, but their state joins the history.
     """
-    country_code, party_id = _path_ids(party, country_code, party_id)
+    country_code, party_id = own_identity(party, country_code, party_id)
     cistring(session_id, "session_id (URL)", 36)
     update = validate_session(payload, partial=partial)
     for name, expected in (("country_code", country_code), ("ocpi_party_id", party_id), ("session_id", session_id)):
@@ -34,6 +40,7 @@ def receive_session(party: OcpiParty, country_code: str, party_id: str, session_
         if given is not None and given.upper() != expected.upper():
             label = {"ocpi_party_id": "party_id", "session_id": "id"}.get(name, name)
             raise OcpiValidationError(f"{label}: {given!r} in the body differs from {expected!r} in the URL")
+    _check_not_future(update)
     with transaction.atomic():
         session, created, started = _apply(party, country_code, party_id, session_id, update, partial=partial)
     if started:
@@ -42,58 +49,100 @@ def receive_session(party: OcpiParty, country_code: str, party_id: str, session_
     return session, created
 
 
-def _path_ids(party: OcpiParty, country_code: str, party_id: str) -> tuple[str, str]:
-    """The path must name the authenticated party (transport_and_format: 404 otherwise)."""
-    if (country_code.upper(), party_id.upper()) != (party.country_code.upper(), party.party_id.upper()):
-        raise UnknownObject(f"{country_code}/{party_id} is not the party of this token")
-    return party.country_code.upper(), party.party_id.upper()
+def _check_not_future(update: SessionUpdate) -> None:
+    """A last_updated ahead of our clock by more than OCPI_MAX_FUTURE_S is refused: it would freeze the session."""
+    limit = clock.now() + timedelta(seconds=settings.OCPI_MAX_FUTURE_S)
+    if update.last_updated > limit:
+        raise OcpiValidationError(f"last_updated: {format_datetime(update.last_updated)} is more than "
+                                  f"{settings.OCPI_MAX_FUTURE_S} s ahead of our clock ({format_datetime(clock.now())})")
 
 
 def _apply(party: OcpiParty, country_code: str, party_id: str, session_id: str, update: SessionUpdate,
            *, partial: bool) -> tuple[Session, bool, bool]:
-    key = {"country_code": country_code, "ocpi_party_id": party_id, "session_id": session_id}
-    try:
-        session = Session.objects.select_for_update().get(**key)
-    except Session.DoesNotExist:
-        session = None
+    session = _own_sessions(party, country_code, party_id, session_id).select_for_update().first()
     created = False
     if session is None:
         if partial:
             raise UnknownObject(f"session {session_id} is unknown: PUT it before PATCHing it")
+        key = {"country_code": country_code, "ocpi_party_id": party_id, "session_id": session_id}
         session, created = _create(party, key, update)
     newer = created or update.last_updated >= session.last_updated
-    currents, phases = state_currents(update, session.phases)
-    changed: set[str] = set()
+    changed: set[str] = {"seen_at"}
+    session.seen_at = clock.now()
+    if update.charging_periods is not None:
+        # The PATCH rule: periods in a PATCH are added; a PUT carries the whole list.
+        session.charging_periods = (merge_periods(session.charging_periods or [], update.charging_periods)
+                                    if partial else update.charging_periods)
+        changed.add("charging_periods")
     if newer:
         for name, value in update.fields.items():
-            setattr(session, name, value)
+            if name not in _KEY_FIELDS:  # the ids keep the spelling they were stored with
+                setattr(session, name, value)
         session.extra = update.extra if not partial else {**session.extra, **update.extra}
-        session.phases = phases
-        changed |= {*update.fields, "extra", "phases"}
-        if any(c is not None for c in currents):
-            session.last_current_a = max(c for c in currents if c is not None)
-            changed.add("last_current_a")
+        changed |= {*update.fields, "extra"} - set(_KEY_FIELDS)
     kwh, status = _state_energy_and_status(session, update, newer)
+    before, started_at = None, None
+    if "kwh" in update.fields and update.currents_a is None and update.current_dimension_a is None \
+            and update.power_kw is None:
+        # Only a kWh-only update needs the state before it (one indexed query). A PATCH without kwh
+        # (a status change) says nothing about the draw: no energy-over-time reading from it.
+        before = (session.states.filter(timestamp__lt=update.last_updated).order_by("-timestamp")
+                  .values_list("timestamp", "kwh").first())
+        started_at = session.start_date_time
+    reading = derive_reading(update, kwh, session.phases, session.phases_source, before, started_at)
+    if newer and (reading.current_source or not session.current_source):
+        # An update that tells nothing of the draw does not erase what the ones before told.
+        session.phases, session.phases_source = reading.phases, reading.phases_source
+        session.current_source, session.last_power_kw = reading.current_source, reading.power_kw
+        session.last_current_a = reading.max_current_a
+        changed |= {"phases", "phases_source", "current_source", "last_power_kw", "last_current_a"}
+    currents = reading.currents_a
     SessionState.objects.bulk_create([SessionState(
         session=session, timestamp=update.last_updated, kwh=kwh, current_l1_a=currents[0], current_l2_a=currents[1],
-        current_l3_a=currents[2], power_kw=update.power_kw, phases=phases, status=status,
+        current_l3_a=currents[2], power_kw=reading.power_kw, phases=reading.phases, status=status,
+        current_source=reading.current_source,
     )], ignore_conflicts=True)  # the same update twice is stored once
     started = newer and session.status == Session.Status.ACTIVE and session.first_active_at is None
     if started:
         session.first_active_at = clock.now()
         changed.add("first_active_at")
-    if changed:
-        session.save(update_fields=sorted(changed))  # a PATCH writes what it carries, not the whole row
+    session.save(update_fields=sorted(changed))  # a PATCH writes what it carries, not the whole row
     return session, created, started
 
 
 def _create(party: OcpiParty, key: dict, update: SessionUpdate) -> tuple[Session, bool]:
+    fields = {name: value for name, value in update.fields.items() if name not in _KEY_FIELDS}
+    fields.update(key)
+    fields.update(connector_bounds(party, fields["location_id"], fields["evse_uid"], fields["connector_id"]))
     try:
         with transaction.atomic():  # savepoint: a concurrent PUT of the same new session may win
-            fields = {**update.fields, **key}
             return Session.objects.create(party=party, extra=update.extra, **fields), True
     except IntegrityError:
-        return Session.objects.select_for_update().get(**key), False
+        found = _own_sessions(party, key["country_code"], key["ocpi_party_id"], key["session_id"])
+        return found.select_for_update().get(), False
+
+
+def connector_bounds(party: OcpiParty, location_id: str, evse_uid: str, connector_id: str) -> dict:
+    """Session fields from the connector (Locations): its phase count (an upper bound) and maxima."""
+    connector = Connector.objects.filter(party=party, location_id__iexact=location_id, evse_uid__iexact=evse_uid,
+                                         connector_id__iexact=connector_id).first()
+    return bounds_of(connector) if connector is not None else {}
+
+
+def bounds_of(connector: Connector) -> dict:
+    phases = CONNECTOR_PHASES.get(connector.power_type)
+    fields: dict = {"max_current_a": connector.max_amperage_a,
+                    "max_power_kw": (connector.max_electric_power_w / 1000.0
+                                     if connector.max_electric_power_w is not None else None)}
+    if phases:
+        fields.update(phases=phases, phases_source="connector")
+    return fields
+
+
+def _own_sessions(party: OcpiParty, country_code: str, party_id: str, session_id: str):
+    """The party's session with these ids in any case (the unique key is on their upper case)."""
+    return Session.objects.filter(party=party, country_code__iexact=country_code, ocpi_party_id__iexact=party_id,
+                                  session_id__iexact=session_id)
 
 
 def _state_energy_and_status(session: Session, update: SessionUpdate, newer: bool) -> tuple[float, str]:
@@ -107,9 +156,13 @@ def _state_energy_and_status(session: Session, update: SessionUpdate, newer: boo
 
 
 def session_object(party: OcpiParty, country_code: str, party_id: str, session_id: str) -> dict:
-    """The stored Session as an OCPI object (Receiver GET)."""
-    country_code, party_id = _path_ids(party, country_code, party_id)
-    session = Session.objects.filter(country_code=country_code, ocpi_party_id=party_id, session_id=session_id).first()
+    """The stored Session as an OCPI object (Receiver GET); another party's session is unknown (404)."""
+    country_code, party_id = own_identity(party, country_code, party_id)
+    try:
+        cistring(session_id, "session_id (URL)", 36)
+    except OcpiValidationError:
+        raise UnknownObject(f"session {session_id!r} is unknown") from None  # no stored id looks like that
+    session = _own_sessions(party, country_code, party_id, session_id).first()
     if session is None:
         raise UnknownObject(f"session {session_id} is unknown")
     data = {
@@ -121,6 +174,8 @@ def session_object(party: OcpiParty, country_code: str, party_id: str, session_i
     }
     if session.end_date_time:
         data["end_date_time"] = format_datetime(session.end_date_time)
+    if session.charging_periods:
+        data["charging_periods"] = session.charging_periods
     return data
 
 
@@ -131,39 +186,58 @@ class PullReport:
     invalid: int
     date_from: datetime
     date_to: datetime
+    refused: int = 0  # sessions of an identity the party does not hold
 
 
 def pull_sessions(party: OcpiParty, date_from: datetime | None = None, date_to: datetime | None = None,
                   page_limit: int = 100) -> PullReport:
     """GET the party's sessions updated in [date_from, date_to) (all pages) and store them like PUTs.
 
-    Defaults: from where the last pull ended (or a day back) until now. Invalid objects are logged and
-    skipped (transport_and_format: process the correct ones).
+    Defaults: from OCPI_PULL_OVERLAP_S before where the last pull ended (the CPO's clock may lag ours;
+    storing is idempotent) or a day back, until now. Invalid objects and objects of an identity the
+    party does not hold are refused one by one and logged (transport_and_format: process the
+    correct ones); they are counted in the report, never stored.
     """
     date_to = date_to or clock.now()
-    date_from = date_from or party.sessions_pulled_until or (date_to - FIRST_PULL_LOOKBACK)
-    received = stored = invalid = 0
+    if date_from is None:
+        overlap = timedelta(seconds=settings.OCPI_PULL_OVERLAP_S)
+        last = party.sessions_pulled_until
+        date_from = last - overlap if last else date_to - FIRST_PULL_LOOKBACK
+    received = stored = invalid = refused = 0
     started: list[int] = []
-    for item in client_for(party).iter_sessions(date_from, date_to, page_limit=page_limit):
+    client = client_for(party)
+    for item in client.iter_sessions(date_from, date_to, page_limit=page_limit):
         received += 1
         try:
             with transaction.atomic():
-                ids = item if isinstance(item, dict) else {}
-                country_code, party_id = _path_ids(party, str(ids.get("country_code")), str(ids.get("party_id")))
-                update = validate_session(item, partial=False)
-                session, _, was_started = _apply(party, country_code, party_id, update.fields["session_id"],
-                                                 update, partial=False)
-        except (OcpiValidationError, UnknownObject) as exc:
+                session, was_started = _store_pulled(party, item)
+        except UnknownObject as exc:
+            refused += 1
+            log.error("pull from %s: refusing a session (2001): %s", party, exc.message)
+            continue
+        except OcpiValidationError as exc:
             invalid += 1
-            log.warning("pull from %s: skipping invalid session: %s", party, exc.message)
+            log.warning("pull from %s: refusing an invalid session (2001): %s", party, exc.message)
             continue
         stored += 1
         if was_started:
             started.append(session.pk)
     OcpiParty.objects.filter(pk=party.pk).update(sessions_pulled_until=date_to)
+    clocks.record_envelope_skew(party, getattr(client, "last_envelope", None))
     if started:
         transaction.on_commit(lambda: session_started.send(sender=Session, session_ids=started))
-    return PullReport(received, stored, invalid, date_from, date_to)
+    return PullReport(received, stored, invalid, date_from, date_to, refused)
+
+
+def _store_pulled(party: OcpiParty, item: object) -> tuple[Session, bool]:
+    ids = item if isinstance(item, dict) else {}
+    cc, pid = cistring(ids.get("country_code"), "country_code", 2), cistring(ids.get("party_id"), "party_id", 3)
+    country_code, party_id = own_identity(party, cc, pid)
+    update = validate_session(item, partial=False)
+    _check_not_future(update)
+    session, _, was_started = _apply(party, country_code, party_id, update.fields["session_id"], update,
+                                     partial=False)
+    return session, was_started
 
 
 def pull_due_sessions() -> list[int]:

@@ -137,19 +137,19 @@ def test_operator_relays_in_the_browser_and_analyst_downloads_the_workbook(
                                     "accepted sessions on the activation page")
     expect(page.locator(".field-status .readonly")).to_have_text(label("active|dispatching"))
     assert int(figure(page, "sessions_eligible")) >= throttled_now > 0
-    assert "accepted" in figure(page, "sessions_by_outcome")
+    assert "pending" in figure(page, "sessions_by_outcome") or "in_force" in figure(page, "sessions_by_outcome")
     assert int(figure(page, "first_put")) >= int(figure(page, "relayed")) > 0  # ms after the signal arrived
     op.shot("activation")
 
     page.get_by_role("link", name="per-session outcomes").click()
     outcomes = page.locator("#result_list tbody tr")
     expect(outcomes.first).to_be_visible()
-    accepted_rows = outcomes.filter(has=page.locator(".field-status", has_text=label("accepted")))
+    accepted_rows = outcomes.filter(has=page.locator(".field-status", has_text=label("pending at the CSMS|in force")))
     assert accepted_rows.count() >= throttled_now
     expect(accepted_rows.first.locator(".field-response")).to_have_text("ACCEPTED")
     op.shot("per-session-outcomes")
     # What the page shows is what the CPO platform applies: those sessions draw 8 A.
-    accepted = set(Curtailment.objects.filter(activation__signal_id=signal_id, status="accepted")
+    accepted = set(Curtailment.objects.filter(activation__signal_id=signal_id, status__in=("pending", "in_force"))
                    .values_list("session__session_id", flat=True))
     assert len(accepted) >= throttled_now
     wait_for(lambda: accepted <= capped(simulator), 10, "the simulator to apply the 8 A profiles")

@@ -18,12 +18,15 @@ REDUCE = "reduce_consumption"
 @pytest.fixture
 def fleet(db, clock):
     """Three charging sessions: 16 A on three phases, 16 A of unknown phase count, 6 A on one phase."""
-    party = OcpiParty.objects.create(name="CPO", country_code="NL", party_id="CPO", token_ours_hash="c" * 64)
+    party = OcpiParty.objects.create(name="CPO", country_code="NL", party_id="CPO", token_ours_hash="c" * 64,
+                                     status=OcpiParty.Status.REGISTERED)
     rows = [("S3", 16.0, 3), ("SU", 16.0, None), ("S1", 6.0, 1)]
     return [Session.objects.create(
         party=party, country_code="NL", ocpi_party_id="CPO", session_id=sid, location_id="L1", evse_uid=f"E-{sid}",
         connector_id="1", status="ACTIVE", start_date_time=T0 - timedelta(minutes=30), kwh=1.0, last_updated=T0,
-        phases=phases, last_current_a=current) for sid, current, phases in rows]
+        phases=phases, last_current_a=current, current_source="measured", seen_at=T0,
+        phases_source="reported" if phases else "")
+        for sid, current, phases in rows]
 
 
 @pytest.fixture
@@ -112,11 +115,12 @@ def test_anonymous_goes_to_the_login_and_unknown_signals_are_404(client, operato
 
 def test_caps_by_state_in_words(operator, waiting, fleet):
     activation = services.relay_signal(waiting.pk, actor=operator)
-    for session, status in zip(fleet, ["accepted", "sent", "failed"], strict=True):
+    for session, status in zip(fleet, ["in_force", "sent", "no_result"], strict=True):
         Curtailment.objects.create(activation=activation, session=session, starts_at=T0,
                                    ends_at=T0 + timedelta(minutes=5), limit_a=8, expected_kw=1, status=status)
     states = dict(console_figures.cap_states(activation))
-    assert states == {"pending": 1, "in force": 1, "refused": 0, "no result": 1, "restored": 0}
+    assert states == {"being sent": 1, "pending at the CSMS": 0, "in force": 1, "refused": 0, "no result": 1,
+                      "not sent": 0, "restored": 0}
 
 
 def test_the_panel_and_the_chart_of_the_running_activation(client, operator, waiting, fleet, clock):

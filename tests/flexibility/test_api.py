@@ -7,7 +7,8 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from flexibility.models import Signal
+from flexibility.models import Activation, Curtailment, Signal
+from ocpi_client.models import OcpiParty, Session
 from tests.conftest import T0
 
 URL = "/api/v1/signals/"
@@ -98,3 +99,27 @@ def test_openapi_schema_describes_the_signal_api(db, client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert "/api/v1/signals/" in schema["paths"]
     assert "/api/v1/signals/{id}/cancel/" in schema["paths"]
+
+
+def test_the_activation_shows_cap_states_and_delivery_separately(brp):
+    """A BRP reads how many caps are pending at the CSMS, in force, refused, without a result, and
+    how delivery was judged (counts hand-set here: two in force, one restored from pending, one refused)."""
+    signal = Signal.objects.create(brp=brp, external_id="sig-9", direction="reduce_consumption", status="restored")
+    activation = Activation.objects.create(signal=signal, relayed_at=T0, ends_at=T0 + timedelta(minutes=11),
+                                           status="restored", restored_at=T0 + timedelta(minutes=11))
+    party = OcpiParty.objects.create(name="cpo", token_ours_hash="h", status="REGISTERED")
+    states = [("in_force", "", "responded", "resumed"), ("restored", "in_force", "not_responded", "not_resumed"),
+              ("restored", "pending", "no_data", ""), ("refused", "", "", "")]
+    for i, (status, restored_from, delivered, resumed) in enumerate(states):
+        session = Session.objects.create(
+            party=party, country_code="NL", ocpi_party_id="CPO", session_id=f"S{i}", location_id="L",
+            evse_uid=f"E{i}", connector_id="1", status="ACTIVE", start_date_time=T0, kwh=1, last_updated=T0)
+        Curtailment.objects.create(activation=activation, session=session, starts_at=T0, ends_at=T0, limit_a=8,
+                                   expected_kw=1, status=status, restored_from=restored_from, delivery=delivered,
+                                   resumption=resumed)
+    body = api(brp).get(f"{URL}{signal.pk}/").json()["activation"]
+    assert body["caps_by_state"] == {"pending": 1, "in_force": 2, "refused": 1, "no_result": 0, "failed": 0,
+                                     "unsent": 0}
+    assert body["delivery"] == {"responded": 1, "not_responded": 1, "no_data": 1, "resumed": 1,
+                                "drivers_at_risk": 1}
+    assert body["sessions_throttled"] == 3 and body["outcome"] == "partial"

@@ -63,7 +63,7 @@ def test_accepted_refused_and_transient_answers_are_recorded(
     retry = dispatch.send_caps(pending)
 
     by_session = dict(Curtailment.objects.filter(activation=activation).values_list("session__session_id", "status"))
-    assert by_session == {"S0": "accepted", "S1": "refused", "S2": "planned"}
+    assert by_session == {"S0": "pending", "S1": "refused", "S2": "planned"}  # sync ACCEPTED: not yet in force
     assert retry == list(Curtailment.objects.filter(session__session_id="S2").values_list("pk", flat=True))
     dispatch.mark_dispatched(activation.pk)
     assert Activation.objects.get(pk=activation.pk).status == Activation.Status.DISPATCHING  # S2 still to send

@@ -13,17 +13,23 @@ from flexibility.planning import (
     SKIP_ALREADY,
     SKIP_AT_OR_BELOW_MIN,
     SKIP_CAP,
+    SKIP_DRAW_UNKNOWN,
     SKIP_NOT_ACTIVE,
+    SKIP_NOT_REGISTERED,
     SKIP_OPTED_OUT,
+    SKIP_STALE,
     PlanningError,
     SessionView,
     activation_end,
     cap_allowance,
+    draw_known,
     isp_start,
     isp_starts_between,
     max_window_throttle,
     next_isp_boundary,
+    per_phase_current_range_a,
     plan_caps,
+    plausible_phases,
     shed_kw,
     validate_signal_end,
 )
@@ -130,22 +136,28 @@ def test_plan_caps_classifies_every_skip_reason():
             view(6, past=[(t(16, 0), t(16, 15)), (t(16, 30), t(16, 45))]),
             view(7, past=[(t(17, 0), t(17, 15))]),  # overlaps the new activation
             view(8, current=12.5, phases=1, past=[(t(15, 0), t(15, 25))]),  # 5 min left
+            SessionView(9, "ACTIVE", 16.0, 3, party_registered=False),  # a revoked party is not steered
+            SessionView(10, "ACTIVE", 16.0, 3, seen_at=t(16, 30)),  # 34 min without news: stale
+            SessionView(11, "ACTIVE", 16.0, 3, seen_at=t(16, 40)),  # 24 min: still counts
         ],
         t(17, 4),
         t(17, 15),
     )
-    assert [c.session_pk for c in plan.caps] == [1, 8]
+    assert [c.session_pk for c in plan.caps] == [1, 8, 11]
     assert plan.caps[0].ends_at == t(17, 15)
     assert plan.caps[1].ends_at == t(17, 9)  # only the 5 minutes of budget left
     assert plan.skipped == {
         SKIP_NOT_ACTIVE: 1,
-        SKIP_AT_OR_BELOW_MIN: 2,
+        SKIP_NOT_REGISTERED: 1,
+        SKIP_STALE: 1,
+        SKIP_DRAW_UNKNOWN: 1,  # an unknown draw is never filed under "at or below 8 A"
+        SKIP_AT_OR_BELOW_MIN: 1,
         SKIP_OPTED_OUT: 1,
         SKIP_CAP: 1,
         SKIP_ALREADY: 1,
     }
     # (16 - 8) A x 3 phases x 230 V = 5.52 kW; (12.5 - 8) x 1 x 230 = 1.035 kW
-    assert plan.expected_kw == pytest.approx(5.52 + 1.035)
+    assert plan.expected_kw == pytest.approx(5.52 + 1.035 + 5.52)
 
 
 def test_a_fractional_activation_is_not_mistaken_for_an_exhausted_budget():
@@ -225,3 +237,107 @@ def test_cap_allowance_is_the_longest_that_fits(raw, start_s, want_s):
     if allowed < timedelta(seconds=want_s):  # one more second would break the cap
         longer = (start, start + allowed + timedelta(seconds=1))
         assert max_window_throttle([*past, longer]) > CAP_BUDGET
+
+
+# --- eligibility from standard data: draw, phases, ranges ---------------------------------------
+
+START, END = t(17, 0), t(17, 15)
+
+
+def std(pk=1, *, current=None, power=None, source="", phases=None, phases_source="", max_current=None,
+        unresponsive=False) -> SessionView:
+    return SessionView(pk, "ACTIVE", current, phases, last_power_kw=power, current_source=source,
+                       phases_source=phases_source, max_current_a=max_current, unresponsive=unresponsive)
+
+
+def only_cap(view_):
+    plan = plan_caps([view_], START, END)
+    assert len(plan.caps) == 1, plan.skipped
+    return plan.caps[0]
+
+
+def test_current_16a_with_power_11_04_kw_is_three_phase_and_sheds_5_52_kw():
+    # The pair named three phases at intake: (16 - 8) A x 3 x 230 V = 5.52 kW, a point, not a third of it.
+    cap = only_cap(std(current=16.0, power=11.04, source="measured", phases=3, phases_source="power_current"))
+    assert (cap.expected_kw, cap.expected_kw_high) == (pytest.approx(5.52), pytest.approx(5.52))
+
+
+def test_power_with_unknown_phases_is_capped_with_a_shed_range():
+    # 11 kW on 1, 2 or 3 phases: shed = P - 1.84 kW x n -> 9.16 (n=1), 7.32 (n=2), 5.48 (n=3).
+    cap = only_cap(std(power=11.0, source="assumed"))
+    assert (cap.expected_kw, cap.expected_kw_high) == (pytest.approx(5.48), pytest.approx(9.16))
+    # A 32 A connector rules one phase out (11000 / 230 = 47.8 A > 32 A + 10 %): 5.48 .. 7.32.
+    cap = only_cap(std(power=11.0, source="assumed", max_current=32.0))
+    assert (cap.expected_kw, cap.expected_kw_high) == (pytest.approx(5.48), pytest.approx(7.32))
+
+
+def test_a_one_phase_car_on_a_three_phase_connector_is_not_missed():
+    # 3.68 kW: 16 A on one phase (above 8 A) or 5.3 A on three (below): capped, shed 0 .. 1.84 kW.
+    cap = only_cap(std(power=3.68, source="kwh", phases=3, phases_source="connector"))
+    assert (cap.expected_kw, cap.expected_kw_high) == (pytest.approx(0.0), pytest.approx(1.84))
+    # The same power on a one-phase connector is certain: 16 A, shed exactly 1.84 kW.
+    cap = only_cap(std(power=3.68, source="kwh", phases=1, phases_source="connector"))
+    assert (cap.expected_kw, cap.expected_kw_high) == (pytest.approx(1.84), pytest.approx(1.84))
+
+
+def test_low_power_is_at_or_below_8a_on_every_phase_count_and_unknown_draw_has_its_own_reason():
+    # 1.84 kW = 8 A on one phase, the most it can be: nothing to shed.
+    plan = plan_caps([std(1, power=1.84, source="assumed"), std(2)], START, END)
+    assert plan.caps == [] and plan.skipped[SKIP_AT_OR_BELOW_MIN] == 1 and plan.skipped[SKIP_DRAW_UNKNOWN] == 1
+
+
+def test_an_unresponsive_evse_is_capped_but_counted_out_of_the_shed():
+    cap = only_cap(std(current=16.0, source="measured", phases=3, phases_source="reported", unresponsive=True))
+    assert (cap.expected_kw, cap.expected_kw_high) == (0.0, 0.0)
+
+
+def test_the_plan_counts_its_caps_by_where_their_draw_came_from():
+    plan = plan_caps([std(1, power=11.0, source="kwh", phases=3, phases_source="reported"),
+                      std(2, power=11.0, source="assumed"), std(3, power=9.0, source="assumed"),
+                      std(4, current=16.0, source="measured", phases=3, phases_source="reported")], START, END)
+    assert plan.by_source == {"kwh": 1, "assumed": 2, "measured": 1}
+    # 11 kW on three known phases: 11 - 5.52 = 5.48 kW; 11 and 9 kW unknown: 5.48..9.16 and 3.48..7.16 kW.
+    assert plan.expected_kw == pytest.approx(5.48 + 5.48 + 3.48 + 5.52)
+    assert plan.expected_kw_high == pytest.approx(5.48 + 9.16 + 7.16 + 5.52)
+
+
+def test_stale_after_is_a_parameter():
+    seen = SessionView(1, "ACTIVE", 16.0, 3, seen_at=t(16, 50))  # 10 min without news
+    assert plan_caps([seen], START, END, timedelta(minutes=5)).skipped[SKIP_STALE] == 1
+    assert len(plan_caps([seen], START, END, timedelta(minutes=30)).caps) == 1
+
+
+views_std = st.builds(
+    std,
+    current=st.none() | st.floats(0, 80),
+    power=st.none() | st.floats(0, 60),
+    source=st.sampled_from(["measured", "power", "kwh", "assumed", ""]),
+    phases=st.none() | st.integers(1, 3),
+    phases_source=st.sampled_from(["reported", "power_current", "connector", ""]),
+    max_current=st.none() | st.floats(6, 64),
+    unresponsive=st.booleans(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(views_std)
+def test_eligibility_invariants(v):
+    plan = plan_caps([v], START, END)
+    verdict = next((reason for reason, n in plan.skipped.items() if n), "eligible")
+    if not draw_known(v):
+        assert verdict == SKIP_DRAW_UNKNOWN  # never "at or below 8 A"
+        return
+    low_a, high_a = per_phase_current_range_a(v)
+    assert low_a <= high_a
+    # Capped exactly when some plausible phase count puts the draw above 8 A per phase.
+    assert (verdict == "eligible") == (high_a > 8.0)
+    for cap in plan.caps:
+        assert 0.0 <= cap.expected_kw <= cap.expected_kw_high
+        if v.unresponsive:
+            assert cap.expected_kw_high == 0.0
+        # The range holds the shed of every plausible phase count.
+        for n in plausible_phases(v):
+            current = v.last_current_a if v.last_power_kw is None or (
+                v.current_source == "measured" and v.last_current_a is not None) else v.last_power_kw * 1000 / (230 * n)
+            shed = 0.0 if v.unresponsive else max(0.0, current - 8.0) * n * 0.23
+            assert cap.expected_kw - 1e-9 <= shed <= cap.expected_kw_high + 1e-9

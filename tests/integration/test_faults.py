@@ -185,12 +185,12 @@ def test_worker_killed_in_the_middle_of_a_dispatch_and_of_a_restore(start_simula
     wait_for(lambda: not caps.filter(status__in=(Curtailment.Status.PLANNED, Curtailment.Status.SENT)).exists(),
              25, "the dispatch to be resumed")
     assert clock.now() < activation.ends_at, "resumed before the end"
-    assert caps.filter(status=Curtailment.Status.ACCEPTED).count() == caps.count()
+    assert caps.filter(status__in=(Curtailment.Status.PENDING, Curtailment.Status.IN_FORCE)).count() == caps.count()
     wait_for(lambda: Activation.objects.get(pk=activation.pk).status == Activation.Status.RESTORING, 40,
              "the restore to start")
     time.sleep(1.5)
     celery_worker_process.kill()  # mid-restore: DELETEs half done
-    half = caps.filter(status=Curtailment.Status.ACCEPTED).count()
+    half = caps.filter(status__in=(Curtailment.Status.PENDING, Curtailment.Status.IN_FORCE)).count()
     celery_worker_process.start()
     figures = settle(sim, signal)
     print(f"caps still live at the second kill: {half}, unsent at the first: {unsent}")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from ocpi_client.client import _clients
-from ocpi_client.models import OcpiParty, hash_token
+from ocpi_client.models import OcpiParty, OcpiPartyRole, hash_token
 
 from .loopback import LoopbackServer
 
@@ -44,16 +44,23 @@ def cpo_server():
         yield server
 
 
+def holding(party: OcpiParty, *identities: tuple[str, str], role: str = "CPO") -> OcpiParty:
+    """Give `party` these (country_code, party_id) identities, as a credentials exchange would."""
+    for country_code, party_id in identities:
+        OcpiPartyRole.objects.create(party=party, country_code=country_code, ocpi_party_id=party_id, role=role)
+    return party
+
+
 @pytest.fixture
 def party(db, cpo_server) -> OcpiParty:
-    return OcpiParty.objects.create(
+    return holding(OcpiParty.objects.create(
         name="Test CPO", country_code="NL", party_id="CPO", role="CPO", status=OcpiParty.Status.REGISTERED,
         token_ours_hash=hash_token(TOKEN), token_theirs=THEIR_TOKEN, versions_url=f"{cpo_server.url}/versions",
         endpoints=[
             {"identifier": "sessions", "role": "SENDER", "url": f"{cpo_server.url}/ocpi/2.2.1/sessions"},
             {"identifier": "chargingprofiles", "role": "RECEIVER", "url": f"{cpo_server.url}/ocpi/2.2.1/cp/"},
         ],
-    )
+    ), ("NL", "CPO"))
 
 
 class Ocpi:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from ocpi_client.models import OcpiParty, hash_token
+from ocpi_client.models import OcpiParty, OcpiPartyRole, hash_token
+from ocpi_client.services import reissue_token
 
-from .conftest import b64, session_payload
+from .conftest import TOKEN, b64, session_payload
 from .loopback import ok
 
 TOKEN_B = "cpo-token-b-for-calling-the-cpo"
@@ -61,7 +63,7 @@ def test_cpo_registers_updates_and_unregisters(ours, cpo_server):
     answer = call("POST", f"{ours}/2.2.1/credentials", token_a, creds).json()
     assert answer["status_code"] == 1000, answer
     token_c = answer["data"]["token"]
-    assert answer["data"]["url"] == f"{ours}/versions"
+    assert answer["data"]["url"] == f"{ours}/versions/"
     assert answer["data"]["roles"][0]["role"] == "SCSP"
     party.refresh_from_db()
     assert (party.status, party.token_theirs) == ("REGISTERED", TOKEN_B)
@@ -144,7 +146,7 @@ def test_we_register_with_a_cpo(ours, cpo_server):
     assert party.token_ours_hash == hash_token(callbacks[1])
     posted = next(c for c in cpo_server.calls if c.method == "POST")
     assert posted.headers["Authorization"] == f"Token {b64(token_a)}"
-    assert posted.body["roles"][0]["role"] == "SCSP" and posted.body["url"] == f"{ours}/versions"
+    assert posted.body["roles"][0]["role"] == "SCSP" and posted.body["url"] == f"{ours}/versions/"
     put = call("PUT", f"{ours}/2.2.1/sessions/NL/CPX/S1", callbacks[1], session_payload(party_id="CPX"))
     assert put.status_code == 201
 
@@ -162,3 +164,105 @@ def test_register_refuses_a_cpo_without_2_2_1(ours, cpo_server):
     with pytest.raises(CommandError, match=r"2\.2\.1"):
         call_command("ocpi_register", f"{cpo_server.url}/versions", "token-a")
     assert not OcpiParty.objects.exists()
+
+
+def serve_raw_only(server, token: str) -> None:
+    """A 2.2.x platform that wants the raw token and answers 401 to base64."""
+    def guarded(data):
+        return lambda call_: ok(data) if call_.headers.get("Authorization") == f"Token {token}" else ok(None, 2000, 401)
+
+    server.route("GET", "/versions", guarded([{"version": "2.2.1", "url": f"{server.url}/2.2.1"}]))
+    endpoints = [{"identifier": i, "role": r, "url": f"{server.url}/2.2.1/{i}/"}
+                 for i, r in (("credentials", "SENDER"), ("chargingprofiles", "RECEIVER"))]
+    server.route("GET", "/2.2.1", guarded({"version": "2.2.1", "endpoints": endpoints}))
+    server.route("POST", "/2.2.1/credentials/", guarded({"token": "their-c", "url": f"{server.url}/versions",
+                                                        "roles": cpo_roles("RAW")}))
+
+
+def test_we_register_with_a_raw_token_platform_and_remember_it(ours, cpo_server):
+    serve_raw_only(cpo_server, "token-a")
+    call_command("ocpi_register", f"{cpo_server.url}/versions", "token-a", stdout=io.StringIO())
+    party = OcpiParty.objects.get()
+    assert (party.status, party.token_encoding, party.party_id) == ("REGISTERED", "raw", "RAW")
+    auth = [c.headers["Authorization"] for c in cpo_server.calls]
+    # One 401 with base64, then raw for everything; the POST went to the URL exactly as advertised.
+    assert auth == [f"Token {b64('token-a')}", "Token token-a", "Token token-a", "Token token-a"]
+    assert cpo_server.calls[-1].path == "/2.2.1/credentials/"
+
+
+def test_a_cpo_with_a_raw_token_platform_registers_with_us(ours, cpo_server):
+    token_a = issue()
+    serve_raw_only(cpo_server, TOKEN_B)
+    creds = {"token": TOKEN_B, "url": f"{cpo_server.url}/versions", "roles": cpo_roles()}
+    assert call("POST", f"{ours}/2.2.1/credentials", token_a, creds).json()["status_code"] == 1000
+    assert OcpiParty.objects.get().token_encoding == "raw"
+
+
+def test_inbound_token_with_a_trailing_newline_after_decoding_is_accepted(ocpi, party):
+    header = base64.b64encode(f"{TOKEN}\n".encode()).decode()
+    response = ocpi("GET", "2.2.1/sessions/NL/CPO/S1", token=None, headers={"Authorization": f"Token {header}"})
+    assert response.status_code == 404  # authenticated: the session is simply unknown
+
+
+def test_an_identity_held_by_another_party_is_3001_before_any_call(ours, cpo_server):
+    holder = OcpiParty.objects.create(name="Acme", country_code="NL", party_id="ACM", token_ours_hash="h",
+                                      status=OcpiParty.Status.REGISTERED)
+    OcpiPartyRole.objects.create(party=holder, country_code="NL", ocpi_party_id="ACM", role="CPO")
+    token_a = issue("Mallory")
+    serve_versions(cpo_server, expected_token=TOKEN_B)
+    creds = {"token": TOKEN_B, "url": f"{cpo_server.url}/versions", "roles": cpo_roles("acm")}
+    answer = call("POST", f"{ours}/2.2.1/credentials", token_a, creds).json()
+    assert answer["status_code"] == 3001 and "NL/ACM is held by another registered party" in answer["status_message"]
+    assert cpo_server.calls == []  # refused before any outbound call
+    assert OcpiParty.objects.get(name="Mallory").status == "PENDING"
+
+
+def test_every_role_is_stored_and_a_hub_may_push_for_each(ours, cpo_server):
+    token_a = issue("Hub")
+    serve_versions(cpo_server, expected_token=TOKEN_B)
+    roles = [{"role": "HUB", "business_details": {"name": "Hub"}, "party_id": "HUB", "country_code": "NL"},
+             *cpo_roles("CPA"), {"role": "CPO", "business_details": {"name": "B"}, "party_id": "CPB",
+                                 "country_code": "DE"}]
+    creds = {"token": TOKEN_B, "url": f"{cpo_server.url}/versions", "roles": roles}
+    token_c = call("POST", f"{ours}/2.2.1/credentials", token_a, creds).json()["data"]["token"]
+    party = OcpiParty.objects.get()
+    assert sorted(party.roles.values_list("country_code", "ocpi_party_id", "role")) == [
+        ("DE", "CPB", "CPO"), ("NL", "CPA", "CPO"), ("NL", "HUB", "HUB")]
+    body = session_payload(country_code="DE", party_id="CPB")
+    assert call("PUT", f"{ours}/2.2.1/sessions/DE/CPB/S1", token_c, body).status_code == 201
+
+
+def test_failed_attempts_lock_token_a_until_reissued(ours, settings):
+    settings.OCPI_CREDENTIALS_MAX_FAILURES = 3
+    token_a = issue()
+    creds = {"token": TOKEN_B, "url": "http://127.0.0.1:9/versions", "roles": cpo_roles()}
+    answers = [call("POST", f"{ours}/2.2.1/credentials", token_a, creds).json()["status_code"] for _ in range(4)]
+    assert answers == [3001, 3001, 3001, 2000]  # the fourth is refused without trying
+    party = OcpiParty.objects.get()
+    assert party.token_locked_at is not None
+    new_token = reissue_token(party)
+    party.refresh_from_db()
+    assert party.token_locked_at is None
+    assert call("POST", f"{ours}/2.2.1/credentials", new_token, creds).json()["status_code"] == 3001
+
+
+def test_we_rotate_our_credentials_with_a_put(ours, cpo_server, party):
+    seen = []
+
+    def put_credentials(call_):
+        seen.append(call_.body["token"])
+        # Like a real party: it checks our versions with the new token before answering.
+        seen.append(call("GET", call_.body["url"], call_.body["token"]).status_code)
+        return ok({"token": "their-new-token", "url": f"{cpo_server.url}/versions", "roles": cpo_roles("CPO")})
+
+    party.endpoints = [*party.endpoints, {"identifier": "credentials", "role": "RECEIVER",
+                                          "url": f"{cpo_server.url}/ocpi/2.2.1/credentials/"}]
+    party.save()
+    cpo_server.route("PUT", "/ocpi/2.2.1/credentials/", put_credentials)
+    out = io.StringIO()
+    call_command("ocpi_update_credentials", str(party.pk), stdout=out)
+    party.refresh_from_db()
+    assert (party.token_theirs, party.token_ours_hash) == ("their-new-token", hash_token(seen[0]))
+    assert seen[1] == 200
+    put = next(c for c in cpo_server.calls if c.method == "PUT")
+    assert put.headers["Authorization"] == f"Token {b64('scsp-token-for-cpo')}"  # the token we held until now

@@ -58,7 +58,7 @@ def test_pull_stores_valid_sessions_and_skips_invalid(party, cpo_server):
     sessions.append(session_payload(id="OTHER", party_id="XYZ"))  # not this party's: skipped
     serve_sessions(cpo_server, sessions)
     report = services.pull_sessions(party, FROM, TO)
-    assert (report.received, report.stored, report.invalid) == (6, 4, 2)
+    assert (report.received, report.stored, report.invalid, report.refused) == (6, 4, 1, 1)
     assert sorted(Session.objects.values_list("session_id", flat=True)) == ["S0", "S1", "S3", "S4"]
     party.refresh_from_db()
     assert party.sessions_pulled_until == TO
@@ -97,3 +97,53 @@ def test_pull_command(party, cpo_server):
     out = io.StringIO()
     call_command("ocpi_pull_sessions", "--date-from", "2025-05-06T16:00:00Z", stdout=out)
     assert "5 received, 5 stored, 0 invalid" in out.getvalue()
+
+
+def test_each_pull_reaches_back_the_overlap_to_absorb_clock_skew(party, cpo_server, clock, settings):
+    settings.OCPI_PULL_OVERLAP_S = 300
+    serve_sessions(cpo_server, five_sessions())
+    party.sessions_pulled_until = datetime(2025, 5, 6, 17, 0, tzinfo=UTC)
+    party.save()
+    services.pull_sessions(party)
+    first = next(c for c in cpo_server.calls if c.method == "GET")
+    assert first.query["date_from"] == "2025-05-06T16:55:00Z"  # 17:00 less 300 s
+    services.pull_sessions(party)  # the overlap stores nothing twice
+    assert Session.objects.count() == 5 and SessionState.objects.count() == 5
+
+
+def test_pull_copes_with_a_falling_total_count(party, cpo_server):
+    """Sessions drop out of the window while we page: the total falls, the last link leads to a short page."""
+    sessions = five_sessions()
+
+    def handler(call):
+        offset = int(call.query.get("offset", 0))
+        remaining = sessions[:3] if offset else sessions  # two sessions left the window after page one
+        page = remaining[offset:offset + 2]
+        headers = {"X-Total-Count": str(len(remaining)), "X-Limit": "2"}
+        if offset + 2 < 5:
+            headers["Link"] = f'<{cpo_server.url}{call.path}?offset={offset + 2}&limit=2>; rel="next"'
+        return ok(page, headers=headers)
+
+    cpo_server.route("GET", "/ocpi/2.2.1/sessions", handler)
+    report = services.pull_sessions(party, FROM, TO)
+    assert (report.received, report.stored) == (3, 3)  # S0, S1 and S2; the rest comes with the next pull
+    assert len([c for c in cpo_server.calls if c.method == "GET"]) == 3  # the empty third page ends it
+
+
+def test_a_pulled_session_far_in_the_future_is_refused(party, cpo_server, clock):
+    serve_sessions(cpo_server, [session_payload(id="F1", last_updated="2030-01-01T00:00:00Z")])
+    report = services.pull_sessions(party, FROM, TO)
+    assert (report.received, report.stored, report.invalid) == (1, 0, 1)
+    assert not Session.objects.exists()
+
+
+def test_the_pull_keeps_the_cpos_clock_skew(party, cpo_server, clock):
+    """Its envelopes say 17:04:45 when our clock says 17:04:00: its clock is 45 s ahead."""
+    def handler(call):
+        status, body, headers = ok([session_payload()])
+        return status, {**body, "timestamp": "2025-05-06T17:04:45Z"}, headers
+
+    cpo_server.route("GET", "/ocpi/2.2.1/sessions", handler)
+    services.pull_sessions(party, FROM, TO)
+    party.refresh_from_db()
+    assert party.clock_skew_s == 45.0

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ocpi_client.models import Session, SessionState
+from ocpi_client.models import Connector, Session, SessionState
 from ocpi_client.signals import session_started
 
 from .conftest import session_payload
@@ -68,7 +68,7 @@ def test_patch_without_last_updated_is_refused(ocpi, party):
 def test_patch_of_unknown_session_is_404_and_stores_nothing(ocpi, party):
     response = ocpi("PATCH", PATH, {"kwh": 3.0, "last_updated": "2025-05-06T17:10:00Z"})
     assert response.status_code == 404
-    assert response.envelope["status_code"] == 2003
+    assert response.envelope["status_code"] == 2000
     assert not Session.objects.exists() and not SessionState.objects.exists()
 
 
@@ -178,3 +178,76 @@ def test_current_fallbacks_from_charging_periods(ocpi, party):
     assert (state.current_l1_a, state.current_l2_a, state.current_l3_a) == (15.0, 15.0, None)
     assert state.power_kw == 6.9 and state.phases == 2
     assert Session.objects.get().last_current_a == 15.0
+
+
+def test_far_future_last_updated_is_2001_and_freezes_nothing(ocpi, party, settings, clock):
+    settings.OCPI_MAX_FUTURE_S = 300
+    assert ocpi("PUT", PATH, session_payload()).status_code == 201
+    ahead = (clock.now() + timedelta(seconds=301)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    response = ocpi("PATCH", PATH, {"status": "COMPLETED", "last_updated": ahead})
+    assert response.envelope["status_code"] == 2001 and "ahead of our clock" in response.envelope["status_message"]
+    # The rightful next update still lands.
+    ocpi("PATCH", PATH, {"kwh": 2.0, "last_updated": "2025-05-06T17:06:00Z"})
+    assert (Session.objects.get().status, Session.objects.get().kwh) == ("ACTIVE", 2.0)
+    near = (clock.now() + timedelta(seconds=200)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert ocpi("PATCH", PATH, {"kwh": 2.5, "last_updated": near}).envelope["status_code"] == 1000
+
+
+def energy_period(minute: int, kwh: float) -> dict:
+    return {"start_date_time": f"2025-05-06T17:{minute:02d}:00Z", "dimensions": [{"type": "ENERGY", "volume": kwh}]}
+
+
+def test_charging_periods_follow_the_patch_rule_and_come_back_on_get(ocpi, party):
+    ocpi("PUT", PATH, session_payload(charging_periods=[energy_period(0, 0.5)]))
+    ocpi("PATCH", PATH, {"charging_periods": [energy_period(3, 0.4)], "last_updated": "2025-05-06T17:06:00Z"})
+    # Re-delivered unchanged: stored once.
+    ocpi("PATCH", PATH, {"charging_periods": [energy_period(3, 0.4)], "last_updated": "2025-05-06T17:06:00Z"})
+    got = ocpi("GET", PATH).envelope["data"]["charging_periods"]
+    assert [p["start_date_time"] for p in got] == ["2025-05-06T17:00:00Z", "2025-05-06T17:03:00Z"]
+
+
+def test_a_patch_with_an_overlapping_period_stores_nothing(ocpi, party):
+    ocpi("PUT", PATH, session_payload(charging_periods=[energy_period(0, 0.5), energy_period(3, 0.4)]))
+    response = ocpi("PATCH", PATH, {"kwh": 9.0, "last_updated": "2025-05-06T17:08:00Z",
+                                    "charging_periods": [energy_period(0, 0.9), energy_period(6, 0.2)]})
+    assert response.envelope["status_code"] == 2001
+    assert "overlaps a closed stored period" in response.envelope["status_message"]
+    session = Session.objects.get()
+    assert session.kwh == 1.5 and len(session.charging_periods) == 2 and SessionState.objects.count() == 1
+
+
+def test_kwh_only_session_gets_a_current_from_its_second_state(ocpi, party):
+    """A standard CPO: kwh and ENERGY periods only. 0.92 kWh in 5 min = 11.04 kW; unknown phases are
+    converted on the one assumption (3): 11040 / (3 x 230) = 16 A, marked "assumed"."""
+    ocpi("PUT", PATH, session_payload(x_phase_currents_a=..., kwh=0.58, last_updated="2025-05-06T17:00:00Z"))
+    first = Session.objects.get()
+    assert (first.last_current_a, first.current_source) == (None, "")  # one state: the draw is unknown
+    ocpi("PATCH", PATH, {"kwh": 1.5, "last_updated": "2025-05-06T17:05:00Z"})
+    session = Session.objects.get()
+    assert session.last_power_kw == pytest.approx(11.04)
+    assert session.last_current_a == pytest.approx(16.0) and session.current_source == "assumed"
+    state = SessionState.objects.order_by("timestamp").last()
+    assert (state.current_source, state.power_kw) == ("assumed", pytest.approx(11.04))
+
+
+def test_connector_phases_bound_a_new_session(ocpi, party):
+    Connector.objects.create(party=party, country_code="NL", ocpi_party_id="CPO", location_id="l1", evse_uid="e1",
+                             connector_id="1", power_type="AC_1_PHASE", max_amperage_a=32.0,
+                             max_electric_power_w=7360.0, last_updated=at(0))
+    ocpi("PUT", PATH, session_payload(x_phase_currents_a=..., kwh=0.0, last_updated="2025-05-06T17:00:00Z"))
+    ocpi("PATCH", PATH, {"kwh": 0.46, "last_updated": "2025-05-06T17:05:00Z"})
+    session = Session.objects.get()
+    # One phase for sure: 0.46 kWh in 5 min = 5.52 kW = 24 A on that phase, measured from kWh.
+    assert (session.phases, session.phases_source, session.max_current_a, session.max_power_kw) == (
+        1, "connector", 32.0, 7.36)
+    assert session.current_source == "kwh" and session.last_current_a == pytest.approx(24.0)
+
+
+def test_a_patch_without_kwh_keeps_the_known_draw(ocpi, party):
+    ocpi("PUT", PATH, session_payload(x_phase_currents_a=..., x_phases=3, kwh=0.58,
+                                      last_updated="2025-05-06T17:00:00Z"))
+    ocpi("PATCH", PATH, {"kwh": 1.5, "last_updated": "2025-05-06T17:05:00Z"})  # 11.04 kW = 16 A on 3 phases
+    ocpi("PATCH", PATH, {"status": "ACTIVE", "last_updated": "2025-05-06T17:05:10Z"})  # a status-only PATCH
+    session = Session.objects.get()
+    assert (session.last_current_a, session.current_source) == (pytest.approx(16.0), "kwh")
+    assert SessionState.objects.order_by("timestamp").last().current_source == ""  # that state itself: unknown

@@ -64,13 +64,17 @@ OTHER_CPO_TOKEN = "trust-other-cpo-token-c-987"
 
 
 def _party(name: str, party_id: str, token: str, status="REGISTERED"):
-    from ocpi_client.models import OcpiParty, hash_token
+    from ocpi_client.models import OcpiParty, OcpiPartyRole, hash_token
 
-    return OcpiParty.objects.create(
+    party = OcpiParty.objects.create(
         name=name, country_code="NL", party_id=party_id, role="CPO", status=status,
         token_ours_hash=hash_token(token), token_theirs=f"ours-for-{party_id}",
         versions_url="http://127.0.0.1:9/versions",  # nothing listens on the discard port: fails fast
         endpoints=[{"identifier": "chargingprofiles", "role": "RECEIVER", "url": "http://127.0.0.1:9/cp/"}])
+    # The identity its credentials exchange would have given it (held while not revoked).
+    OcpiPartyRole.objects.create(party=party, country_code="NL", ocpi_party_id=party_id, role="CPO",
+                                 active=status != "REVOKED")
+    return party
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--party", type=int, help="party id (default: all registered)")
-        parser.add_argument("--date-from", help="RFC 3339 UTC; default: where the last pull ended")
+        parser.add_argument("--date-from", help="RFC 3339 UTC; default: the last pull's end less the overlap")
         parser.add_argument("--date-to", help="RFC 3339 UTC; default: now")
 
     def handle(self, *args, party: int | None, date_from: str | None, date_to: str | None, **options):
@@ -26,4 +26,4 @@ class Command(BaseCommand):
             except OcpiClientError as exc:
                 raise CommandError(f"{target}: {exc}") from None
             self.stdout.write(f"{target}: {report.received} received, {report.stored} stored, "
-                              f"{report.invalid} invalid")
+                              f"{report.invalid} invalid, {report.refused} refused (identity not held)")

@@ -1,0 +1,136 @@
+"""Delivery proven by measurement: did a capped session's draw fall to the cap, and come back after?
+
+One rule, a pure function (no ORM), so the dispatcher and settlement judge alike:
+
+- a reading's per-phase draw is its measured current when there is one; else its power (the POWER
+  dimension, or the average between two states from their kWh difference, energy-conserving)
+  compared with the cap converted at 230 V on the session's phases. When the phase count is not
+  firm, every plausible count is tried and a power reading decides only when they all agree
+  (a 3.7 kW draw is at the cap on three phases and far above it on one): no false verdict;
+- a session is judged only on its own readings after the cap started (a session that began after
+  the signal from its own start), after a grace period for the charger to act, until the restore;
+  an average from kWh counts only when both its states lie in that window;
+- `responded` when the median judged reading is at or below the cap plus a tolerance,
+  `not_responded` when above, `no_data` when no reading qualifies;
+- after the restore (grace, then a window): `resumed` when the median reading is above the cap plus
+  the tolerance, `not_resumed` (a driver at risk) when not, `no_data` when no reading qualifies.
+
+`judge_frame` takes a DataFrame of states (columns `timestamp`, `kwh`, `current_a`, `power_kw`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+VOLTS_PER_PHASE = 230.0
+
+RESPONDED, NOT_RESPONDED, NO_DATA = "responded", "not_responded", "no_data"
+RESUMED, NOT_RESUMED = "resumed", "not_resumed"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One state of a session: cumulative energy, and what it measured, if anything."""
+
+    at: datetime
+    kwh: float
+    current_a: float | None = None  # highest per-phase current
+    power_kw: float | None = None  # the POWER dimension (not a kWh-derived average)
+
+
+@dataclass(frozen=True)
+class Rule:
+    limit_a: float = 8.0
+    tolerance_a: float = 1.5
+    tolerance_kw: float = 0.5
+    grace: timedelta = timedelta(seconds=120)
+    resume_window: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    delivery: str  # responded / not_responded / no_data
+    resumption: str  # resumed / not_resumed / no_data; "" when not restored yet
+
+
+@dataclass(frozen=True)
+class _Level:
+    start: datetime  # the reading applies over [start, end]: an instant, or the span of a kWh average
+    end: datetime
+    at_or_below: bool | None  # at or below the cap plus its tolerance; None: the phase counts disagree
+
+
+def _power_level(power_kw: float, phases: Sequence[int], rule: Rule) -> bool | None:
+    verdicts = {power_kw <= rule.limit_a * VOLTS_PER_PHASE * k / 1000 + rule.tolerance_kw for k in phases}
+    return verdicts.pop() if len(verdicts) == 1 else None
+
+
+def _levels(readings: Iterable[Reading], phases: Sequence[int], rule: Rule) -> list[_Level]:
+    ordered = sorted(readings, key=lambda r: r.at)
+    out: list[_Level] = []
+    for i, r in enumerate(ordered):
+        if r.current_a is not None:
+            out.append(_Level(r.at, r.at, r.current_a <= rule.limit_a + rule.tolerance_a))
+        elif r.power_kw is not None:
+            out.append(_Level(r.at, r.at, _power_level(r.power_kw, phases, rule)))
+        elif i > 0:
+            prev = ordered[i - 1]
+            hours = (r.at - prev.at).total_seconds() / 3600
+            if hours > 0:
+                out.append(_Level(prev.at, r.at, _power_level((r.kwh - prev.kwh) / hours, phases, rule)))
+    return [level for level in out if level.at_or_below is not None]
+
+
+def _majority_low(levels: Sequence[_Level]) -> bool | None:
+    if not levels:
+        return None
+    return statistics.median(1.0 if level.at_or_below else 0.0 for level in levels) >= 0.5
+
+
+def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime, session_start: datetime,
+          phases: int | Sequence[int], restored_at: datetime | None = None, rule: Rule = Rule(),
+          before_a: float | None = None) -> Verdict:
+    """The verdict on one cap from the session's own readings (any order; others are ignored).
+
+    `phases`: the session's phase count, or the plausible counts when it is not firm. `before_a`:
+    the per-phase current measured when the cap was planned; already at the cap's level, the cap
+    proves nothing (a session at 9 A ignoring it still reads "at 8 A"): no data either way.
+    """
+    if before_a is not None and before_a <= rule.limit_a + rule.tolerance_a:
+        return Verdict(NO_DATA, NO_DATA if restored_at is not None else "")
+    levels = _levels(readings, (phases,) if isinstance(phases, int) else tuple(phases), rule)
+    judge_from = max(cap_start, session_start) + rule.grace
+    until = min(cap_end, restored_at) if restored_at is not None else cap_end
+    during = [lv for lv in levels if lv.start >= judge_from and lv.end <= until]
+    low = _majority_low(during)
+    delivery = NO_DATA if low is None else (RESPONDED if low else NOT_RESPONDED)
+    if restored_at is None:
+        return Verdict(delivery, "")
+    after_from = restored_at + rule.grace
+    after = [lv for lv in levels if lv.start >= after_from and lv.end <= after_from + rule.resume_window]
+    still_low = _majority_low(after)
+    resumption = NO_DATA if still_low is None else (NOT_RESUMED if still_low else RESUMED)
+    return Verdict(delivery, resumption)
+
+
+def judge_frame(states: pd.DataFrame, **kwargs) -> Verdict:
+    """`judge` over a DataFrame of one session's states: `timestamp`, `kwh`, and optionally
+    `current_a` / `power_kw` (NaN or None where not measured)."""
+    def value(row, column: str) -> float | None:
+        v = row.get(column)
+        return None if v is None or pd.isna(v) else float(v)
+
+    readings = [Reading(pd.Timestamp(row["timestamp"]).to_pydatetime(), float(row["kwh"]),
+                        value(row, "current_a"), value(row, "power_kw"))
+                for row in states.to_dict("records")]
+    return judge(readings, **kwargs)
+
+
+def flag(recent: Sequence[bool], failures_n: int, window_m: int) -> bool:
+    """An EVSE that did not respond in at least N of its last M judged activations is flagged."""
+    return sum(1 for responded in recent[-window_m:] if not responded) >= failures_n

@@ -1,0 +1,183 @@
+"""The delivery rule (pure): responded / did not respond / no data, resumed / did not resume."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flexibility import delivery
+from flexibility.delivery import Reading, Rule, judge, judge_frame
+
+T0 = datetime(2025, 5, 6, 17, 4, tzinfo=UTC)
+CAP_END = T0 + timedelta(minutes=11)
+RULE = Rule(limit_a=8.0, tolerance_a=1.5, tolerance_kw=0.5, grace=timedelta(seconds=120),
+            resume_window=timedelta(minutes=5))
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def verdict(readings, phases=3, session_start=T0 - timedelta(hours=1), restored_at=None) -> delivery.Verdict:
+    return judge(readings, cap_start=T0, cap_end=CAP_END, session_start=session_start, phases=phases,
+                 restored_at=restored_at, rule=RULE)
+
+
+def test_measured_currents_at_the_cap_responded_above_did_not():
+    assert verdict([Reading(at(180), 10, current_a=8.2), Reading(at(300), 10.1, current_a=8.0)]).delivery == "responded"
+    assert verdict([Reading(at(180), 10, current_a=16.0), Reading(at(300), 10.1, current_a=15.8)]).delivery == (
+        "not_responded")
+    # 9.5 A is the cap plus the tolerance (8 + 1.5): still at the level; 9.6 A is not.
+    assert verdict([Reading(at(200), 10, current_a=9.5)]).delivery == "responded"
+    assert verdict([Reading(at(200), 10, current_a=9.6)]).delivery == "not_responded"
+
+
+def test_kwh_only_states_are_judged_from_their_average_power_on_the_sessions_phases():
+    # 0.276 kWh in 180 s = 5.52 kW. Three phases: 8 A x 230 V x 3 = 5.52 kW (+0.5 tolerance) -> at the cap.
+    readings = [Reading(at(180), 10.0), Reading(at(360), 10.276)]
+    assert verdict(readings, phases=3).delivery == "responded"
+    # One phase: 8 A x 230 V = 1.84 kW (+0.5): 5.52 kW is well above -> the cap was ignored.
+    assert verdict(readings, phases=1).delivery == "not_responded"
+
+
+def test_with_unknown_phases_only_a_power_every_phase_count_agrees_on_decides():
+    """8 A on 1..3 phases is 1.84..5.52 kW (+0.5 kW tolerance): 1.5 kW is at the cap on any count,
+    12 kW above it on any count; 3.7 kW is at the cap on three phases and above it on one: no verdict."""
+    def kwh_states(power_kw: float) -> list[Reading]:
+        return [Reading(at(180 + 60 * i), power_kw * i / 60) for i in range(4)]
+
+    assert verdict(kwh_states(1.5), phases=(1, 2, 3)).delivery == "responded"
+    assert verdict(kwh_states(12.0), phases=(1, 2, 3)).delivery == "not_responded"
+    assert verdict(kwh_states(3.7), phases=(1, 2, 3)).delivery == "no_data"
+    assert verdict(kwh_states(3.7), phases=(3,)).delivery == "responded"
+    assert verdict(kwh_states(3.7), phases=1).delivery == "not_responded"
+
+
+def test_a_cap_on_a_draw_already_at_its_level_proves_nothing():
+    """Planned at 9 A (within 8 + 1.5 A): it reads "at the cap" whether it obeyed or not: no data."""
+    ignoring = [Reading(at(200), 10, current_a=9.0), Reading(at(300), 10.1, current_a=9.0)]
+    assert judge(ignoring, cap_start=T0, cap_end=CAP_END, session_start=T0, phases=3, rule=RULE,
+                 before_a=9.0) == delivery.Verdict("no_data", "")
+    assert judge(ignoring, cap_start=T0, cap_end=CAP_END, session_start=T0, phases=3, rule=RULE,
+                 restored_at=CAP_END, before_a=9.0) == delivery.Verdict("no_data", "no_data")
+    assert judge(ignoring, cap_start=T0, cap_end=CAP_END, session_start=T0, phases=3, rule=RULE,
+                 before_a=16.0).delivery == "responded"  # from 16 A to 9 A: it did fall to the level
+
+
+def test_an_average_that_starts_before_the_cap_is_not_judged():
+    # The pair spans the cap start + grace (t=60 s is inside the grace): no qualifying reading.
+    assert verdict([Reading(at(60), 10.0), Reading(at(300), 10.9)]).delivery == "no_data"
+
+
+def test_a_session_is_judged_from_its_own_start():
+    """Started after the signal: its early full-power readings (before its start + grace) do not count."""
+    start = at(400)
+    readings = [Reading(at(450), 0.1, current_a=16.0), Reading(at(560), 0.2, current_a=8.0),
+                Reading(at(600), 0.3, current_a=8.0)]
+    assert verdict(readings, session_start=start).delivery == "responded"
+
+
+def test_no_states_after_the_cap_is_no_data():
+    assert verdict([]).delivery == "no_data"
+    assert verdict([Reading(at(30), 10, current_a=16)]).delivery == "no_data"  # within the grace
+    assert verdict([Reading(at(700), 10, current_a=16)]).delivery == "no_data"  # after the cap's end
+
+
+def test_after_the_restore_resumed_or_a_driver_at_risk():
+    restored = CAP_END
+    during = [Reading(at(200), 10, current_a=8.0)]
+    back = [Reading(restored + timedelta(seconds=180), 11, current_a=16.0)]
+    stuck = [Reading(restored + timedelta(seconds=180), 11, current_a=8.0)]
+    assert verdict(during + back, restored_at=restored) == delivery.Verdict("responded", "resumed")
+    assert verdict(during + stuck, restored_at=restored) == delivery.Verdict("responded", "not_resumed")
+    assert verdict(during, restored_at=restored) == delivery.Verdict("responded", "no_data")
+    assert verdict(during).resumption == ""  # not restored yet: not judged
+
+
+def test_a_dataframe_of_states_gets_the_same_verdict():
+    readings = [Reading(at(180), 10.0), Reading(at(360), 10.276), Reading(at(420), 10.3, current_a=7.9)]
+    frame = pd.DataFrame({"timestamp": [r.at for r in readings], "kwh": [r.kwh for r in readings],
+                          "current_a": [r.current_a for r in readings], "power_kw": [None] * 3})
+    kwargs = {"cap_start": T0, "cap_end": CAP_END, "session_start": T0, "phases": 3, "rule": RULE}
+    assert judge_frame(frame, **kwargs) == judge(readings, **kwargs)
+
+
+def test_flag_n_of_last_m():
+    assert delivery.flag([False, False, True], 2, 3)
+    assert not delivery.flag([False, True, True], 2, 3)
+    assert not delivery.flag([False, False, True, True, True], 2, 3)  # the old failures left the window
+    assert not delivery.flag([], 2, 3)
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+offsets = st.floats(min_value=0, max_value=2000, allow_nan=False)
+currents = st.floats(min_value=0, max_value=32, allow_nan=False)
+readings_st = st.lists(st.tuples(offsets, currents), max_size=12)
+
+
+def _readings(pairs) -> list[Reading]:
+    return [Reading(at(s), i * 0.01, current_a=a) for i, (s, a) in enumerate(sorted(pairs))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(readings_st, st.randoms())
+def test_the_verdict_does_not_depend_on_the_order_of_the_states(pairs, rnd):
+    readings = _readings(pairs)
+    shuffled = readings[:]
+    rnd.shuffle(shuffled)
+    assert verdict(readings, restored_at=CAP_END) == verdict(shuffled, restored_at=CAP_END)
+
+
+@settings(max_examples=200, deadline=None)
+@given(readings_st, st.lists(st.tuples(st.floats(min_value=-3600, max_value=119, allow_nan=False), currents),
+                             max_size=6))
+def test_states_before_the_cap_never_change_the_verdict(pairs, before):
+    readings = [r for r in _readings(pairs) if r.at >= T0 + RULE.grace]
+    early = [Reading(at(s), 0.0, current_a=a) for s, a in before]
+    assert verdict(readings).delivery == verdict(readings + early).delivery
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(min_value=120, max_value=660, allow_nan=False),
+                          st.floats(min_value=0, max_value=9.5, allow_nan=False)), min_size=1, max_size=10))
+def test_every_reading_at_the_cap_is_responded(pairs):
+    assert verdict(_readings(pairs)).delivery == "responded"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(min_value=120, max_value=660, allow_nan=False),
+                          st.floats(min_value=9.51, max_value=63, allow_nan=False)), min_size=1, max_size=10))
+def test_every_reading_above_the_cap_is_not_responded(pairs):
+    assert verdict(_readings(pairs)).delivery == "not_responded"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(min_value=0.5, max_value=22, allow_nan=False), st.sampled_from([1, 2, 3]))
+def test_a_constant_power_from_kwh_is_judged_against_the_cap_on_its_phases(power_kw, phases):
+    """Energy-conserving: states every 60 s with kWh rising at `power_kw` give that average."""
+    readings = [Reading(at(120 + 60 * i), power_kw * i / 60) for i in range(8)]
+    threshold = 8.0 * 230 * phases / 1000 + 0.5
+    expected = "responded" if power_kw <= threshold - 1e-9 else "not_responded"
+    if abs(power_kw - threshold) > 1e-6:
+        assert verdict(readings, phases=phases).delivery == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.booleans(), max_size=12), st.integers(1, 5), st.integers(1, 6))
+def test_flagging_counts_only_the_last_m(recent, n, m):
+    assert delivery.flag(recent, n, m) == (sum(1 for ok in recent[-m:] if not ok) >= n)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=0.1, max_value=30, allow_nan=False),
+       st.sets(st.sampled_from([1, 2, 3]), min_size=1).map(sorted))
+def test_an_uncertain_phase_count_never_gives_a_verdict_a_firm_count_would_contradict(power_kw, plausible):
+    """Whatever the plausible counts, a verdict (not no_data) is the verdict of each of them."""
+    readings = [Reading(at(120 + 60 * i), power_kw * i / 60) for i in range(6)]
+    uncertain = verdict(readings, phases=tuple(plausible)).delivery
+    if uncertain != "no_data":
+        assert all(verdict(readings, phases=k).delivery == uncertain for k in plausible)

@@ -1,0 +1,121 @@
+"""Delivery judged from the states after each cap, the per-EVSE record and its CPO-facing report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+
+from flexibility import responsiveness, services
+from flexibility.models import Activation, Curtailment, EvseResponsiveness, Signal
+from ocpi_client.models import OcpiParty, Session, SessionState, hash_token
+from tests.conftest import T0
+
+S = Curtailment.Status
+END = T0 + timedelta(minutes=11)
+
+
+@pytest.fixture
+def party(db) -> OcpiParty:
+    return OcpiParty.objects.create(name="Alice CPO", country_code="NL", party_id="ALI", status="REGISTERED",
+                                    token_ours_hash=hash_token("alice"), token_theirs="x")
+
+
+def _cap(brp, party, n: int, evse: str, currents_during: float, current_after: float | None) -> Curtailment:
+    """A restored cap of activation `n` on EVSE `evse`, with states every 60 s during and after it."""
+    signal = services.receive_signal(brp, f"sig-{n}", "reduce_consumption").signal
+    Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.RESTORED)
+    activation = Activation.objects.create(signal=signal, relayed_at=T0, ends_at=END, status="restored",
+                                           restored_at=END)
+    session = Session.objects.create(
+        party=party, country_code="NL", ocpi_party_id="ALI", session_id=f"S{n}", location_id="L",
+        evse_uid=evse, connector_id="1", status="ACTIVE", start_date_time=T0 - timedelta(hours=1), kwh=5,
+        last_updated=T0, phases=3)
+    for minute in range(0, 11):
+        SessionState.objects.create(session=session, timestamp=T0 + timedelta(minutes=minute), kwh=5 + minute / 10,
+                                    current_l1_a=currents_during, status="ACTIVE", current_source="measured")
+    if current_after is not None:
+        for minute in range(12, 18):
+            SessionState.objects.create(session=session, timestamp=T0 + timedelta(minutes=minute), kwh=7 + minute,
+                                        current_l1_a=current_after, status="ACTIVE", current_source="measured")
+    return Curtailment.objects.create(activation=activation, session=session, starts_at=T0, ends_at=END,
+                                      restored_at=END, limit_a=8, expected_kw=5.5, status=S.RESTORED,
+                                      restored_from=S.IN_FORCE)
+
+
+def test_caps_are_judged_once_their_resumption_window_passed(brp, party, clock, settings):
+    settings.DELIVERY_GRACE_S, settings.DELIVERY_RESUME_WINDOW_S = 120, 300
+    good = _cap(brp, party, 1, "E-good", 8.0, 16.0)
+    stuck = _cap(brp, party, 2, "E-stuck", 8.0, 7.5)
+    ignored = _cap(brp, party, 3, "E-ignores", 16.0, 16.0)
+    silent = _cap(brp, party, 4, "E-silent", 8.0, None)
+    clock.advance((END - T0).total_seconds() + 419)
+    assert responsiveness.assess_due() == 0  # restore + grace + window = 420 s later, not yet
+    clock.advance(1)
+    assert responsiveness.assess_due() == 4
+    verdicts = {c.session.evse_uid: (c.delivery, c.resumption)
+                for c in Curtailment.objects.select_related("session")}
+    assert verdicts == {"E-good": ("responded", "resumed"), "E-stuck": ("responded", "not_resumed"),
+                        "E-ignores": ("not_responded", "resumed"), "E-silent": ("responded", "no_data")}
+    assert responsiveness.assess_due() == 0  # judged once
+    assert {good.pk, stuck.pk, ignored.pk, silent.pk} == set(Curtailment.objects.values_list("pk", flat=True))
+
+
+def test_an_evse_failing_n_of_its_last_m_is_flagged(brp, party, clock, settings):
+    settings.RESPONSIVENESS_FAILURES_N, settings.RESPONSIVENESS_WINDOW_M = 2, 3
+    clock.advance(3600)
+    _cap(brp, party, 1, "e-1", 16.0, 16.0)
+    responsiveness.assess_due()
+    record = EvseResponsiveness.objects.get()
+    assert (record.recent, record.flagged) == ([False], False)
+    _cap(brp, party, 2, "E-1", 16.0, 16.0)  # the same EVSE in another case: one record
+    responsiveness.assess_due()
+    record.refresh_from_db()
+    assert (record.recent, record.failures, record.flagged) == ([False, False], 2, True)
+    assert services.flagged_evse_keys() == {(party.pk, "E-1")}
+
+
+@pytest.fixture
+def flagged(party) -> EvseResponsiveness:
+    return EvseResponsiveness.objects.create(party=party, evse_uid="=HYPERLINK(1)", recent=[False, False, True],
+                                             judged=3, failures=2, flagged=True)
+
+
+def test_the_report_as_csv_for_staff(client, analyst, flagged, party):
+    EvseResponsiveness.objects.create(party=party, evse_uid="E-ok", recent=[True], judged=1)
+    client.force_login(analyst)
+    response = client.get("/admin/flexibility/evseresponsiveness/report.csv?flagged=1")
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [(r["evse_uid"], r["recent"], r["flagged"]) for r in rows] == [("'=HYPERLINK(1)", "NNR", "True")]
+    assert client.get("/admin/flexibility/evseresponsiveness/").status_code == 200
+
+
+def test_the_report_over_rest_is_for_staff_only(client, analyst, flagged, brp):
+    assert client.get("/api/v1/evse-responsiveness/").status_code == 401  # anonymous: challenged
+    response = client.get("/api/v1/evse-responsiveness/", HTTP_AUTHORIZATION=f"Token {brp.api_token}")
+    assert response.status_code in (401, 403)
+    client.force_login(analyst)
+    body = client.get("/api/v1/evse-responsiveness/?flagged=1").json()
+    assert body["count"] == 1 and body["results"][0]["evse_uid"] == "=HYPERLINK(1)"
+    assert body["results"][0]["recent"] == "NNR"
+
+
+def test_drivers_at_risk_are_shown_to_the_operator_at_once(client, operator, brp, party, clock):
+    stuck = _cap(brp, party, 1, "E-stuck", 8.0, 7.5)
+    clock.advance(3600)
+    responsiveness.assess_due()
+    assert Curtailment.objects.get(pk=stuck.pk).resumption == "not_resumed"
+    client.force_login(operator)
+    page = client.get("/admin/flexibility/activation/").content.decode()
+    assert "1 driver(s) at risk" in page and "resumption__exact=not_resumed" in page
+
+
+@pytest.mark.parametrize(("phases", "source", "expected"), [
+    (3, "reported", (3,)), (2, "power_current", (2,)), (3, "connector", (1, 2, 3)), (1, "connector", (1,)),
+    (None, "", (1, 2, 3)), (3, "", (1, 2, 3)),
+])
+def test_phase_counts_delivery_is_judged_on(phases, source, expected):
+    assert responsiveness.plausible_phases(phases, source) == expected
