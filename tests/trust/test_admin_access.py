@@ -31,7 +31,10 @@ ADMIN_ACTIONS = {
     "flexibility.Signal": {"relay": DECIDE, "veto": DECIDE, "stop_now": DECIDE},
     "flexibility.SteeringRule": {"delete_selected": {"operator", "superuser"}},
     "ocpi_client.OcpiParty": {"issue_token": CREDENTIALS, "register": CREDENTIALS,
-                              "pull_sessions_now": {"operator", "superuser"}, "delete_selected": SUPERUSER},
+                              "update_credentials": CREDENTIALS, "pull_sessions_now": {"operator", "superuser"},
+                              "pull_locations_now": {"operator", "superuser"}, "delete_selected": SUPERUSER},
+    # Releasing an identity lets another party claim it: operators (change on OCPI parties), not analysts.
+    "ocpi_client.OcpiPartyRole": {"release": {"operator", "superuser"}},
     "settlement.SettlementRun": {"delete_selected": SUPERUSER},
     "auth.User": {"delete_selected": SUPERUSER},
     "auth.Group": {"delete_selected": SUPERUSER},
