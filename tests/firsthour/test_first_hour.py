@@ -148,7 +148,7 @@ def test_the_demo_reruns_from_a_clean_state_with_the_same_figures(tmp_path):
     second = run_demo(tmp_path, tmp_path / "second.json")  # the same database file: emptied, not reused
     one, two = (json.loads((tmp_path / n).read_text()) for n in ("first.json", "second.json"))
     assert one == two
-    assert one["known"] > 0 and one["at_relay"] > 0 and one["still_capped"] == 0
+    assert one["active"] > 0 and one["at_relay"] > 0 and one["still_capped"] == 0
     assert one["active"] == one["at_relay"] + sum(one["skipped"].values())  # every charging session accounted for
     for out in (first, second):
         summary = out.split("Summary", 1)[1]
