@@ -121,6 +121,8 @@ def test_the_local_server_relays_and_restores_an_auto_brps_signal(tmp_path, simu
             assert figures["outcome"] == "no_sessions", figures
         assert figures["latency_ms"]["relayed"] is not None and figures["restored_at"]
         assert "My supplier #first-hour-1" in login.get(f"{base}/admin/console/").text
+        # The banner stays on screen: no request line per session push or page view.
+        assert '"PUT /ocpi/' not in log.read_text() and '"GET /admin/' not in log.read_text()
     finally:
         proc.terminate()
         proc.wait(15)
