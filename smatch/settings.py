@@ -103,6 +103,13 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+if not PRODUCTION:
+    # A checkout has no collectstatic output: an empty folder spares WhiteNoise's "No directory"
+    # warning on every start. Production keeps the warning: there it means collectstatic was forgotten.
+    try:
+        STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
 
 # OCPI bodies are small; anything bigger is refused before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
