@@ -33,6 +33,15 @@ FIRST_LOGIN = "admin"
 LOCAL_BRP = "Local supplier"
 
 
+class _AtLeast(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
 @dataclass
 class LocalServer:
     """What `start` set up, for the start-up banner."""
@@ -88,8 +97,11 @@ def start(host: str, port: int, simulator_points: int = 0, speed: float = 10.0, 
     """Migrate, start the worker and beat (embedded broker), offer a login, attach the simulator."""
     call_command("migrate", verbosity=0, interactive=False)
     # Every session push would print a request line and two task lines: keep the terminal for what matters.
+    # A filter, not only a level: the worker thread's Django fixup runs django.setup() again, whose
+    # logging config puts django.server back to INFO and would flood the banner away.
     for name, level in (("celery", logging.WARNING), ("kombu", logging.ERROR), ("django.server", logging.WARNING)):
         logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).addFilter(_AtLeast(level))
     web_url = f"http://{host}:{port}"
     if settings.OCPI_BASE_URL == "http://127.0.0.1:8000/ocpi":  # the default: follow the port we serve on
         settings.OCPI_BASE_URL = f"{web_url}/ocpi"

@@ -6,7 +6,7 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
-from django.db import transaction
+from django.db import connection, transaction
 
 from .roles import ANALYSTS, OPERATORS, ensure_groups
 
@@ -14,7 +14,7 @@ ROLES = {"operator": OPERATORS, "analyst": ANALYSTS}
 
 
 class StaffRefused(ValueError):
-    """The account cannot be created; `code` says why (`bad_role`, `exists`)."""
+    """The account cannot be created; `code` says why (`bad_role`, `exists`, `no_tables`)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -26,6 +26,11 @@ def create_staff(username: str, role: str) -> tuple[AbstractUser, str]:
     if role not in ROLES:
         raise StaffRefused("bad_role", f"role {role!r} is unknown: use {' or '.join(ROLES)}")
     users = get_user_model()
+    if users._meta.db_table not in connection.introspection.table_names():
+        # A fresh clone's var/smatch.sqlite3 before the first `serve`: a sentence, not a traceback.
+        raise StaffRefused("no_tables", f"the database {connection.settings_dict['NAME']} has no tables yet: "
+                                        "start `.venv/bin/python manage.py serve` once, or run "
+                                        "`.venv/bin/python manage.py migrate`")
     if users.objects.filter(username=username).exists():
         raise StaffRefused("exists", f"a user named {username!r} exists already")
     password = secrets.token_urlsafe(12)

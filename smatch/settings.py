@@ -89,8 +89,27 @@ TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 USE_I18N = False
 
+# Static files (H8) -------------------------------------------------------------------------
+# gunicorn serves no files itself: WhiteNoise answers /static/ from STATIC_ROOT (filled by
+# `manage.py collectstatic`, as the Dockerfile does), so admin, console and API docs keep their
+# CSS and JS in production. Under runserver (DEBUG) it finds the apps' files directly.
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", BASE_DIR / "var" / "static")
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "whitenoise.middleware.WhiteNoiseMiddleware")
+# Compressed copies without hashed names: a process started without collectstatic (tests, benches)
+# still renders every page instead of failing on a missing manifest entry.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+if not PRODUCTION:
+    # A checkout has no collectstatic output: an empty folder spares WhiteNoise's "No directory"
+    # warning on every start. Production keeps the warning: there it means collectstatic was forgotten.
+    try:
+        STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
 
 # OCPI bodies are small; anything bigger is refused before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)

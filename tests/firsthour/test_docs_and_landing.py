@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.contrib.staticfiles import finders
@@ -68,3 +72,13 @@ def test_staff_create_refuses_with_a_code(db):
     with pytest.raises(StaffRefused) as refused:
         create_staff("boss", "superuser")
     assert refused.value.code == "bad_role"
+
+
+def test_staff_create_on_a_database_without_tables_says_what_to_run(tmp_path):
+    """A fresh clone's default database before the first `serve`: a sentence with a code, no traceback."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}", "CELERY_BROKER_URL": "memory://"}
+    done = subprocess.run([sys.executable, "manage.py", "staff_create", "olga", "--role", "operator"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "has no tables yet" in done.stderr and "[no_tables]" in done.stderr and "manage.py serve" in done.stderr

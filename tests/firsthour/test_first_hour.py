@@ -121,6 +121,8 @@ def test_the_local_server_relays_and_restores_an_auto_brps_signal(tmp_path, simu
             assert figures["outcome"] == "no_sessions", figures
         assert figures["latency_ms"]["relayed"] is not None and figures["restored_at"]
         assert "My supplier #first-hour-1" in login.get(f"{base}/admin/console/").text
+        # The banner stays on screen: no request line per session push or page view.
+        assert '"PUT /ocpi/' not in log.read_text() and '"GET /admin/' not in log.read_text()
     finally:
         proc.terminate()
         proc.wait(15)
@@ -148,7 +150,7 @@ def test_the_demo_reruns_from_a_clean_state_with_the_same_figures(tmp_path):
     second = run_demo(tmp_path, tmp_path / "second.json")  # the same database file: emptied, not reused
     one, two = (json.loads((tmp_path / n).read_text()) for n in ("first.json", "second.json"))
     assert one == two
-    assert one["known"] > 0 and one["at_relay"] > 0 and one["still_capped"] == 0
+    assert one["active"] > 0 and one["at_relay"] > 0 and one["still_capped"] == 0
     assert one["active"] == one["at_relay"] + sum(one["skipped"].values())  # every charging session accounted for
     for out in (first, second):
         summary = out.split("Summary", 1)[1]
