@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from simulator.config import Faults, Outage, SimConfig
+from simulator.config import PROFILES, Behaviour, Faults, Outage, SimConfig
 
 
 def _faults(args: argparse.Namespace) -> Faults:
@@ -24,7 +24,15 @@ def _faults(args: argparse.Namespace) -> Faults:
                   unknown_session_share=args.unknown_session, slow_share=args.slow, slow_delay_s=args.slow_delay_s,
                   http_5xx_share=args.http_5xx, no_async_result_share=args.no_async_result,
                   drop_state_share=args.drop_states, duplicate_state_share=args.duplicates,
-                  out_of_order_share=args.out_of_order, outages=outages)
+                  out_of_order_share=args.out_of_order, no_resume_share=args.no_resume, outages=outages)
+
+
+def _behaviour(args: argparse.Namespace) -> Behaviour:
+    return Behaviour(profile=args.profile, lowercase_ids=args.lowercase_ids, hub=args.hub,
+                     token_encoding="raw" if args.raw_token else "base64", result_attempts=args.result_attempts,
+                     check_routing=args.check_routing, active_profile_push=args.active_profile_push,
+                     locations=not args.no_locations, too_often_first_n=args.too_often_first_n,
+                     too_often_min_interval_s=args.too_often_min_interval_s)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -33,16 +41,31 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", help="run start, ISO 8601 UTC (default: 2025-05-06T00:00Z or the clock's now)")
     p.add_argument("--duration-s", type=int, default=86_400)
     p.add_argument("--share-three-phase", type=float, default=0.6)
+    p.add_argument("--share-single-phase-stations", type=float, default=0.0)
     for name in ("non-responding", "rejected", "too-often", "not-supported", "unknown-session", "slow", "http-5xx",
-                 "no-async-result", "drop-states", "duplicates", "out-of-order"):
+                 "no-async-result", "drop-states", "duplicates", "out-of-order", "no-resume"):
         p.add_argument(f"--{name}", type=float, default=0.0, help="share in [0, 1]")
     p.add_argument("--slow-delay-s", type=float, default=2.0)
     p.add_argument("--outage", help="FIRST_POINT:LAST_POINT:START_S:END_S[:timeout|unknown]")
+    k = p.add_argument_group("behaviour (docs/simulator.md, 'Realism profiles and behaviours')")
+    k.add_argument("--profile", choices=PROFILES, default="extension", help="what session data is sent")
+    k.add_argument("--lowercase-ids", action="store_true", help="lower-case CiStrings in bodies")
+    k.add_argument("--hub", action="store_true", help="a Hub holding two CPO roles")
+    k.add_argument("--raw-token", action="store_true", help="Authorization: Token <raw>, both ways")
+    k.add_argument("--result-attempts", type=int, default=1, help="async result POSTs per request (1: no retry)")
+    k.add_argument("--check-routing", action="store_true", help="refuse wrong OCPI-to-*/OCPI-from-* headers")
+    k.add_argument("--active-profile-push", action="store_true", help="PUT ActiveChargingProfile to {url}{id}")
+    k.add_argument("--no-locations", action="store_true", help="do not offer the Locations module")
+    k.add_argument("--too-often-first-n", type=int, default=0, help="first N requests per session: TOO_OFTEN")
+    k.add_argument("--too-often-min-interval-s", type=float, default=0.0,
+                   help="TOO_OFTEN when a session is asked again within this many real seconds")
 
 
 def _config(args: argparse.Namespace, start: datetime | None = None) -> SimConfig:
     cfg = SimConfig(points=args.points, seed=args.seed, duration_s=args.duration_s,
-                    share_three_phase=args.share_three_phase, faults=_faults(args))
+                    share_three_phase=args.share_three_phase,
+                    share_single_phase_stations=args.share_single_phase_stations,
+                    faults=_faults(args), behaviour=_behaviour(args))
     if args.start:
         start = datetime.fromisoformat(args.start.replace("Z", "+00:00")).astimezone(UTC)
     return replace(cfg, start=start) if start else cfg
@@ -64,8 +87,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from simulator.clock import ScaledClock, parse_clock
     from simulator.server import SimulatorServer
-    from smatch.clock import ScaledClock, parse_clock
 
     if args.clock:
         clock = parse_clock(args.clock)
@@ -113,7 +136,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("batch", help="simulate a run without HTTP and write S.csv / A.csv / meters.csv")
@@ -137,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     lt.add_argument("--requests", type=int, default=5000)
     lt.add_argument("--concurrency", type=int, default=64)
     lt.add_argument("--no-results", action="store_true", help="skip the async result POSTs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return {"batch": cmd_batch, "serve": cmd_serve, "loadtest": cmd_loadtest}[args.command](args)

@@ -6,26 +6,25 @@ import asyncio
 import json
 import math
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from simulator import ocpi
-from simulator.config import DA_PER_A, VOLTAGE_V
+from simulator.ocpi import OcpiError
+from simulator.population import single_phase_stations
+from simulator.profiles import active_profile, parse_set_charging_profile, to_deci_amps
+from simulator.registration import RegistrationError, fetch_peer
 
 if TYPE_CHECKING:
     from simulator.server import SimulatorServer
 
 JSON = "application/json"
 MAX_PAGE = 100
+FUNCTIONAL = web.RequestKey("functional", bool)  # a Functional Module request: routing headers apply
 RESPONSE_FAULTS = ("REJECTED", "TOO_OFTEN", "NOT_SUPPORTED", "UNKNOWN_SESSION")
-
-
-class OcpiError(Exception):
-    def __init__(self, http_status: int, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.http_status, self.status_code, self.message = http_status, status_code, message
 
 
 class CpoApi:
@@ -40,16 +39,53 @@ class CpoApi:
             for name in ("X-Request-ID", "X-Correlation-ID"):
                 if name in request.headers:
                     hdrs[name] = request.headers[name]
+            if request.get(FUNCTIONAL):  # a response travels back: to = who asked, from = who answers
+                for a, b in (("to", "from"), ("from", "to")):
+                    for part in ("country-code", "party-id"):
+                        value = request.headers.get(f"OCPI-{b}-{part}")
+                        if value:
+                            hdrs[f"OCPI-{a}-{part}"] = value
         return web.Response(body=ocpi.envelope(self.s.now(), data, status_code, message), status=http_status,
                             content_type=JSON, headers=hdrs)
 
     def authorize(self, request: web.Request, registration: bool = False) -> None:
-        """401 unless the token is the peer's; token A only opens versions, details and credentials."""
+        """401 unless the token is the peer's, in this platform's encoding; token A only opens
+        versions, details and credentials. Functional modules then check the routing headers."""
         valid = {self.s.peer.token_ours} - {""}
         if registration and self.s.token_a:
             valid.add(self.s.token_a)
-        if not any(tok in valid for tok in ocpi.tokens_in_header(request.headers.get("Authorization"))):
+        offered = ocpi.tokens_in_header(request.headers.get("Authorization"), self.s.behaviour.token_encoding)
+        if not any(tok in valid for tok in offered):
             raise OcpiError(401, 2000, "missing or unknown credentials token")
+        if not registration:
+            request[FUNCTIONAL] = True
+            self.check_routing(request)
+
+    def check_routing(self, request: web.Request) -> None:
+        """transport_and_format, Message Routing: a direct request names the receiving party in
+        OCPI-to-* and the requesting one in OCPI-from-*. With `check_routing`, a request that names
+        a party this platform does not hold, or a sender other than the registered peer, is refused."""
+        if not self.s.behaviour.check_routing:
+            return
+        h = request.headers
+        to = (h.get("OCPI-to-country-code", ""), h.get("OCPI-to-party-id", ""))
+        ours = [(cc, pid) for _, cc, pid in self.s.our_roles()]
+        if not any(to[0].upper() == cc.upper() and to[1].upper() == pid.upper() for cc, pid in ours):
+            self.s.stats.routing_refused += 1
+            if self.s.behaviour.hub:
+                raise OcpiError(404, 4001, f"OCPI-to-* {to[0]}/{to[1]}: no such party behind this hub")
+            raise OcpiError(400, 2001, f"OCPI-to-* {to[0]}/{to[1]} is not a party of this platform")
+        if not self.s.peer.holds(h.get("OCPI-from-country-code"), h.get("OCPI-from-party-id")):
+            self.s.stats.routing_refused += 1
+            raise OcpiError(400, 2001, "OCPI-from-* does not name the party registered with this token")
+
+    def addressed_cpo(self, request: web.Request) -> tuple[str, str] | None:
+        """On a Hub, the CPO named in OCPI-to-* (None: the Hub itself, or no header: all of them)."""
+        if not self.s.behaviour.hub:
+            return None
+        h = request.headers
+        to = (h.get("OCPI-to-country-code", "").upper(), h.get("OCPI-to-party-id", "").upper())
+        return next(((cc, pid) for cc, pid in self.s.config.cpo_parties() if (cc.upper(), pid.upper()) == to), None)
 
     @staticmethod
     async def body(request: web.Request) -> Any:
@@ -77,18 +113,18 @@ class CpoApi:
             {"identifier": "credentials", "role": "SENDER", "url": f"{base}/credentials"},
             {"identifier": "credentials", "role": "RECEIVER", "url": f"{base}/credentials"},
             {"identifier": "sessions", "role": "SENDER", "url": f"{base}/sessions"},
-            {"identifier": "chargingprofiles", "role": "RECEIVER", "url": f"{base}/chargingprofiles"},
+            {"identifier": "chargingprofiles", "role": "RECEIVER", "url": f"{base}/chargingprofiles/"},
         ]
+        if self.s.behaviour.locations:
+            endpoints.append({"identifier": "locations", "role": "SENDER", "url": f"{base}/locations"})
         return self.reply({"version": ocpi.VERSION, "endpoints": endpoints}, request=request)
 
     def our_credentials(self) -> dict:
         cfg = self.s.config
         return ocpi.credentials_object(self.s.peer.token_ours, f"{self.s.base_url}/versions", cfg.country_code,
-                                       cfg.party_id, self.s.business_name)
+                                       cfg.party_id, self.s.business_name, self.s.our_roles())
 
     async def credentials(self, request: web.Request) -> web.Response:
-        from simulator.registration import RegistrationError, fetch_peer
-
         self.authorize(request, registration=True)
         peer = self.s.peer
         if request.method == "GET":
@@ -120,6 +156,46 @@ class CpoApi:
     async def sessions(self, request: web.Request) -> web.Response:
         self.authorize(request)
         q = request.query
+        if "date_from" not in q:  # mod_sessions GET: date_from is required (Locations: optional)
+            raise OcpiError(200, 2001, "date_from is required")
+        try:
+            date_from = ocpi.parse_dt(q["date_from"])
+            date_to = ocpi.parse_dt(q["date_to"]) if "date_to" in q else None
+            offset = int(q.get("offset", 0))
+            limit = min(int(q.get("limit", MAX_PAGE)), MAX_PAGE)
+        except ValueError as exc:
+            raise OcpiError(200, 2001, f"bad query parameter: {exc}") from exc
+        if offset < 0 or limit < 1:
+            raise OcpiError(200, 2001, "offset must be >= 0 and limit >= 1")
+        cpo = self.addressed_cpo(request)
+        matching = [r for r in self.s.sessions.values()
+                    if r.last_updated >= date_from
+                    and (date_to is None or r.last_updated < date_to)
+                    and (cpo is None or self.s.config.owner(r.point) == cpo)]
+        page = [self.s.session_object(r) for r in matching[offset:offset + limit]]
+        headers = {"X-Total-Count": str(len(matching)), "X-Limit": str(MAX_PAGE)}
+        if offset + limit < len(matching):
+            params = {k: v for k, v in q.items() if k not in ("offset", "limit")}
+            params.update(offset=str(offset + limit), limit=str(limit))
+            headers["Link"] = f'<{self.s.base_url}/{ocpi.VERSION}/sessions?{urlencode(params)}>; rel="next"'
+        return self.reply(page, headers=headers, request=request)
+
+    # --- locations (Sender) --------------------------------------------------------------------
+    def location_objects(self, cpo: tuple[str, str] | None) -> list[dict[str, Any]]:
+        cfg = self.s.config
+        single = single_phase_stations(cfg)
+        out = []
+        for station in range(cfg.n_stations):
+            owner = cfg.owner(station * 2)
+            if cpo is None or owner == cpo:
+                out.append(ocpi.location_object(station, *owner, bool(single[station]), cfg.station_single_a, cfg.start,
+                                                lowercase=self.s.behaviour.lowercase_ids))
+        return out
+
+    async def locations(self, request: web.Request) -> web.Response:
+        """GET {locations}?date_from&date_to&offset&limit (mod_locations Sender, paginated)."""
+        self.authorize(request)
+        q = request.query
         try:
             date_from = ocpi.parse_dt(q["date_from"]) if "date_from" in q else None
             date_to = ocpi.parse_dt(q["date_to"]) if "date_to" in q else None
@@ -129,16 +205,26 @@ class CpoApi:
             raise OcpiError(200, 2001, f"bad query parameter: {exc}") from exc
         if offset < 0 or limit < 1:
             raise OcpiError(200, 2001, "offset must be >= 0 and limit >= 1")
-        matching = [r for r in self.s.sessions.values()
-                    if (date_from is None or r.last_updated >= date_from)
-                    and (date_to is None or r.last_updated < date_to)]
-        page = [self.s.session_object(r) for r in matching[offset:offset + limit]]
+        start = self.s.config.start  # the stations never change during a run: last_updated is the run start
+        if (date_from is not None and start < date_from) or (date_to is not None and start >= date_to):
+            matching: list[dict[str, Any]] = []
+        else:
+            matching = self.location_objects(self.addressed_cpo(request))
         headers = {"X-Total-Count": str(len(matching)), "X-Limit": str(MAX_PAGE)}
         if offset + limit < len(matching):
             params = {k: v for k, v in q.items() if k not in ("offset", "limit")}
             params.update(offset=str(offset + limit), limit=str(limit))
-            headers["Link"] = f'<{self.s.base_url}/{ocpi.VERSION}/sessions?{urlencode(params)}>; rel="next"'
-        return self.reply(page, headers=headers, request=request)
+            headers["Link"] = f'<{self.s.base_url}/{ocpi.VERSION}/locations?{urlencode(params)}>; rel="next"'
+        return self.reply(matching[offset:offset + limit], headers=headers, request=request)
+
+    async def location(self, request: web.Request) -> web.Response:
+        """GET {locations}/{location_id}: one Location (id is a CiString)."""
+        self.authorize(request)
+        wanted = request.match_info["location_id"].upper()
+        found = next((loc for loc in self.location_objects(None) if loc["id"].upper() == wanted), None)
+        if found is None:
+            raise OcpiError(404, 2003, f"unknown location {request.match_info['location_id']}")
+        return self.reply(found, request=request)
 
     # --- chargingprofiles (Receiver) ---------------------------------------------------------
     async def _gate(self, request: web.Request) -> tuple[int, int] | web.Response:
@@ -153,6 +239,12 @@ class CpoApi:
         if idx is None or not s.fleet.is_ongoing(idx):
             return self.profile_response("UNKNOWN_SESSION", request)
         point = int(s.fleet.pop.point[idx])
+        addressed = self.addressed_cpo(request)
+        if addressed is not None and addressed != s.config.owner(point):
+            # A Hub routes by OCPI-to-*: the other CPO behind it does not know this session.
+            return self.profile_response("UNKNOWN_SESSION", request)
+        if self.throttled(idx):
+            return self.profile_response("TOO_OFTEN", request)
         for outage in faults.outages:
             if outage.covers(point, s.fleet.t):
                 if outage.mode == "unknown":
@@ -171,8 +263,19 @@ class CpoApi:
                 return self.profile_response(name, request)
         return idx, point
 
+    def throttled(self, idx: int) -> bool:
+        """TOO_OFTEN bursts: the first N requests on a session, and any request sooner than the
+        minimum interval (real seconds) after the previous one on that session."""
+        b = self.s.behaviour
+        count, last = self.s._profile_requests.get(idx, (0, -math.inf))
+        now = time.monotonic()
+        self.s._profile_requests[idx] = (count + 1, now)
+        return count < b.too_often_first_n or now - last < b.too_often_min_interval_s
+
     def profile_response(self, result: str, request: web.Request) -> web.Response:
         self.s.stats.responses[result] = self.s.stats.responses.get(result, 0) + 1
+        self.s.stats.profile_log.append((request.match_info.get("session_id", ""), request.method, time.monotonic(),
+                                         result))
         return self.reply({"result": result, "timeout": self.s.profile_timeout_s}, request=request)
 
     async def put_profile(self, request: web.Request) -> web.Response:
@@ -189,7 +292,9 @@ class CpoApi:
         periods = [(off, to_deci_amps(limit, profile["unit"], phases)) for off, limit in profile["periods"]]
         end_s = start_s + profile["duration_s"] if profile["duration_s"] is not None else None
         s.fleet.set_profile(point, start_s, periods, end_s, effective_s=s.fleet.t + s.apply_delay_s)
-        s.post_result_later(body["response_url"], {"result": "ACCEPTED"})
+        owner = s.config.owner(point)
+        s.post_result_later(body["response_url"], {"result": "ACCEPTED"}, owner)
+        s.push_active_profile_later(request.match_info["session_id"], point, owner)
         return self.profile_response("ACCEPTED", request)
 
     async def delete_profile(self, request: web.Request) -> web.Response:
@@ -201,7 +306,10 @@ class CpoApi:
             return gate
         _, point = gate
         had = self.s.fleet.clear_profile(point, effective_s=self.s.fleet.t + self.s.apply_delay_s)
-        self.s.post_result_later(response_url, {"result": "ACCEPTED" if had else "UNKNOWN"})
+        owner = self.s.config.owner(point)
+        self.s.post_result_later(response_url, {"result": "ACCEPTED" if had else "UNKNOWN"}, owner)
+        if had:
+            self.s.push_active_profile_later(request.match_info["session_id"], point, owner)
         return self.profile_response("ACCEPTED", request)
 
     async def get_profile(self, request: web.Request) -> web.Response:
@@ -216,58 +324,9 @@ class CpoApi:
         if isinstance(gate, web.Response):
             return gate
         _, point = gate
-        profile = active_profile(self.s, point, duration)
-        self.s.post_result_later(response_url, {"result": "ACCEPTED", "profile": profile})
+        profile = active_profile(self.s.fleet, point, duration)
+        self.s.post_result_later(response_url, {"result": "ACCEPTED", "profile": profile}, self.s.config.owner(point))
         return self.profile_response("ACCEPTED", request)
-
-
-def to_deci_amps(limit: float, unit: str, phases: int) -> int:
-    amps = limit if unit == "A" else limit / (VOLTAGE_V * phases)  # W is the total over the phases
-    return max(0, math.floor(amps * DA_PER_A + 1e-9))
-
-
-def parse_set_charging_profile(body: Any) -> dict[str, Any]:
-    """Validate a SetChargingProfile; OcpiError 2001 says what is wrong."""
-    if not isinstance(body, dict) or not isinstance(body.get("response_url"), str):
-        raise OcpiError(200, 2001, "SetChargingProfile needs response_url")
-    cp = body.get("charging_profile")
-    if not isinstance(cp, dict):
-        raise OcpiError(200, 2001, "SetChargingProfile needs charging_profile")
-    unit = cp.get("charging_rate_unit")
-    if unit not in ("A", "W"):
-        raise OcpiError(200, 2001, "charging_rate_unit must be A or W")
-    raw = cp.get("charging_profile_period")
-    if not isinstance(raw, list) or not raw:
-        raise OcpiError(200, 2001, "charging_profile_period must be a non-empty list")
-    try:
-        periods = sorted((int(p["start_period"]), float(p["limit"])) for p in raw)
-        duration = int(cp["duration"]) if cp.get("duration") is not None else None
-        start = ocpi.parse_dt(cp["start_date_time"]) if cp.get("start_date_time") else None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise OcpiError(200, 2001, f"bad charging profile: {exc}") from exc
-    if any(off < 0 or lim < 0 for off, lim in periods) or (duration is not None and duration <= 0):
-        raise OcpiError(200, 2001, "start_period, limit and duration must be positive")
-    start_fn = (lambda origin: int((start - origin).total_seconds())) if start else None
-    return {"unit": unit, "periods": periods, "duration_s": duration, "start_s": start_fn}
-
-
-def active_profile(s: SimulatorServer, point: int, duration_s: int) -> dict[str, Any]:
-    """ActiveChargingProfile from now for `duration_s`; without a profile, the EVSE's capacity."""
-    now_s, capacity = s.fleet.t, s.config.station_single_a
-    prof = s.fleet.profiles.get(point)
-    segments: list[tuple[int, float]] = [(0, capacity)]
-    if prof is not None:
-        changes = [(prof.start_s + off, lim / DA_PER_A) for off, lim in prof.periods]
-        if prof.end_s is not None:
-            changes.append((prof.end_s, capacity))
-        limit_now = capacity
-        for t, lim in changes:
-            if t <= now_s:
-                limit_now = lim
-        segments = [(0, limit_now)] + [(t - now_s, lim) for t, lim in changes if now_s < t < now_s + duration_s]
-    return {"start_date_time": ocpi.fmt_dt(ocpi.at_offset(s.config.start, now_s)), "charging_profile": {
-        "charging_rate_unit": "A", "duration": duration_s,
-        "charging_profile_period": [{"start_period": off, "limit": lim} for off, lim in segments]}}
 
 
 def build_app(server: SimulatorServer) -> web.Application:
@@ -279,6 +338,10 @@ def build_app(server: SimulatorServer) -> web.Application:
     app.router.add_route("*", f"{v}/credentials", api.credentials)
     app.router.add_get(f"{v}/sessions", api.sessions)
     app.router.add_get(f"{v}/sessions/", api.sessions)
+    if server.behaviour.locations:
+        app.router.add_get(f"{v}/locations", api.locations)
+        app.router.add_get(f"{v}/locations/", api.locations)
+        app.router.add_get(f"{v}/locations/{{location_id}}", api.location)
     app.router.add_put(f"{v}/chargingprofiles/{{session_id}}", api.put_profile)
     app.router.add_delete(f"{v}/chargingprofiles/{{session_id}}", api.delete_profile)
     app.router.add_get(f"{v}/chargingprofiles/{{session_id}}", api.get_profile)

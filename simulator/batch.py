@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulator.config import DA_PER_A, Faults, SimConfig
+from simulator.config import DA_PER_A, VOLTAGE_V, Faults, SimConfig
 from simulator.physics import Fleet, StateBatch
 from simulator.truth import Truth
 
@@ -148,9 +148,16 @@ def states_frame(config: SimConfig, fleet: Fleet, batch: StateBatch) -> pd.DataF
     delivery_s[late] += rng.uniform(300, 900, int(late.sum()))  # arrives after newer states
     rows = rows[np.argsort(delivery_s, kind="stable")]
 
-    pts, cur_a, ph = batch.point[rows], batch.current_da[rows] / DA_PER_A, batch.phases[rows]
+    pts, ph = batch.point[rows], batch.phases[rows]
     reports = fleet.reports_current[pts]
-    other = np.where(ph == 3, cur_a, 0.0)  # a 1-phase EV shows 0 A on L2 and L3
+    profile = config.behaviour.profile
+    if profile == "current-average":  # the period's average current, as the live profile sends it
+        cur_a = period_average_a(batch)[rows]
+    else:
+        cur_a = batch.current_da[rows] / DA_PER_A
+    if profile in ("standard", "power-only"):  # no currents at all: kWh (and power) only
+        reports = np.zeros(len(rows), bool)
+    other = np.where((ph == 3) | np.isnan(cur_a), cur_a, 0.0)  # a 1-phase EV shows 0 A on L2 and L3
     sess_ids = np.array([fleet.session_id(i) for i in range(len(fleet.pop))], dtype=object)
     evse = np.array([evse_uid(p) for p in range(config.n_points)], dtype=object)
     stations = np.array([station_id(p) for p in range(config.n_points)], dtype=object)
@@ -165,6 +172,22 @@ def states_frame(config: SimConfig, fleet: Fleet, batch: StateBatch) -> pd.DataF
         "station_id": stations[pts],
         "status": np.where(batch.completed[rows], "COMPLETED", "ACTIVE"),
     })
+
+
+def period_average_a(batch: StateBatch) -> np.ndarray:
+    """Per state: the average per-phase current since the session's previous state, from the kWh
+    difference (energy-conserving); NaN for a session's first state."""
+    order = np.lexsort((batch.t_s, batch.session))
+    sess, t_s, kwh, ph = batch.session[order], batch.t_s[order], batch.kwh[order], batch.phases[order]
+    out_sorted = np.full(len(order), np.nan)
+    same = sess[1:] == sess[:-1]
+    dt_h = (t_s[1:] - t_s[:-1]) / 3600
+    with np.errstate(divide="ignore", invalid="ignore"):
+        avg = (kwh[1:] - kwh[:-1]) / dt_h * 1000 / (VOLTAGE_V * ph[1:])
+    out_sorted[1:] = np.where(same & (dt_h > 0), np.round(avg, 1), np.nan)
+    out = np.empty(len(order))
+    out[order] = out_sorted
+    return out
 
 
 def sessions_frame(config: SimConfig, fleet: Fleet) -> pd.DataFrame:
@@ -184,6 +207,9 @@ def sessions_frame(config: SimConfig, fleet: Fleet) -> pd.DataFrame:
         "battery_kwh": pop.battery_kwh,
         "early_unplug": pop.early_unplug,
         "responsive": fleet.responsive[pop.point],
+        "evse_ignored_limit": fleet.limit_ignored,  # a profile reached its EVSE, which kept full power
+        "not_resumed_at": pd.to_datetime(np.where(fleet.not_resumed_s >= 0, start_epoch + fleet.not_resumed_s, 0),
+                                         unit="s", utc=True).where(fleet.not_resumed_s >= 0),
     })
 
 

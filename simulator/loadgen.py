@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 import aiohttp
 
 from simulator import ocpi
+from simulator.clock import FrozenClock
 from simulator.config import SimConfig
+from simulator.server import SimulatorServer
 
 
 @dataclass
@@ -76,9 +78,6 @@ def measure_put_capacity(profiles_url: str, token: str, session_ids: Sequence[st
 
 def serve_for_loadtest(cfg: SimConfig, conn) -> None:
     """Child process: a simulator on a frozen clock, sessions ongoing, until told to stop."""
-    from simulator.server import SimulatorServer
-    from smatch.clock import FrozenClock
-
     clock = FrozenClock(cfg.start)
     server = SimulatorServer(cfg, clock, push=False)
     base = server.start_in_thread(0)
@@ -97,9 +96,6 @@ def serve_shard(cfg: SimConfig, port: int, token_ours: str, token_theirs: str, c
     Every shard builds the same fleet from the same seed, so any shard can answer for any session;
     the kernel spreads connections over them. For benchmarks only: shards do not share profiles.
     """
-    from simulator.server import SimulatorServer
-    from smatch.clock import FrozenClock
-
     clock = FrozenClock(cfg.start)
     server = SimulatorServer(cfg, clock, push=False, reuse_port=True)
     base = server.start_in_thread(port)

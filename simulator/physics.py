@@ -82,6 +82,11 @@ class Fleet:
         self.responsive = aux.random(n) >= config.faults.non_responding_share
         self.reports_current = aux.random(n) >= config.faults.no_current_share
         self._jitter_rng = np.random.default_rng([config.seed, 2])
+        # Per session: an EV that stays asleep (0 A) once a limit on it is lifted (own stream).
+        self.no_resume = np.random.default_rng([config.seed, 7]).random(len(pop)) < config.faults.no_resume_share
+        self.stalled = np.zeros(n, bool)  # the point's EV did not resume: it draws nothing until unplugged
+        self.not_resumed_s = np.full(len(pop), -1, np.int64)  # truth: when a session's EV failed to resume
+        self.limit_ignored = np.zeros(len(pop), bool)  # truth: a profile reached this session's EVSE, ignored
         self.t = 0  # next second to simulate
         self.session = np.full(n, -1, np.int32)
         self.status = np.zeros(n, np.int8)
@@ -117,14 +122,14 @@ class Fleet:
         return f"{self.config.prefix}{idx:07d}"
 
     def session_index(self, session_id: str) -> int | None:
-        prefix = self.config.prefix
-        if not session_id.startswith(prefix):
+        prefix = self.config.prefix.upper()  # session ids are CiStrings: any case names the same session
+        if not session_id.upper().startswith(prefix):
             return None
-        try:
-            idx = int(session_id[len(prefix):])
-        except ValueError:
+        digits = session_id[len(prefix):]
+        if not (digits.isascii() and digits.isdigit()):
             return None
-        return idx if 0 <= idx < len(self.pop) else None
+        idx = int(digits)
+        return idx if idx < len(self.pop) else None
 
     def is_ongoing(self, idx: int) -> bool:
         point = int(self.pop.point[idx])
@@ -136,6 +141,8 @@ class Fleet:
         """Replace the point's profile. Limits take effect at max(period start, effective_s)."""
         self._profile_gen[point] += 1
         gen = int(self._profile_gen[point])
+        if self.session[point] >= 0 and not self.responsive[point]:
+            self.limit_ignored[self.session[point]] = True
         eff = self.t if effective_s is None else effective_s
         previous_end = self._own_end(self.profiles.get(point))
         self.profiles[point] = Profile(int(self.session[point]), start_s, end_s, periods, self.t)
@@ -163,13 +170,25 @@ class Fleet:
 
     def _apply_profile_events(self, t: int) -> None:
         ev = self._events
+        before: dict[int, int] = {}
         while ev and ev[0][0] <= t:
             _, _, point, gen, limit = heapq.heappop(ev)
             if gen == self._profile_gen[point]:
+                before.setdefault(point, int(self.limit_da[point]))
                 self.limit_da[point] = limit
                 prof = self.profiles.get(point)
                 if prof is not None and prof.end_s is not None and t >= prof.end_s:
                     del self.profiles[point]  # duration elapsed: back to normal charging
+        for point, previous in before.items():  # same-second replacements are not a lift
+            self._lift_check(point, t, previous)
+
+    def _lift_check(self, point: int, t: int, previous_limit: int) -> None:
+        """A limit in force on a responsive EVSE was lifted: a no-resume EV stays asleep from now on."""
+        idx = int(self.session[point])
+        if (self.limit_da[point] >= NO_LIMIT_DA > previous_limit and idx >= 0 and self.responsive[point]
+                and self.status[point] == STATUS_ACTIVE and self.no_resume[idx] and not self.stalled[point]):
+            self.stalled[point] = True
+            self.not_resumed_s[idx] = t
 
     # --- stepping -----------------------------------------------------------------------
     def step_until(self, t_end: int) -> None:
@@ -183,7 +202,7 @@ class Fleet:
         self._departures(t)
         arrived = self._arrivals(t)
         demand = self._demand_da()
-        full = (self.status == STATUS_ACTIVE) & (demand == 0) & self.complete_when_full
+        full = (self.status == STATUS_ACTIVE) & (demand == 0) & self.complete_when_full & ~self.stalled
         if full.any():  # these sessions end now; the car stays plugged and blocks the point
             self._emit(t, np.flatnonzero(full), completed=True, zero_current=True)
             self.session_end_s[self.session[full]] = t
@@ -214,7 +233,7 @@ class Fleet:
     def _demand_da(self) -> np.ndarray:
         frac = np.clip((1.0 - self.soc) * self.inv_taper_span, 0.0, 1.0)
         demand = (self.max_da * frac).astype(np.int32)
-        demand[(demand < FULL_BELOW_DA) | (self.status != STATUS_ACTIVE)] = 0
+        demand[(demand < FULL_BELOW_DA) | (self.status != STATUS_ACTIVE) | self.stalled] = 0
         return demand
 
     def _departures(self, t: int) -> None:
@@ -235,6 +254,7 @@ class Fleet:
         self.depart_s[leaving] = FAR_FUTURE
         self.next_state_s[leaving] = FAR_FUTURE
         self.complete_when_full[leaving] = False
+        self.stalled[leaving] = False
 
     def _arrivals(self, t: int) -> np.ndarray:
         pop, lo = self.pop, self._arrival_ptr

@@ -82,6 +82,11 @@ def _ev_attributes(config: SimConfig, rng: np.random.Generator, n: int) -> dict[
     }
 
 
+def single_phase_stations(config: SimConfig) -> np.ndarray:
+    """Which stations are wired single-phase (own seeded stream: the rest of the population is unchanged)."""
+    return np.random.default_rng([config.seed, 6]).random(config.n_stations) < config.share_single_phase_stations
+
+
 def generate(config: SimConfig) -> Population:
     """Sessions for every point over the run, deterministic for a given config (seed)."""
     rng = np.random.default_rng(config.seed)
@@ -130,4 +135,5 @@ def generate(config: SimConfig) -> Population:
     ints = {"point", "arrival_s", "started_s", "depart_s", "max_da"}
     out = {k: (v[order].astype(np.int32) if k in ints else v[order]) for k, v in cols.items()}
     out["phases"] = out["phases"].astype(np.int8)
+    out["phases"][single_phase_stations(config)[out["point"] // 2]] = 1  # a 3-phase EV on a 1-phase socket
     return Population(**out)

@@ -26,35 +26,17 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from simulator import ocpi
+from simulator import groundtruth, ocpi, registration
+from simulator.api import build_app
 from simulator.batch import evse_uid, station_id
 from simulator.config import SimConfig
+from simulator.peer import Peer
 from simulator.physics import Fleet
+from simulator.profiles import active_profile
 from simulator.truth import Truth
 
 log = logging.getLogger("simulator.server")
-RESULT_ATTEMPTS = 5  # async result POSTs: first try + retries with backoff on 5xx / timeouts
 T = TypeVar("T")
-
-
-@dataclass
-class Peer:
-    """The SCSP we are connected to (one per simulator)."""
-
-    token_ours: str = ""  # they send it to us
-    token_theirs: str = ""  # we send it to them
-    versions_url: str = ""
-    endpoints: dict[tuple[str, str], str] = field(default_factory=dict)  # (identifier, role) -> url
-    country_code: str = ""
-    party_id: str = ""
-
-    @property
-    def registered(self) -> bool:
-        return bool(self.token_ours and self.token_theirs)
-
-    def endpoint(self, identifier: str, role: str) -> str | None:
-        return self.endpoints.get((identifier, role)) or next(
-            (u for (i, _), u in self.endpoints.items() if i == identifier), None)
 
 
 @dataclass
@@ -65,7 +47,11 @@ class Stats:
     pushes_ok: int = 0
     pushes_failed: int = 0
     pushes_dropped: int = 0
+    active_profiles_pushed: int = 0
+    routing_refused: int = 0
     responses: dict[str, int] = field(default_factory=dict)
+    # (session_id, method, real monotonic seconds, answer) per profile request: tests check pacing
+    profile_log: list[tuple[str, str, float, str]] = field(default_factory=list)
 
 
 class SimulatorServer:
@@ -74,6 +60,7 @@ class SimulatorServer:
                  outage_hang_s: float = 30.0, push: bool = True, push_method: str = "PATCH",
                  tick_s: float = 0.05, business_name: str = "SMATCH CPO simulator", reuse_port: bool = False) -> None:
         self.config, self.clock, self.host = config, clock, host
+        self.behaviour = config.behaviour
         self.fleet = Fleet(config)
         self.token_a = token_a or secrets.token_urlsafe(24)
         self.peer = Peer()
@@ -92,6 +79,7 @@ class SimulatorServer:
         self._http: aiohttp.ClientSession | None = None
         self._ticker: asyncio.Task | None = None
         self._push_tail: dict[int, asyncio.Task] = {}
+        self._profile_requests: dict[int, tuple[int, float]] = {}  # session -> (count, last real time)
         self._background: set[asyncio.Task] = set()
         self._started = threading.Event()
 
@@ -114,8 +102,6 @@ class SimulatorServer:
         self._loop.close()
 
     async def _startup(self, port: int) -> None:
-        from simulator.api import build_app
-
         self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port, backlog=4096, reuse_address=True,
@@ -216,18 +202,21 @@ class SimulatorServer:
             self._queue_push(rec)
 
     def session_object(self, rec: ocpi.SessionRecord, periods: int | None = None) -> dict[str, Any]:
-        return ocpi.session_object(rec, self.config.country_code, self.config.party_id, station_id(rec.point),
-                                   evse_uid(rec.point), periods)
+        cc, party = self.config.owner(rec.point)
+        return ocpi.session_object(rec, cc, party, station_id(rec.point), evse_uid(rec.point), periods,
+                                   profile=self.behaviour.profile, lowercase=self.behaviour.lowercase_ids)
 
     def _queue_push(self, rec: ocpi.SessionRecord) -> None:
         base = self.peer.endpoint("sessions", "RECEIVER")
         if not base:
             return
-        url = f"{base.rstrip('/')}/{self.config.country_code}/{self.config.party_id}/{rec.session_id}"
+        cc, party = self.config.owner(rec.point)  # the URL keeps the CPO's own case
+        url = f"{base.rstrip('/')}/{cc}/{party}/{rec.session_id}"
         if not rec.pushed or self.push_method == "PUT":
             method, body = "PUT", self.session_object(rec)
+            rec.closed_sent = len(rec.closed)  # the full object carried every period: PATCHes add new ones
         else:
-            method, body = "PATCH", ocpi.session_patch(rec)
+            method, body = "PATCH", ocpi.session_patch(rec, profile=self.behaviour.profile)
         rec.pushed = True
         previous = self._push_tail.get(rec.index)
         task = asyncio.ensure_future(self._push(method, url, body, previous, rec))
@@ -240,13 +229,14 @@ class SimulatorServer:
                     rec: ocpi.SessionRecord) -> None:
         if previous is not None and not previous.done():
             await asyncio.wait([previous])  # per-session order: PUT before its PATCHes
-        status = await self.request(method, url, body)
+        owner = self.config.owner(rec.point)
+        status = await self._send(method, url, body, owner)
         if status is not None and status < 300:
             self.stats.pushes_ok += 1
             return
         self.stats.pushes_failed += 1
         if method == "PATCH":  # spec: after a failed PATCH, send the whole object
-            status = await self.request("PUT", url, self.session_object(rec))
+            status = await self._send("PUT", url, self.session_object(rec), owner)
             if status is not None and status < 300:
                 self.stats.pushes_ok += 1
 
@@ -254,17 +244,30 @@ class SimulatorServer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": ocpi.auth_header(self.peer.token_theirs), "X-Request-ID": str(uuid.uuid4()),
-                "X-Correlation-ID": str(uuid.uuid4()), "OCPI-from-country-code": self.config.country_code,
-                "OCPI-from-party-id": self.config.party_id, "OCPI-to-country-code": self.peer.country_code,
+    def auth(self, token: str) -> str:
+        return ocpi.auth_header(token, self.behaviour.token_encoding)
+
+    def our_roles(self) -> list[tuple[str, str, str]]:
+        """(role, country_code, party_id) we present in credentials: one CPO, or two CPOs and the Hub."""
+        roles = [("CPO", cc, pid) for cc, pid in self.config.cpo_parties()]
+        if self.behaviour.hub:
+            roles.append(("HUB", self.config.country_code, self.behaviour.hub_party_id))
+        return roles
+
+    def headers(self, owner: tuple[str, str] | None = None) -> dict[str, str]:
+        """Functional-module request headers; OCPI-from-* name the CPO owning the object (routing)."""
+        cc, party = owner or (self.config.country_code, self.config.party_id)
+        return {"Authorization": self.auth(self.peer.token_theirs), "X-Request-ID": str(uuid.uuid4()),
+                "X-Correlation-ID": str(uuid.uuid4()), "OCPI-from-country-code": cc,
+                "OCPI-from-party-id": party, "OCPI-to-country-code": self.peer.country_code,
                 "OCPI-to-party-id": self.peer.party_id}
 
-    async def request(self, method: str, url: str, body: Any = None, token: str | None = None) -> int | None:
+    async def request(self, method: str, url: str, body: Any = None, token: str | None = None,
+                      owner: tuple[str, str] | None = None) -> int | None:
         """One outbound call; returns the HTTP status (None on transport failure)."""
-        headers = self.headers()
+        headers = self.headers(owner)
         if token is not None:
-            headers["Authorization"] = ocpi.auth_header(token)
+            headers["Authorization"] = self.auth(token)
         try:
             async with self._http.request(method, url, json=body, headers=headers) as resp:
                 await resp.read()
@@ -275,8 +278,15 @@ class SimulatorServer:
             log.info("%s %s failed: %s", method, url, exc)
             return None
 
+    def _send(self, method: str, url: str, body: Any, owner: tuple[str, str] | None):
+        """`request` with the owner's routing headers; the owner is passed only when it is not the
+        platform's first CPO, so wrappers of `request(method, url, body, token)` keep working."""
+        if owner is None or owner == (self.config.country_code, self.config.party_id):
+            return self.request(method, url, body)
+        return self.request(method, url, body, owner=owner)
+
     async def get_json(self, url: str, token: str) -> Any:
-        headers = {"Authorization": ocpi.auth_header(token), "X-Request-ID": str(uuid.uuid4()),
+        headers = {"Authorization": self.auth(token), "X-Request-ID": str(uuid.uuid4()),
                    "X-Correlation-ID": str(uuid.uuid4())}
         async with self._http.get(url, headers=headers) as resp:
             body = await resp.json(content_type=None)
@@ -284,30 +294,47 @@ class SimulatorServer:
                 raise RuntimeError(f"GET {url}: HTTP {resp.status}, OCPI {body.get('status_code')}")
             return body.get("data")
 
-    def post_result_later(self, url: str, body: dict) -> None:
-        """The asynchronous result the EVSE 'sends back', after a short delay (or never: fault knob)."""
+    def post_result_later(self, url: str, body: dict, owner: tuple[str, str] | None = None) -> None:
+        """The asynchronous result the EVSE 'sends back', after a short delay (or never: fault knob).
+
+        Posted once by default: OCPI has no retries (mod_charging_profiles, ChargingProfileResponse:
+        the Sender relies on `timeout`). `result_attempts` > 1 models a CSMS that retries 5xx/timeouts."""
         if self._rng.random() < self.config.faults.no_async_result_share:
             return
 
         async def later() -> None:
             await asyncio.sleep(self.result_delay_s)
-            for attempt in range(RESULT_ATTEMPTS):  # a busy SCSP is retried, as a real CSMS would
-                status = await self.request("POST", url, body)
+            for attempt in range(self.behaviour.result_attempts):
+                status = await self._send("POST", url, body, owner)
                 if status is not None and status < 300:
                     self.stats.results_posted += 1
                     return
                 if status is not None and status < 500:
                     break  # refused (4xx): retrying would not help
-                await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
+                if attempt + 1 < self.behaviour.result_attempts:
+                    await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
             self.stats.results_failed += 1
+        self._track(asyncio.ensure_future(later()))
+
+    def push_active_profile_later(self, session_id: str, point: int, owner: tuple[str, str]) -> None:
+        """PUT the ActiveChargingProfile to the Sender interface, the URL built as the spec writes it:
+        `{chargingprofiles_endpoint_url}{session_id}` (no separator added), after the EVSE applied it."""
+        base = self.peer.endpoint("chargingprofiles", "SENDER")
+        if not base or not self.behaviour.active_profile_push:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.result_delay_s)
+            body = active_profile(self.fleet, point, 900)
+            status = await self._send("PUT", f"{base}{session_id}", body, owner)
+            if status is not None and status < 300:
+                self.stats.active_profiles_pushed += 1
         self._track(asyncio.ensure_future(later()))
 
     # --- registration (simulator as the initiating party) ----------------------------------
     def register_with(self, versions_url: str, token_a: str, timeout: float = 30) -> Peer:
         """Register with an SCSP given its versions URL and the token A it issued (credentials.asciidoc)."""
-        from simulator.registration import register_with
-
-        return self.run(register_with(self, versions_url, token_a), timeout)
+        return self.run(registration.register_with(self, versions_url, token_a), timeout)
 
     # --- helpers for tests ------------------------------------------------------------------
     def limit_in_force_a(self, session_id: str) -> float | None:
@@ -322,6 +349,38 @@ class SimulatorServer:
             limit = int(self.fleet.limit_da[point])
             return None if limit >= 10_000 or not self.fleet.responsive[point] else limit / 10
         return self.call(inner)
+
+    # --- ground truth per session ----------------------------------------------------------
+    def session_truth(self, session_id: str) -> groundtruth.SessionTruth | None:
+        def inner():
+            idx = self.fleet.session_index(session_id)
+            return None if idx is None else groundtruth.session_truth(self.fleet, idx)
+        return self.call(inner)
+
+    def drew_above_a(self, session_id: str, when: datetime, amps: float = 8.0) -> bool:
+        """Did the session truly draw more than `amps` per phase during the second at `when`?"""
+        st = self.session_truth(session_id)
+        return st is not None and groundtruth.drew_above(self.truth(), st, self._offset(when), amps)
+
+    def sessions_above_a(self, when: datetime, amps: float = 8.0) -> list[str]:
+        """Every session truly drawing more than `amps` per phase at `when` (the ones to cap)."""
+        def inner():
+            self._catch_up()
+            return groundtruth.sessions_above(self.fleet, self.fleet.truth(), self._offset(when), amps)
+        return self.call(inner)
+
+    def session_power_kw(self, session_id: str, t0: datetime, t1: datetime) -> np.ndarray:
+        st = self.session_truth(session_id)
+        if st is None:
+            raise KeyError(session_id)
+        return groundtruth.power_kw(self.truth(), st, self._offset(t0), self._offset(t1))
+
+    def counterfactual_truth(self) -> Truth:
+        """The same fleet up to now without any profile (no activation), for the true shed."""
+        return self.call(lambda: groundtruth.counterfactual(self.fleet), timeout=120)
+
+    def _offset(self, when: datetime) -> int:
+        return int((when - self.config.start).total_seconds() // 1)
 
     def ongoing_session_ids(self) -> list[str]:
         def inner():

@@ -90,8 +90,10 @@ def test_scsp_registers_with_the_simulator_using_token_a(scsp):
         assert reply["status_code"] == 1000
         token_c = reply["data"]["token"]
         assert reply["data"]["roles"][0]["role"] == "CPO"
+        scsp.cpo_roles = reply["data"]["roles"]
         ok = {"Authorization": ocpi.auth_header(token_c)}
-        assert requests.get(f"{server.base_url}/2.2.1/sessions", headers=ok, timeout=5).status_code == 200
+        pull = f"{server.base_url}/2.2.1/sessions?date_from={ocpi.fmt_dt(START)}"
+        assert requests.get(pull, headers=ok, timeout=5).json()["status_code"] == 1000
         # Registering twice is refused with 405; token A is spent.
         assert requests.post(f"{server.base_url}/2.2.1/credentials", json=body, headers=ok,
                              timeout=5).status_code == 405
@@ -158,11 +160,15 @@ def test_unknown_session_and_bad_body(sim):
     assert requests.get(f"{server.base_url}/2.2.1/sessions", timeout=5).status_code == 401
 
 
-def test_raw_token_is_accepted_as_well_as_base64(sim):
+def test_a_base64_platform_refuses_the_raw_token(sim):
+    """OCPI 2.2.1 (transport_and_format, Authorization header): the token travels base64-encoded;
+    this platform reads only that form, so a raw token is a 401 like an unknown one."""
     server, _, scsp = sim
     raw = {"Authorization": f"Token {scsp.token_from_cpo}"}
-    assert requests.get(f"{server.base_url}/2.2.1/sessions", headers=raw, timeout=5).status_code == 200
+    assert requests.get(f"{server.base_url}/2.2.1/sessions", headers=raw, timeout=5).status_code == 401
+    assert requests.get(f"{server.base_url}/2.2.1/sessions", headers=_headers(scsp), timeout=5).status_code == 200
     assert base64.b64decode(ocpi.auth_header("abc")[6:]) == b"abc"
+    assert not scsp.violations
 
 
 def test_sessions_pagination_follows_link_headers(sim):
@@ -181,8 +187,8 @@ def test_sessions_pagination_follows_link_headers(sim):
     assert pages == -(-total // 4)
     assert len(seen) == len(set(seen)) == total
     # date_to is exclusive: nothing updated before the run start
-    r = requests.get(f"{server.base_url}/2.2.1/sessions", params={"date_to": ocpi.fmt_dt(START)},
-                     headers=_headers(scsp), timeout=5)
+    r = requests.get(f"{server.base_url}/2.2.1/sessions", headers=_headers(scsp), timeout=5,
+                     params={"date_from": "2025-01-01T00:00:00Z", "date_to": ocpi.fmt_dt(START)})
     assert r.json()["data"] == [] and r.headers["X-Total-Count"] == "0"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import timedelta
 
@@ -13,10 +14,10 @@ from hypothesis import strategies as st
 
 from simulator import batch
 from simulator.__main__ import main
-from simulator.config import Faults, Outage, SimConfig
+from simulator.config import Behaviour, Faults, Outage, SimConfig
 from simulator.physics import Fleet
 from simulator.truth import Truth
-from tests.simulator.conftest import START
+from tests.simulator.conftest import START, population
 
 S_COLUMNS = ["session_id", "evse_uid", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a",
              "station_id"]
@@ -164,3 +165,82 @@ def test_cli_batch_writes_the_csvs(tmp_path):
     assert list(a.columns) == ["activation_id", "t_signal", "t_clear"] and len(a) == 2
     m = pd.read_csv(tmp_path / "meters.csv")
     assert len(m) == 8 * 5 and (m.energy_kwh >= 4.5 * 0.25 / 1000 - 1e-12).all()
+
+
+@pytest.mark.parametrize(("profile", "l1", "l2"), [
+    ("extension", [16.0, 16.0], [16.0, 16.0]),
+    ("standard", [None, None], [None, None]),
+    ("power-only", [None, None], [None, None]),
+    ("current-average", [None, 16.0], [None, 16.0]),  # first state: no period yet; then 0.92 kWh / 300 s
+])
+def test_batch_states_follow_the_realism_profile(small_config, profile, l1, l2):
+    """A 3-phase 32 A EV alone at its station draws 16 A; states at 0 and 300 s (no jitter)."""
+    cfg = replace(small_config, state_jitter_s=0, behaviour=Behaviour(profile=profile))
+    fleet = Fleet(cfg, population({"point": 0}))
+    fleet.step_until(301)
+    df = batch.states_frame(cfg, fleet, fleet.drain_states()).sort_values("timestamp")
+    assert list(df["kwh"].round(6)) == [0.0, 0.92]
+
+    def values(col):
+        return [None if np.isnan(v) else v for v in df[col]]
+    assert values("current_l1_a") == l1 and values("current_l3_a") == l2
+
+
+def test_batch_truth_records_ignored_limits_and_evs_that_did_not_resume(small_config):
+    """Every EVSE ignores limits in one run, every EV fails to resume in the other. Every session
+    truly above 8 A just before the signal got a profile, so it is flagged; nobody outside the
+    activation is; a no-resume EV is flagged at the clear (when its limit was lifted)."""
+    from simulator.groundtruth import sessions_above
+
+    signal, clear = 600, 1800
+    acts = [(START + timedelta(seconds=signal), START + timedelta(seconds=clear))]
+    for faults, column in ((Faults(non_responding_share=1.0), "evse_ignored_limit"),
+                           (Faults(no_resume_share=1.0), "not_resumed_at")):
+        cfg = replace(small_config, points=40, duration_s=3600, faults=faults)
+        res = batch.run(cfg, acts, response_delay_s=20)
+        sessions = res.sessions.set_index("session_id")
+        flagged = set(sessions.index[sessions[column].notna() & (sessions[column] != False)])  # noqa: E712
+        above = set(sessions_above(res.fleet, res.truth, signal - 1))
+        assert above
+        during = set(sessions.index[(sessions["start"] < acts[0][1]) & (sessions["end"].isna()
+                                                                        | (sessions["end"] > acts[0][0]))])
+        assert flagged <= during
+        if column == "evse_ignored_limit":
+            assert above <= flagged
+        else:
+            still_there = {sid for sid in above if pd.isna(sessions.loc[sid, "end"])
+                           or sessions.loc[sid, "end"] > acts[0][1]}
+            assert still_there <= flagged
+            assert (sessions.loc[sorted(flagged), column] == pd.Timestamp(acts[0][1])).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 900), st.floats(0, 3), st.sampled_from([1, 3])),
+                min_size=1, max_size=30))
+def test_period_average_current_conserves_energy(rows):
+    """Invariant: per session, average current x phases x 230 V x elapsed time = the kWh difference
+    (0.05 A rounding), and a session's first state has no average."""
+    from simulator.physics import StateBatch
+
+    t = {s: 0 for s in range(4)}
+    kwh = {s: 0.0 for s in range(4)}
+    phases = {}
+    cols: dict[str, list] = {k: [] for k in ("t_s", "session", "kwh", "phases")}
+    for sess, dt, d_kwh, ph in rows:
+        t[sess] += dt
+        kwh[sess] += d_kwh
+        phases.setdefault(sess, ph)
+        for k, v in (("t_s", t[sess]), ("session", sess), ("kwh", kwh[sess]), ("phases", phases[sess])):
+            cols[k].append(v)
+    n = len(rows)
+    b = StateBatch(t_s=np.array(cols["t_s"]), point=np.zeros(n, np.int32), session=np.array(cols["session"]),
+                   kwh=np.array(cols["kwh"]), current_da=np.zeros(n, np.int32), phases=np.array(cols["phases"]),
+                   completed=np.zeros(n, bool))
+    avg = batch.period_average_a(b)
+    for s in set(cols["session"]):
+        idx = [i for i, x in enumerate(cols["session"]) if x == s]  # already in time order per session
+        assert np.isnan(avg[idx[0]])
+        for prev, cur in itertools.pairwise(idx):
+            hours = (cols["t_s"][cur] - cols["t_s"][prev]) / 3600
+            d_kwh = cols["kwh"][cur] - cols["kwh"][prev]
+            assert abs(avg[cur] * phases[s] * 0.230 * hours - d_kwh) <= 0.05 * phases[s] * 0.230 * hours + 1e-9
