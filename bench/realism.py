@@ -83,6 +83,9 @@ the limit, three activations of 30 s. Everything is judged by the simulator's tr
 - shed error: |expected - true| / true over the activations, where expected = the product's expected
   shed of the caps it sent and true = counterfactual minus actual fleet power, mean over the window
   (target <= 15 %); in brackets the signed error of single activations;
+- preview range: the low-high expected shed the product's preview showed just before each signal
+  (summed; the activation itself stores only the low end), and in how many activations the truth fell
+  inside it;
 - verdicts: caps judged responded / did not respond as the truth says (target >= 95 %), no-data
   verdicts apart;
 - flags: precision over the flagged EVSEs, recall over the EVSEs that truly ignored a limit in at
@@ -92,15 +95,19 @@ the limit, three activations of 30 s. Everything is judged by the simulator's tr
 
 
 def doc(found: list[dict], command: str) -> str:
-    head = ("| seed | states every | caps / above 8 A | capped | expected kW | true kW | shed error (per activation) | "
+    head = ("| seed | states every | caps / above 8 A | capped | expected kW | preview range kW (truth inside) "
+            "| true kW | "
+            "shed error (per activation) | "
             "verdicts right (n; no data) | EVSEs ignoring / flaggable / flagged | precision | recall |")
-    lines = [INTRO, head, "|" + "---|" * 11]
+    lines = [INTRO, head, "|" + "---|" * 12]
     for f in found:
         low, high = (100 * e for e in f["shed_error_range"])
         lines.append(
             f"| {f['seed']} | {f['state_interval_s']} s | {f['capped']} / {f['above']} | "
             f"{100 * f['capped_share']:.1f} % | "
-            f"{fmt(f['expected_kw'])} | {fmt(f['true_shed_kw'])} | {100 * f['shed_error']:.1f} % "
+            f"{fmt(f['expected_kw'])} | {fmt(f['preview_low_kw'])}-{fmt(f['preview_high_kw'])} "
+            f"({f['truth_in_preview_range']} of {f['activations']}) | {fmt(f['true_shed_kw'])} | "
+            f"{100 * f['shed_error']:.1f} % "
             f"({low:+.0f} % to {high:+.0f} %) | {100 * f['verdicts_right']:.1f} % ({f['verdicts']}; {f['no_data']}) | "
             f"{f['evses_ignoring']} / {f['evses_flaggable']} / {f['flagged']} | {f['precision']:.2f} | "
             f"{f['recall']:.2f} |")

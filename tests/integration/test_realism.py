@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from flexibility import services
+from flexibility import dispatch, services
 from flexibility.models import Activation, Brp, Curtailment, EvseResponsiveness
 from ocpi_client import services as ocpi
 from ocpi_client.models import ChargingProfileCall, Session
@@ -57,7 +57,8 @@ RUNS = [
     pytest.param("current-average", "hub,raw-token,no-locations", id="current-average+hub+raw-token"),
     pytest.param("extension", "no-async-result,non-responding=0.3,no-resume=0.3",
                  id="extension+no-results+ignoring+no-resume"),
-    pytest.param("standard", "too-often-first-n=1,result-attempts=1,lowercase-ids", id="standard+too-often"),
+    pytest.param("standard", "too-often-first-n=1,too-often-min-interval-s=3,result-attempts=1,lowercase-ids",
+                 id="standard+too-often"),
 ]
 
 
@@ -100,6 +101,7 @@ class Outcome:
     expected_kw: float  # the product's expected shed of the caps it sent
     true_shed_kw: float  # counterfactual minus actual, mean over the window the caps were in force
     skipped: dict = field(default_factory=dict)
+    preview_kw: tuple[float, float] = (0.0, 0.0)  # the preview's expected shed range just before the signal
 
     @property
     def missed(self) -> set[str]:
@@ -134,6 +136,7 @@ def caps_applied(sim, activation_id: int, above: set[str]) -> bool:
 def run_activation(sim, brp, external_id: str, seconds: int, *, check_applied: bool = False) -> Outcome:
     """Relay one signal lasting `seconds`, wait for its restore, and judge it by the truth; with
     `check_applied`, first wait (within the window) until the simulator holds the caps."""
+    preview = dispatch.preview()  # the range the product shows; the activation stores its low end only
     end = clock.now() + timedelta(seconds=seconds)
     signal = services.receive_signal(brp, external_id, "reduce_consumption", end_time=end).signal
     activation = wait_for(lambda: Activation.objects.filter(signal=signal).exclude(status="dispatching").first(),
@@ -150,7 +153,7 @@ def run_activation(sim, brp, external_id: str, seconds: int, *, check_applied: b
     expected_kw = sum(sent.values_list("expected_kw", flat=True))
     return Outcome(activation.pk, above, capped, expected_kw,
                    true_shed_kw(sim, activation.relayed_at + timedelta(seconds=8), activation.ends_at),
-                   activation.skipped)
+                   activation.skipped, (preview.expected_kw, preview.expected_kw_high))
 
 
 def true_shed_kw(sim, t0: datetime, t1: datetime) -> float:
@@ -181,6 +184,17 @@ def assert_caps_consistent(activation_id: int, knobs: str) -> None:
             assert cap.restored_from != "in_force", where
 
 
+def assert_resumption_right(sim, activation_id: int) -> None:
+    """After the restore, each cap is judged resumed / did not resume (a driver at risk) as the truth says."""
+    caps = Curtailment.objects.filter(activation_id=activation_id, status="restored")
+    wait_for(lambda: not caps.filter(resumption="").exists(), 60, "every restored cap judged for resumption")
+    judged = [(sid, r) for sid, r in caps.values_list("session__session_id", "resumption") if r != "no_data"]
+    wrong = [(sid, r) for sid, r in judged
+             if (r == "not_resumed") != (sim.session_truth(sid).not_resumed_s is not None)]
+    print(f"resumption judged {len(judged)}, wrong {wrong}")
+    assert judged and len(wrong) <= 0.1 * len(judged), wrong
+
+
 def server_errors(caplog) -> list[str]:
     """Requests the product answered with HTTP 5xx: Django's own log, and the simulator's view."""
     errors = [r.getMessage() for r in caplog.records if r.name == "django.request" and r.levelno >= logging.ERROR]
@@ -203,6 +217,11 @@ def test_realism_run(profile, knobs, celery_worker_process, live_server, setting
             f"missed {sorted(outcome.missed)} of {len(outcome.above)}; skipped {outcome.skipped}")
         wait_for(lambda: not limits_in_force(sim), 10, "the simulator's EVSEs to drop every limit")
         assert_caps_consistent(outcome.activation_id, knobs)
+        if "too-often" in knobs:
+            # Every first request was TOO_OFTEN: the caps in force (checked above) came from a later try.
+            assert Curtailment.objects.filter(activation_id=outcome.activation_id, attempts__gte=2).exists()
+        if "no-resume" in knobs:
+            assert_resumption_right(sim, outcome.activation_id)
         if "non-responding" in knobs:
             # A flag is a claim about the CPO's EVSE: it must be true (the truth says it ignored the limit).
             flagged = set(EvseResponsiveness.objects.filter(flagged=True).values_list("evse_key", flat=True))
@@ -222,17 +241,22 @@ TARGETS = {"capped_share": 0.98, "shed_error": 0.15, "verdicts_right": 0.95, "pr
 FIGURE_ACTIVATIONS = 3  # the N-of-M rule (2 of 3 by default) needs at least N judged caps per EVSE
 
 
-def judge_verdicts(sim) -> tuple[int, int, int]:
-    """(right, with data, no data) over every judged cap: responded iff its EVSE obeyed (truth)."""
+def judge_verdicts(sim) -> tuple[int, int, int, list]:
+    """(right, with data, no data, the wrong ones) over every judged cap: responded iff its EVSE
+    obeyed (truth). A wrong one is (session id, verdict, the EV's true phases)."""
     right = with_data = no_data = 0
+    wrong = []
     for sid, delivery in Curtailment.objects.exclude(delivery="").values_list("session__session_id", "delivery"):
         if delivery == "no_data":
             no_data += 1
             continue
         st = sim.session_truth(sid)  # the simulator reads ids without case
         with_data += 1
-        right += (delivery == "responded") == (not st.evse_ignored_limit)
-    return right, with_data, no_data
+        if (delivery == "responded") == (not st.evse_ignored_limit):
+            right += 1
+        else:
+            wrong.append((sid, delivery, st.phases))
+    return right, with_data, no_data, wrong
 
 
 def figures(sim, outcomes: list[Outcome]) -> dict:
@@ -241,7 +265,8 @@ def figures(sim, outcomes: list[Outcome]) -> dict:
     expected = sum(o.expected_kw for o in outcomes)
     truth = sum(o.true_shed_kw for o in outcomes)
     errors = [(o.expected_kw - o.true_shed_kw) / o.true_shed_kw for o in outcomes if o.true_shed_kw > 0]
-    right, with_data, no_data = judge_verdicts(sim)
+    low, high = (sum(o.preview_kw[i] for o in outcomes) for i in (0, 1))
+    right, with_data, no_data, wrong = judge_verdicts(sim)
     # EVSEs that truly ignored a limit in at least N of their judged caps can be flagged by the rule.
     failures_n = int(os.environ.get("RESPONSIVENESS_FAILURES_N", "2"))
     ignored: dict[str, int] = {}
@@ -258,7 +283,10 @@ def figures(sim, outcomes: list[Outcome]) -> dict:
         "expected_kw": expected, "true_shed_kw": truth,
         "shed_error": abs(expected - truth) / truth if truth else float("inf"),
         "shed_error_range": [min(errors, default=0.0), max(errors, default=0.0)],
+        "preview_low_kw": low, "preview_high_kw": high,
+        "truth_in_preview_range": sum(o.preview_kw[0] <= o.true_shed_kw <= o.preview_kw[1] for o in outcomes),
         "verdicts": with_data, "verdicts_right": right / with_data if with_data else 0.0, "no_data": no_data,
+        "wrong_verdicts": wrong, "not_flagged": sorted(flaggable - flagged),
         "evses_ignoring": len(ignored), "evses_flaggable": len(flaggable), "flagged": len(flagged),
         "precision": len(true_flags) / len(flagged) if flagged else 1.0,
         "recall": len(flagged & flaggable) / len(flaggable) if flaggable else 1.0,
