@@ -102,8 +102,12 @@ class SignalAdmin(admin.ModelAdmin):
         if signal.status != Signal.Status.RECEIVED:
             return "-"
         plan = dispatch.preview()
-        skipped = ", ".join(f"{k}: {v}" for k, v in plan.skipped.items())
-        return f"{len(plan.caps)} sessions eligible, expected shed {plan.expected_kw:.1f} kW; skipped: {skipped}"
+        skipped = ", ".join(f"{k}: {v}" for k, v in plan.skipped.items() if v)
+        src = plan.by_source
+        shed = f"{plan.expected_kw:.1f}-{plan.expected_kw_high:.1f} kW"
+        return (f"{len(plan.caps)} sessions eligible, expected shed {shed} "
+                f"(draw measured {src.get('measured', 0)} / from POWER {src.get('power', 0)} / from kWh "
+                f"{src.get('kwh', 0)} / phases assumed {src.get('assumed', 0)}); skipped: {skipped or 'none'}")
 
     @admin.display(description="activation")
     def activation_link(self, signal: Signal) -> str:

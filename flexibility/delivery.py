@@ -4,7 +4,9 @@ One rule, a pure function (no ORM), so the dispatcher and settlement judge alike
 
 - a reading's per-phase draw is its measured current when there is one; else its power (the POWER
   dimension, or the average between two states from their kWh difference, energy-conserving)
-  compared with the cap converted at 230 V on the session's phases;
+  compared with the cap converted at 230 V on the session's phases. When the phase count is not
+  firm, every plausible count is tried and a power reading decides only when they all agree
+  (a 3.7 kW draw is at the cap on three phases and far above it on one): no false verdict;
 - a session is judged only on its own readings after the cap started (a session that began after
   the signal from its own start), after a grace period for the charger to act, until the restore;
   an average from kWh counts only when both its states lie in that window;
@@ -60,24 +62,28 @@ class Verdict:
 class _Level:
     start: datetime  # the reading applies over [start, end]: an instant, or the span of a kWh average
     end: datetime
-    at_or_below: bool  # at or below the cap plus its tolerance
+    at_or_below: bool | None  # at or below the cap plus its tolerance; None: the phase counts disagree
 
 
-def _levels(readings: Iterable[Reading], phases: int, rule: Rule) -> list[_Level]:
+def _power_level(power_kw: float, phases: Sequence[int], rule: Rule) -> bool | None:
+    verdicts = {power_kw <= rule.limit_a * VOLTS_PER_PHASE * k / 1000 + rule.tolerance_kw for k in phases}
+    return verdicts.pop() if len(verdicts) == 1 else None
+
+
+def _levels(readings: Iterable[Reading], phases: Sequence[int], rule: Rule) -> list[_Level]:
     ordered = sorted(readings, key=lambda r: r.at)
-    limit_kw = rule.limit_a * VOLTS_PER_PHASE * phases / 1000 + rule.tolerance_kw
     out: list[_Level] = []
     for i, r in enumerate(ordered):
         if r.current_a is not None:
             out.append(_Level(r.at, r.at, r.current_a <= rule.limit_a + rule.tolerance_a))
         elif r.power_kw is not None:
-            out.append(_Level(r.at, r.at, r.power_kw <= limit_kw))
+            out.append(_Level(r.at, r.at, _power_level(r.power_kw, phases, rule)))
         elif i > 0:
             prev = ordered[i - 1]
             hours = (r.at - prev.at).total_seconds() / 3600
             if hours > 0:
-                out.append(_Level(prev.at, r.at, (r.kwh - prev.kwh) / hours <= limit_kw))
-    return out
+                out.append(_Level(prev.at, r.at, _power_level((r.kwh - prev.kwh) / hours, phases, rule)))
+    return [level for level in out if level.at_or_below is not None]
 
 
 def _majority_low(levels: Sequence[_Level]) -> bool | None:
@@ -87,9 +93,17 @@ def _majority_low(levels: Sequence[_Level]) -> bool | None:
 
 
 def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime, session_start: datetime,
-          phases: int, restored_at: datetime | None = None, rule: Rule = Rule()) -> Verdict:
-    """The verdict on one cap from the session's own readings (any order; others are ignored)."""
-    levels = _levels(readings, phases, rule)
+          phases: int | Sequence[int], restored_at: datetime | None = None, rule: Rule = Rule(),
+          before_a: float | None = None) -> Verdict:
+    """The verdict on one cap from the session's own readings (any order; others are ignored).
+
+    `phases`: the session's phase count, or the plausible counts when it is not firm. `before_a`:
+    the per-phase current measured when the cap was planned; already at the cap's level, the cap
+    proves nothing (a session at 9 A ignoring it still reads "at 8 A"): no data either way.
+    """
+    if before_a is not None and before_a <= rule.limit_a + rule.tolerance_a:
+        return Verdict(NO_DATA, NO_DATA if restored_at is not None else "")
+    levels = _levels(readings, (phases,) if isinstance(phases, int) else tuple(phases), rule)
     judge_from = max(cap_start, session_start) + rule.grace
     until = min(cap_end, restored_at) if restored_at is not None else cap_end
     during = [lv for lv in levels if lv.start >= judge_from and lv.end <= until]

@@ -125,7 +125,9 @@ def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None
         first_plan = session_pks is None and activation.status == Activation.Status.DISPATCHING
         already_planned = first_plan and bool(activation.skipped)
         if activation.status in RUNNING and now < activation.ends_at and not already_planned:
-            plan = planning.plan_caps(load_views(now, session_pks), now, activation.ends_at)
+            views = load_views(now, session_pks)
+            plan = planning.plan_caps(views, now, activation.ends_at, stale_after())
+            before = {v.session_pk: v.last_current_a for v in views if v.current_source == "measured"}
     handed: set[int] = set()
     if plan is not None:
         for start in range(0, len(plan.caps), settings.DISPATCH_CHUNK):
@@ -135,6 +137,7 @@ def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None
                     Curtailment(
                         activation_id=activation_id, session_id=c.session_pk, starts_at=c.starts_at,
                         ends_at=c.ends_at, limit_a=c.limit_a, expected_kw=c.expected_kw, due_at=now,
+                        before_a=before.get(c.session_pk),
                     )
                     for c in chunk
                 ],

@@ -164,6 +164,9 @@ class Curtailment(models.Model):
     restored_at = models.DateTimeField(null=True, blank=True)
     limit_a = models.FloatField()
     expected_kw = models.FloatField()
+    # The per-phase current measured when the cap was planned (None: not measured): a cap on a draw
+    # already at the cap's level proves nothing either way.
+    before_a = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PLANNED)
     restored_from = models.CharField(max_length=10, choices=Status.choices, blank=True, default="")
     response = models.CharField(max_length=16, blank=True, help_text="last synchronous OCPI answer")

@@ -40,6 +40,14 @@ def _reading(timestamp, kwh, l1, l2, l3, power_kw, source) -> delivery.Reading:
     return delivery.Reading(timestamp, kwh)  # "kwh": the rule derives the average itself
 
 
+def plausible_phases(phases: int | None, source: str) -> tuple[int, ...]:
+    """The session's phase count when firm (reported, or a POWER / CURRENT pair); else every
+    plausible count up to what is known (a connector's phases only bound the car's)."""
+    if phases and (source in planning.FIRM_PHASE_SOURCES or phases == 1):
+        return (phases,)
+    return tuple(k for k in planning.PLAUSIBLE_PHASES if not phases or k <= phases)
+
+
 def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
     """Judge restored caps whose resumption window has passed; update their EVSEs' records."""
     now = now or clock.now()
@@ -48,7 +56,8 @@ def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
     caps = list(Curtailment.objects.filter(
         status=S.RESTORED, restored_from__in=JUDGED_STATES, delivery="", restored_at__lte=ready_before,
     ).values_list("pk", "session_id", "starts_at", "ends_at", "restored_at", "limit_a", "session__start_date_time",
-                  "session__phases", "session__party_id", "session__evse_uid")[:batch])
+                  "session__phases", "session__phases_source", "session__party_id", "session__evse_uid",
+                  "before_a")[:batch])
     if not caps:
         return 0
     lo = min(c[2] for c in caps)
@@ -60,10 +69,11 @@ def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
                                   "power_kw", "current_source").iterator(5000):
         readings[row[0]].append(_reading(*row[1:]))
     verdicts, per_evse = [], defaultdict(list)
-    for pk, session_pk, starts, ends, restored, limit_a, session_start, phases, party_pk, evse in caps:
+    for pk, session_pk, starts, ends, restored, limit_a, session_start, phases, source, party_pk, evse, before in caps:
         v = delivery.judge(readings.get(session_pk, ()), cap_start=starts, cap_end=ends, session_start=session_start,
-                           phases=phases or planning.ASSUMED_PHASES, restored_at=restored,
-                           rule=delivery.Rule(limit_a, r.tolerance_a, r.tolerance_kw, r.grace, r.resume_window))
+                           phases=plausible_phases(phases, source), restored_at=restored,
+                           rule=delivery.Rule(limit_a, r.tolerance_a, r.tolerance_kw, r.grace, r.resume_window),
+                           before_a=before)
         verdicts.append({"pk": pk, "delivery": v.delivery, "resumption": v.resumption})
         per_evse[(party_pk, evse)].append(v)
     with transaction.atomic():

@@ -77,7 +77,11 @@ class OcpiPartyAdmin(admin.ModelAdmin):
             transaction.on_commit(lambda pk=party.pk: register_party.delay(pk))
         self.message_user(request, f"registration queued for {queryset.count()} parties")
 
-    @admin.action(description="Pull locations now (parties offering the module)")
+    def has_manage_credentials_permission(self, request) -> bool:
+        # Minting or rotating a credential: superusers (and whoever is given this permission) only.
+        return request.user.has_perm("ocpi_client.manage_credentials")
+
+    @admin.action(description="Pull locations now (parties offering the module)", permissions=["change"])
     def pull_locations_now(self, request, queryset) -> None:
         from .tasks import pull_locations
 
@@ -85,7 +89,8 @@ class OcpiPartyAdmin(admin.ModelAdmin):
             transaction.on_commit(lambda pk=party.pk: pull_locations.delay(pk))
         self.message_user(request, "locations pull queued")
 
-    @admin.action(description="Update credentials (new token for them, our current endpoints)")
+    @admin.action(description="Update credentials (new token for them, our current endpoints)",
+                  permissions=["manage_credentials"])
     def update_credentials(self, request, queryset) -> None:
         # Outbound HTTP: runs in a worker (the same service as the ocpi_update_credentials command).
         from .tasks import update_party_credentials
@@ -113,7 +118,10 @@ class OcpiPartyRoleAdmin(ReadOnlyAdmin):
     search_fields = ("country_code", "ocpi_party_id", "party__name", "business_name")
     actions = ("release",)
 
-    @admin.action(description="Release the identity (another party may then claim it)")
+    def has_release_permission(self, request) -> bool:
+        return request.user.has_perm("ocpi_client.change_ocpiparty")
+
+    @admin.action(description="Release the identity (another party may then claim it)", permissions=["release"])
     def release(self, request, queryset) -> None:
         for role in queryset.filter(active=True):
             try:

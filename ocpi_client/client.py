@@ -135,7 +135,24 @@ def _request_ids() -> dict:
 
 
 def _unwrap(reply: outbound.Reply, what: str) -> Any:
-    """The `data` of an OCPI envelope, or OcpiClientError (transient for HTTP 5xx).
+    """The `data` of an OCPI envelope, or CallFailed (transient for HTTP 5xx)."""
+    return _envelope(reply, what).get("data")
+
+
+def envelope_time(envelope: dict) -> datetime | None:
+    """The envelope's `timestamp` as an aware datetime, or None when missing or unreadable."""
+    stamp = envelope.get("timestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _envelope(reply: outbound.Reply, what: str) -> dict:
+    """A successful OCPI envelope, or CallFailed (transient for HTTP 5xx).
 
     The message names the failure, never the other party's own text (it would let a caller read
     whatever answered through us).
@@ -152,7 +169,7 @@ def _unwrap(reply: outbound.Reply, what: str) -> Any:
     if not 1000 <= body["status_code"] < 2000:
         raise CallFailed(what, f"OCPI status {body['status_code']}", transient=body["status_code"] >= 3000,
                          http_status=reply.status)
-    return body.get("data")
+    return body
 
 
 def _fetch(method: str, url: str, headers: dict, body: Any, what: str) -> outbound.Reply:
@@ -193,6 +210,8 @@ class OcpiClient:
         self.endpoints = endpoints
         self.country_code, self.party_id = country_code, party_id
         self.auth = auth_header(token, token_encoding)
+        # (their envelope timestamp, our clock at receipt) of the last page read: the clock skew.
+        self.last_envelope: tuple[datetime, datetime] | None = None
 
     def endpoint(self, identifier: str, role: str) -> str:
         """The URL of their module exactly as advertised (no slash added or stripped)."""
@@ -275,7 +294,11 @@ class OcpiClient:
             if next_url is None:
                 return
             reply = _fetch("GET", next_url, self._headers(), None, what)
-            page = _unwrap(reply, what)
+            envelope = _envelope(reply, what)
+            theirs = envelope_time(envelope)
+            if theirs is not None:
+                self.last_envelope = (theirs, clock.now())
+            page = envelope.get("data")
             if not isinstance(page, list):
                 raise CallFailed(what, "data is not a list", http_status=reply.status)
             yield from page

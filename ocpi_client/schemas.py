@@ -129,6 +129,8 @@ class SessionUpdate:
     current_dimension_a: float | None  # CURRENT of the latest charging period (phases applied later)
     # ChargingPeriods as sent (validated, start_date_time normalised); None when the field is absent.
     charging_periods: list[dict] | None = None
+    # The latest period's average power from its ENERGY over its TIME (or over its start to last_updated).
+    period_power_kw: float | None = None
 
 
 # Session fields: (OCPI name, model name, parser). Required on PUT, optional on PATCH.
@@ -182,6 +184,7 @@ def validate_session(payload: Any, *, partial: bool) -> SessionUpdate:
             raise OcpiValidationError("x_phases: at most 3")
     periods = charging_periods(data.get("charging_periods"))
     current_dim, power_kw = latest_period_dimensions(periods or [])
+    period_power = latest_period_energy_power_kw(periods or [], fields["last_updated"])
     phases = sum(1 for c in currents if c) if currents else None
     return SessionUpdate(
         last_updated=fields["last_updated"],
@@ -192,6 +195,7 @@ def validate_session(payload: Any, *, partial: bool) -> SessionUpdate:
         phases=phases or declared_phases,
         current_dimension_a=current_dim,
         charging_periods=periods,
+        period_power_kw=period_power,
     )
 
 
@@ -238,6 +242,21 @@ def latest_period_dimensions(periods: list[dict]) -> tuple[float | None, float |
     values = {dim["type"]: float(dim["volume"]) for dim in periods[-1]["dimensions"]}
     current, power = values.get("CURRENT"), values.get("POWER")
     return (max(current, 0.0) if current is not None else None, max(power, 0.0) if power is not None else None)
+
+
+def latest_period_energy_power_kw(periods: list[dict], last_updated: datetime) -> float | None:
+    """Average power (kW) of the latest period: its ENERGY (kWh) over its TIME (h), or over the time
+    from its start to `last_updated` when TIME is absent. None when neither gives a duration."""
+    if not periods:
+        return None
+    latest = periods[-1]
+    values = {dim["type"]: float(dim["volume"]) for dim in latest["dimensions"]}
+    energy, hours = values.get("ENERGY"), values.get("TIME")
+    if energy is None or energy < 0:
+        return None
+    if hours is None:
+        hours = (last_updated - ocpi_datetime(latest["start_date_time"], "period")).total_seconds() / 3600.0
+    return energy / hours if hours > 0 else None
 
 
 def merge_periods(stored: list[dict], added: list[dict]) -> list[dict]:

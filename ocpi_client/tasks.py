@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 app.conf.beat_schedule = {
     **(app.conf.beat_schedule or {}),
     "ocpi-pull-sessions": {"task": "ocpi_client.pull_sessions", "schedule": float(settings.OCPI_PULL_INTERVAL_S)},
-    "ocpi-pull-locations": {"task": "ocpi_client.pull_locations",
-                            "schedule": float(settings.OCPI_LOCATIONS_INTERVAL_S)},
+    # Each tick refreshes only the parties due (never pulled, or not for OCPI_LOCATIONS_INTERVAL_S).
+    "ocpi-pull-locations": {"task": "ocpi_client.pull_locations", "schedule": float(settings.OCPI_PULL_INTERVAL_S)},
 }
 
 
@@ -55,7 +55,7 @@ def pull_party_sessions(self, party_pk: int) -> None:
 
 @shared_task(name="ocpi_client.pull_locations", acks_late=True, ignore_result=True)
 def pull_locations(party_pk: int | None = None) -> None:
-    """Refresh one party's Locations, or (no id: the beat) queue one refresh per party offering them."""
+    """Refresh one party's Locations, or (no id: the beat) queue one refresh per party that is due."""
     if party_pk is None:
         for pk in locations.locations_due():
             pull_party_locations.delay(pk)

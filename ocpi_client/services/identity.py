@@ -7,6 +7,8 @@ releases it (admin) when a CPO legitimately moves to a new registration.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Upper
 
@@ -24,17 +26,31 @@ def identity_key(country_code: str, party_id: str) -> tuple[str, str]:
     return country_code.upper(), party_id.upper()
 
 
+# party pk -> (its updated_at when read, its identities). Every change of a party's identities bumps
+# OcpiParty.updated_at, and each request reads the party row afresh, so an entry is never stale.
+_held: dict[int, tuple[object, dict[tuple[str, str], tuple[str, str]]]] = {}
+
+
 def held_identities(party: OcpiParty) -> dict[tuple[str, str], tuple[str, str]]:
     """{(CC, PID) upper: (cc, pid) as the party spelled them} of the party's active roles.
 
-    Cached on the instance: an OCPI request loads its party once, so one query per request.
+    Kept per process against the party's `updated_at`: a push costs no query for it.
     """
-    cached = getattr(party, "_held_identities", None)
-    if cached is None:
-        rows = OcpiPartyRole.objects.filter(party=party, active=True).values_list("country_code", "ocpi_party_id")
-        cached = {identity_key(cc, pid): (cc, pid) for cc, pid in rows}
-        party._held_identities = cached
-    return cached
+    entry = _held.get(party.pk)
+    if entry is not None and entry[0] == party.updated_at:
+        return entry[1]
+    rows = OcpiPartyRole.objects.filter(party=party, active=True).values_list("country_code", "ocpi_party_id")
+    identities = {identity_key(cc, pid): (cc, pid) for cc, pid in rows}
+    _held[party.pk] = (party.updated_at, identities)
+    return identities
+
+
+def _changed(party: OcpiParty) -> None:
+    """Record that the party's identities changed (and forget them here)."""
+    # Strictly later even under a frozen or coarse clock: other processes compare it for equality.
+    party.updated_at = max(clock.now(), party.updated_at + timedelta(microseconds=1))
+    OcpiParty.objects.filter(pk=party.pk).update(updated_at=party.updated_at)
+    _held.pop(party.pk, None)
 
 
 def own_identity(party: OcpiParty, country_code: str, party_id: str) -> tuple[str, str]:
@@ -67,7 +83,7 @@ def claim_roles(party: OcpiParty, roles: list[dict]) -> None:
             ])
     except IntegrityError:
         raise IdentityTaken("one of your roles was claimed by another party at the same moment") from None
-    party._held_identities = None
+    _changed(party)
 
 
 def check_identities_free(party: OcpiParty, roles: list[dict]) -> None:
@@ -84,7 +100,9 @@ def check_identities_free(party: OcpiParty, roles: list[dict]) -> None:
 
 def retire_identities(party: OcpiParty) -> int:
     """A revoked party holds nothing any more: another registration may claim its identities."""
-    return OcpiPartyRole.objects.filter(party=party, active=True).update(active=False)
+    retired = OcpiPartyRole.objects.filter(party=party, active=True).update(active=False)
+    _changed(party)
+    return retired
 
 
 def release_identity(role_pk: int) -> OcpiPartyRole:
@@ -93,6 +111,6 @@ def release_identity(role_pk: int) -> OcpiPartyRole:
     if role is None or not role.active:
         raise OcpiError("that identity is not held by anyone")
     OcpiPartyRole.objects.filter(pk=role.pk, active=True).update(active=False)
-    OcpiParty.objects.filter(pk=role.party_id).update(updated_at=clock.now())
+    _changed(role.party)
     role.active = False
     return role

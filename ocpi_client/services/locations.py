@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -150,7 +152,11 @@ def bound_sessions(party: OcpiParty, connectors: dict[ConnectorKey, Connector]) 
     return len(touched)
 
 
-def locations_due() -> list[int]:
-    """Registered parties offering a Locations Sender (the daily refresh's targets)."""
-    return [p.pk for p in OcpiParty.objects.filter(status=OcpiParty.Status.REGISTERED)
-            if p.endpoint_url("locations", "SENDER")]
+def locations_due(now: datetime | None = None) -> list[int]:
+    """Registered parties offering a Locations Sender whose Locations were never pulled or not for
+    OCPI_LOCATIONS_INTERVAL_S: a new party gets its connectors at the next beat, the others daily."""
+    now = now or clock.now()
+    stale = now - timedelta(seconds=settings.OCPI_LOCATIONS_INTERVAL_S)
+    parties = OcpiParty.objects.filter(status=OcpiParty.Status.REGISTERED).filter(
+        Q(locations_pulled_at__isnull=True) | Q(locations_pulled_at__lte=stale))
+    return [p.pk for p in parties if p.endpoint_url("locations", "SENDER")]

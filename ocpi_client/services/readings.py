@@ -3,9 +3,11 @@
 Real CSMSs mostly send `kwh` and ENERGY/TIME periods, sometimes POWER, rarely CURRENT (the period's
 average) and never our `x_` extension. Each state gets a per-phase current and a record of where it
 came from, in this order of preference: per-phase currents (extension) or a CURRENT dimension
-(measured); a POWER dimension; the average power since the state before, from the kWh difference
-(energy-conserving). A power becomes a per-phase current on the session's phase count when firm,
-else on the one assumed count (`schemas.ASSUMED_PHASES`), and the state says so ("assumed").
+(measured); a POWER dimension; then energy over time (energy-conserving): the kWh difference since
+the state before, else the latest period's ENERGY over its TIME, else (a first state) the session's
+kWh over the time since it started. A power becomes a per-phase current on the session's phase
+count when firm, else on the one assumed count (`schemas.ASSUMED_PHASES`), and the state says so
+("assumed").
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ def kwh_power_kw(previous: tuple[datetime, float] | None, timestamp: datetime, k
 
 
 def derive_reading(update: SessionUpdate, kwh: float, session_phases: int | None, session_phases_source: str,
-                   previous: tuple[datetime, float] | None) -> Reading:
-    """The reading of one state. `previous` is the (timestamp, kWh) of the session's state before it."""
+                   previous: tuple[datetime, float] | None, started: datetime | None = None) -> Reading:
+    """The reading of one state. `previous` is the (timestamp, kWh) of the session's state before it;
+    `started` the session's start_date_time (its kWh were 0 then)."""
     phases, phases_source = session_phases, session_phases_source if session_phases else PHASES_UNKNOWN
     pair = phases_from_pair(update.current_dimension_a, update.power_kw)
     if update.phases:
@@ -85,7 +88,12 @@ def derive_reading(update: SessionUpdate, kwh: float, session_phases: int | None
         return Reading(currents, update.power_kw, phases, phases_source, CURRENT_MEASURED)  # type: ignore[arg-type]
     power, source = update.power_kw, CURRENT_FROM_POWER
     if power is None:
-        power, source = kwh_power_kw(previous, update.last_updated, kwh), CURRENT_FROM_KWH
+        source = CURRENT_FROM_KWH
+        power = kwh_power_kw(previous, update.last_updated, kwh)
+        if power is None:
+            power = update.period_power_kw
+        if power is None and previous is None and started is not None:
+            power = kwh_power_kw((started, 0.0), update.last_updated, kwh)
     if power is None:
         return Reading((None, None, None), None, phases, phases_source, CURRENT_UNKNOWN)
     n = phases if firm and phases else (phases or ASSUMED_PHASES)

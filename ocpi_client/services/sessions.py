@@ -81,10 +81,17 @@ def _apply(party: OcpiParty, country_code: str, party_id: str, session_id: str, 
         session.extra = update.extra if not partial else {**session.extra, **update.extra}
         changed |= {*update.fields, "extra"} - set(_KEY_FIELDS)
     kwh, status = _state_energy_and_status(session, update, newer)
-    before = (session.states.filter(timestamp__lt=update.last_updated).order_by("-timestamp")
-              .values_list("timestamp", "kwh").first())
-    reading = derive_reading(update, kwh, session.phases, session.phases_source, before)
-    if newer:
+    before, started_at = None, None
+    if "kwh" in update.fields and update.currents_a is None and update.current_dimension_a is None \
+            and update.power_kw is None:
+        # Only a kWh-only update needs the state before it (one indexed query). A PATCH without kwh
+        # (a status change) says nothing about the draw: no energy-over-time reading from it.
+        before = (session.states.filter(timestamp__lt=update.last_updated).order_by("-timestamp")
+                  .values_list("timestamp", "kwh").first())
+        started_at = session.start_date_time
+    reading = derive_reading(update, kwh, session.phases, session.phases_source, before, started_at)
+    if newer and (reading.current_source or not session.current_source):
+        # An update that tells nothing of the draw does not erase what the ones before told.
         session.phases, session.phases_source = reading.phases, reading.phases_source
         session.current_source, session.last_power_kw = reading.current_source, reading.power_kw
         session.last_current_a = reading.max_current_a

@@ -43,6 +43,30 @@ def test_kwh_only_states_are_judged_from_their_average_power_on_the_sessions_pha
     assert verdict(readings, phases=1).delivery == "not_responded"
 
 
+def test_with_unknown_phases_only_a_power_every_phase_count_agrees_on_decides():
+    """8 A on 1..3 phases is 1.84..5.52 kW (+0.5 kW tolerance): 1.5 kW is at the cap on any count,
+    12 kW above it on any count; 3.7 kW is at the cap on three phases and above it on one: no verdict."""
+    def kwh_states(power_kw: float) -> list[Reading]:
+        return [Reading(at(180 + 60 * i), power_kw * i / 60) for i in range(4)]
+
+    assert verdict(kwh_states(1.5), phases=(1, 2, 3)).delivery == "responded"
+    assert verdict(kwh_states(12.0), phases=(1, 2, 3)).delivery == "not_responded"
+    assert verdict(kwh_states(3.7), phases=(1, 2, 3)).delivery == "no_data"
+    assert verdict(kwh_states(3.7), phases=(3,)).delivery == "responded"
+    assert verdict(kwh_states(3.7), phases=1).delivery == "not_responded"
+
+
+def test_a_cap_on_a_draw_already_at_its_level_proves_nothing():
+    """Planned at 9 A (within 8 + 1.5 A): it reads "at the cap" whether it obeyed or not: no data."""
+    ignoring = [Reading(at(200), 10, current_a=9.0), Reading(at(300), 10.1, current_a=9.0)]
+    assert judge(ignoring, cap_start=T0, cap_end=CAP_END, session_start=T0, phases=3, rule=RULE,
+                 before_a=9.0) == delivery.Verdict("no_data", "")
+    assert judge(ignoring, cap_start=T0, cap_end=CAP_END, session_start=T0, phases=3, rule=RULE,
+                 restored_at=CAP_END, before_a=9.0) == delivery.Verdict("no_data", "no_data")
+    assert judge(ignoring, cap_start=T0, cap_end=CAP_END, session_start=T0, phases=3, rule=RULE,
+                 before_a=16.0).delivery == "responded"  # from 16 A to 9 A: it did fall to the level
+
+
 def test_an_average_that_starts_before_the_cap_is_not_judged():
     # The pair spans the cap start + grace (t=60 s is inside the grace): no qualifying reading.
     assert verdict([Reading(at(60), 10.0), Reading(at(300), 10.9)]).delivery == "no_data"
@@ -146,3 +170,14 @@ def test_a_constant_power_from_kwh_is_judged_against_the_cap_on_its_phases(power
 @given(st.lists(st.booleans(), max_size=12), st.integers(1, 5), st.integers(1, 6))
 def test_flagging_counts_only_the_last_m(recent, n, m):
     assert delivery.flag(recent, n, m) == (sum(1 for ok in recent[-m:] if not ok) >= n)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=0.1, max_value=30, allow_nan=False),
+       st.sets(st.sampled_from([1, 2, 3]), min_size=1).map(sorted))
+def test_an_uncertain_phase_count_never_gives_a_verdict_a_firm_count_would_contradict(power_kw, plausible):
+    """Whatever the plausible counts, a verdict (not no_data) is the verdict of each of them."""
+    readings = [Reading(at(120 + 60 * i), power_kw * i / 60) for i in range(6)]
+    uncertain = verdict(readings, phases=tuple(plausible)).delivery
+    if uncertain != "no_data":
+        assert all(verdict(readings, phases=k).delivery == uncertain for k in plausible)

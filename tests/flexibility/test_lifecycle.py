@@ -79,6 +79,7 @@ def test_async_results_move_a_pending_cap_in_force_or_refused(cpo, alice, brp, c
     first, second = Curtailment.objects.filter(activation=activation).order_by("pk")
     assert {first.status, second.status} == {S.PENDING}  # the sync ACCEPTED: can be forwarded, no more
     assert first.result_due_at == T0 + timedelta(seconds=30)  # the timeout the CPO gave
+    assert first.before_a == 16.0  # the measured draw when planned: what delivery is judged against
 
     ocpi_services.record_profile_result(alice, _set_call(first).id, {"result": "ACCEPTED"})
     ocpi_services.record_profile_result(alice, _set_call(second).id, {"result": "REJECTED"})

@@ -111,3 +111,11 @@ def test_drivers_at_risk_are_shown_to_the_operator_at_once(client, operator, brp
     client.force_login(operator)
     page = client.get("/admin/flexibility/activation/").content.decode()
     assert "1 driver(s) at risk" in page and "resumption__exact=not_resumed" in page
+
+
+@pytest.mark.parametrize(("phases", "source", "expected"), [
+    (3, "reported", (3,)), (2, "power_current", (2,)), (3, "connector", (1, 2, 3)), (1, "connector", (1,)),
+    (None, "", (1, 2, 3)), (3, "", (1, 2, 3)),
+])
+def test_phase_counts_delivery_is_judged_on(phases, source, expected):
+    assert responsiveness.plausible_phases(phases, source) == expected

@@ -144,3 +144,11 @@ def test_policy_syntax(text, expected):
 def test_bad_policy_syntax(text):
     with pytest.raises(ValueError, match="bad policy"):
         services.parse_policy(text)
+
+
+def test_the_preview_shows_the_shed_range_and_where_the_draw_came_from(brp, operator, client):
+    signal = services.receive_signal(brp, "preview-1", "reduce_consumption").signal
+    client.force_login(operator)
+    page = client.get(f"/admin/flexibility/signal/{signal.pk}/change/").content.decode()
+    assert "0 sessions eligible, expected shed 0.0-0.0 kW (draw measured 0 / from POWER 0 / from kWh 0" in page
+    assert "skipped: none" in page

@@ -35,3 +35,25 @@ def test_session_list_shows_where_the_current_came_from(superuser_client, ocpi, 
     assert Session.objects.get().current_source == "measured"
     page = superuser_client.get("/admin/ocpi_client/session/").content.decode()
     assert "measured" in page
+
+
+def staff(name: str, group: str) -> User:
+    from django.contrib.auth.models import Group
+
+    user = User.objects.create_user(name, f"{name}@example.org", "pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.mark.parametrize(("group", "released"), [("operators", True), ("analysts", False)])
+def test_only_operators_release_identities(client, party, group, released):
+    client.force_login(staff(f"a-{group}", group))
+    role = OcpiPartyRole.objects.get(party=party)
+    client.post("/admin/ocpi_client/ocpipartyrole/", {"action": "release", "_selected_action": [role.pk]})
+    assert OcpiPartyRole.objects.filter(active=True).exists() is not released
+
+
+def test_rotating_credentials_is_not_offered_to_operators(client, party):
+    client.force_login(staff("op", "operators"))
+    page = client.get("/admin/ocpi_client/ocpiparty/").content.decode()
+    assert "pull_locations_now" in page and "update_credentials" not in page

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from ocpi_client.models import Connector, Session
-from ocpi_client.services.locations import pull_locations
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ocpi_client import tasks
+from ocpi_client.errors import OcpiValidationError
+from ocpi_client.models import Connector, OcpiParty, Session
+from ocpi_client.services.locations import locations_due, parse_location, pull_locations
 from smatch.celery import app
 
 from .conftest import session_payload
@@ -77,5 +83,41 @@ def test_a_party_without_the_module_is_not_asked(party, cpo_server):
 
 
 def test_the_daily_refresh_is_on_the_beat():
+    assert tasks.pull_locations.name == "ocpi_client.pull_locations"  # importing the tasks registers the beat
     entry = app.conf.beat_schedule["ocpi-pull-locations"]
-    assert entry["task"] == "ocpi_client.pull_locations" and entry["schedule"] == 86400.0
+    assert entry["task"] == "ocpi_client.pull_locations" and entry["schedule"] == 300.0
+
+
+def test_a_new_party_is_due_at_once_and_then_daily(offering, clock):
+    assert locations_due() == [offering.pk]  # never pulled
+    OcpiParty.objects.filter(pk=offering.pk).update(locations_pulled_at=clock.now() - timedelta(hours=23))
+    assert locations_due() == []
+    OcpiParty.objects.filter(pk=offering.pk).update(locations_pulled_at=clock.now() - timedelta(hours=24))
+    assert locations_due() == [offering.pk]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=20), children, max_size=5),
+    max_leaves=25,
+)
+mutated = st.builds(
+    lambda evse, conn: location("L1", ("E1", [{**connector("1", "AC_3_PHASE"), **conn}]))
+    | ({"evses": evse} if evse is not ... else {}),
+    st.just(...) | json_values,
+    st.dictionaries(st.sampled_from(["id", "power_type", "max_amperage", "max_electric_power", "last_updated"]),
+                    json_values, max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(item=json_values | mutated)
+def test_any_location_json_is_parsed_or_refused_with_2001(item):
+    try:
+        rows = parse_location(item)
+    except OcpiValidationError as exc:
+        assert exc.status_code == 2001
+        return
+    for row in rows:
+        assert row["power_type"] in {"", "AC_1_PHASE", "AC_2_PHASE", "AC_2_PHASE_SPLIT", "AC_3_PHASE", "DC"}
+        assert row["max_amperage_a"] is None or row["max_amperage_a"] >= 0

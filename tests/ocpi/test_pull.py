@@ -135,3 +135,15 @@ def test_a_pulled_session_far_in_the_future_is_refused(party, cpo_server, clock)
     report = services.pull_sessions(party, FROM, TO)
     assert (report.received, report.stored, report.invalid) == (1, 0, 1)
     assert not Session.objects.exists()
+
+
+def test_the_pull_keeps_the_cpos_clock_skew(party, cpo_server, clock):
+    """Its envelopes say 17:04:45 when our clock says 17:04:00: its clock is 45 s ahead."""
+    def handler(call):
+        status, body, headers = ok([session_payload()])
+        return status, {**body, "timestamp": "2025-05-06T17:04:45Z"}, headers
+
+    cpo_server.route("GET", "/ocpi/2.2.1/sessions", handler)
+    services.pull_sessions(party, FROM, TO)
+    party.refresh_from_db()
+    assert party.clock_skew_s == 45.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -182,3 +182,39 @@ def test_kwh_difference_gives_the_average_power_between_two_states():
     # One state only: the draw is unknown, not zero.
     reading = derive_reading(update, 1.5, None, "", None)
     assert reading.current_source == "" and reading.currents_a == (None, None, None)
+
+
+def test_a_first_state_takes_the_latest_periods_energy_over_its_time():
+    # A standard CSMS: a closed period of 0.5 kWh over 0.0833 h (5 min) = 6.0 kW, phases unknown:
+    # 6000 / (3 x 230) = 8.70 A on the one assumption.
+    periods = [{"start_date_time": "2025-05-06T17:00:00Z",
+                "dimensions": [{"type": "ENERGY", "volume": 0.5}, {"type": "TIME", "volume": 0.5 / 6.0}]}]
+    update = validate_session(session_payload(x_phase_currents_a=None, charging_periods=periods), partial=False)
+    reading = derive_reading(update, 1.5, None, "", None)
+    assert reading.power_kw == pytest.approx(6.0) and reading.current_source == "assumed"
+    assert reading.currents_a[0] == pytest.approx(6000 / 690)
+    # Without TIME, the period runs from its start to last_updated (17:00 -> 17:05): the same 6.0 kW.
+    periods[0]["dimensions"] = [{"type": "ENERGY", "volume": 0.5}]
+    update = validate_session(session_payload(x_phase_currents_a=None, charging_periods=periods), partial=False)
+    assert update.period_power_kw == pytest.approx(6.0)
+
+
+def test_a_first_state_without_periods_takes_the_average_since_the_start():
+    # 1.5 kWh between 17:00 (start, 0 kWh) and 17:05 = 18 kW; on three known phases 18000 / 690 = 26.1 A.
+    update = validate_session(session_payload(x_phase_currents_a=None, x_phases=3), partial=False)
+    reading = derive_reading(update, 1.5, None, "", None, datetime(2025, 5, 6, 17, 0, tzinfo=UTC))
+    assert (reading.power_kw, reading.current_source) == (pytest.approx(18.0), "kwh")
+    assert reading.currents_a == pytest.approx((18000 / 690,) * 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(kwh0=st.floats(0, 100), delta_kwh=st.floats(0, 20), minutes=st.integers(1, 120), phases=st.integers(1, 3))
+def test_energy_derived_readings_conserve_energy(kwh0, delta_kwh, minutes, phases):
+    update = validate_session(session_payload(x_phase_currents_a=None, x_phases=phases,
+                                              last_updated="2025-05-06T19:00:00Z"), partial=False)
+    before = datetime(2025, 5, 6, 19, 0, tzinfo=UTC) - timedelta(minutes=minutes)
+    reading = derive_reading(update, kwh0 + delta_kwh, None, "", (before, kwh0))
+    # power x time = the energy between the states; per-phase currents x phases x 230 V = the power.
+    assert reading.power_kw * minutes / 60 == pytest.approx(delta_kwh, abs=1e-9)
+    known = [c for c in reading.currents_a if c is not None]
+    assert len(known) == phases and sum(known) * 230 / 1000 == pytest.approx(reading.power_kw, abs=1e-9)

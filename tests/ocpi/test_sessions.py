@@ -241,3 +241,13 @@ def test_connector_phases_bound_a_new_session(ocpi, party):
     assert (session.phases, session.phases_source, session.max_current_a, session.max_power_kw) == (
         1, "connector", 32.0, 7.36)
     assert session.current_source == "kwh" and session.last_current_a == pytest.approx(24.0)
+
+
+def test_a_patch_without_kwh_keeps_the_known_draw(ocpi, party):
+    ocpi("PUT", PATH, session_payload(x_phase_currents_a=..., x_phases=3, kwh=0.58,
+                                      last_updated="2025-05-06T17:00:00Z"))
+    ocpi("PATCH", PATH, {"kwh": 1.5, "last_updated": "2025-05-06T17:05:00Z"})  # 11.04 kW = 16 A on 3 phases
+    ocpi("PATCH", PATH, {"status": "ACTIVE", "last_updated": "2025-05-06T17:05:10Z"})  # a status-only PATCH
+    session = Session.objects.get()
+    assert (session.last_current_a, session.current_source) == (pytest.approx(16.0), "kwh")
+    assert SessionState.objects.order_by("timestamp").last().current_source == ""  # that state itself: unknown

@@ -17,11 +17,12 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from ocpi_client import services
-from ocpi_client.client import CallFailed, call_json
+from ocpi_client.client import CallFailed, call_json, client_for
 from ocpi_client.models import ChargingProfileCall, OcpiParty, Session
 from smatch import outbound
 
 from .conftest import TOKEN, session_payload
+from .loopback import ok
 
 SESSION_PATH = "2.2.1/sessions/NL/CPO/S1"
 
@@ -347,3 +348,12 @@ def test_no_private_loopback_link_local_or_multicast_address_is_allowed(address)
     mapped = f"::ffff:{address}" if address.version == 4 else None
     if mapped:
         assert not outbound.address_allowed(mapped, private_ok=False)
+
+
+def test_pages_keep_their_envelope_time_for_the_clock_skew(party, cpo_server, clock):
+    """The CPO's envelope `timestamp` of the last page read, with our clock at receipt."""
+    cpo_server.route("GET", "/ocpi/2.2.1/sessions", lambda call: ok([]))  # loopback.ok stamps 2025-05-06T17:04:00Z
+    client = client_for(party)
+    assert list(client.iter_sessions(datetime(2025, 5, 6, tzinfo=UTC))) == []
+    assert client.last_envelope == (datetime(2025, 5, 6, 17, 4, tzinfo=UTC), clock.now())
+    assert cpo_server.calls[-1].query["date_from"] == "2025-05-06T00:00:00Z"
