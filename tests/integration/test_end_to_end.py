@@ -20,8 +20,10 @@ def simulator(celery_worker_process, live_server, settings):
         yield sim
 
 
-def capped(sim) -> list[str]:
-    return [s for s in sim.ongoing_session_ids() if sim.limit_in_force_a(s) == 8.0]
+def capped(sim) -> set[str]:
+    """Session ids the simulator's EVSEs hold at 8 A, upper-cased: session ids are CiStrings, and a
+    CPO may spell them in another case in its bodies than we store (issue #10)."""
+    return {s.upper() for s in sim.ongoing_session_ids() if sim.limit_in_force_a(s) == 8.0}
 
 
 def test_relay_caps_simulator_sessions_and_restores_them(simulator):
@@ -30,10 +32,10 @@ def test_relay_caps_simulator_sessions_and_restores_them(simulator):
     signal = services.receive_signal(auto, "e2e-1", "reduce_consumption", end_time=end).signal
     activation = wait_for(lambda: Activation.objects.filter(signal=signal, status="active").first(), 30,
                           "dispatch")
-    accepted = set(Curtailment.objects.filter(activation=activation, status__in=("pending", "in_force"))
-                   .values_list("session__session_id", flat=True))
+    accepted = {sid.upper() for sid in Curtailment.objects.filter(
+        activation=activation, status__in=("pending", "in_force")).values_list("session__session_id", flat=True)}
     assert accepted, f"no session was capped: skipped {activation.skipped}"
-    wait_for(lambda: accepted <= set(capped(simulator)), 10, "the simulator to apply the 8 A profiles")
+    wait_for(lambda: accepted <= capped(simulator), 10, "the simulator to apply the 8 A profiles")
     wait_for(lambda: Signal.objects.get(pk=signal.pk).status == Signal.Status.RESTORED, 40, "restore")
     assert not capped(simulator)
     results = ChargingProfileCall.objects.filter(kind="SET", purpose_id__in=Curtailment.objects.filter(
