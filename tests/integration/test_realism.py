@@ -304,6 +304,9 @@ def figures(sim, outcomes: list[Outcome]) -> dict:
     }
 
 
+# The figures are a benchmark (targets are judged by bench/, not by the test suite): bench/realism.py
+# runs this once per seed with REALISM_FIGURES set and reports met or missed.
+@pytest.mark.skipif(not os.environ.get("REALISM_FIGURES"), reason="a benchmark: python bench/realism.py")
 @pytest.mark.parametrize("worker_extra_env", [FAST_JUDGING])
 def test_standard_figures(celery_worker_process, live_server, settings):
     seed = int(os.environ.get("REALISM_SEED", "1"))
