@@ -121,6 +121,9 @@ def test_two_gunicorn_workers_share_one_limit(real_services, transactional_db, b
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: _answers(f"{url}/api/schema/"), 30, "gunicorn to answer")
+        # The second worker may still be importing when the first answers: the burst below must reach
+        # both, so wait until each has answered a request of its own.
+        wait_for(lambda: _both_workers_answer(f"{url}/api/schema/", log), 60, "both gunicorn workers to answer")
         headers = {"Authorization": f"Token {brp.api_token}", "Connection": "close"}
         with ThreadPoolExecutor(10) as pool:
             codes = list(pool.map(lambda _: requests.get(f"{url}/api/v1/signals/", headers=headers, timeout=30)
@@ -140,6 +143,13 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+def _both_workers_answer(url: str, log) -> bool:
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: _answers(url), range(8)))
+    pids = re.findall(r"pid=<(\d+)> path=/api/schema/", log.read_text()) if log.exists() else []
+    return len(set(pids)) >= 2
 
 
 def _signal_lines(log, expected: int) -> list[tuple[str, str]] | None:
