@@ -34,7 +34,7 @@ def main() -> int:
     import django
 
     django.setup()
-    from ocpi_client.models import ChargingProfileCall, OcpiParty, Session
+    from ocpi.models import ChargingProfileCall, OcpiParty, Session
     from smatch.db import update_from_values
 
     now = datetime.now(UTC)

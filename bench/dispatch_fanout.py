@@ -128,7 +128,7 @@ class SimulatorShards:
 def load_fleet(session_ids: list[str], base: str) -> int:
     """The CPO party and its N ACTIVE sessions above 8 A, in bulk; returns the party id."""
     from flexibility.models import Activation, Curtailment, Decision, Signal
-    from ocpi_client.models import ChargingProfileCall, OcpiParty, Session, hash_token
+    from ocpi.models import ChargingProfileCall, OcpiParty, Session, hash_token
 
     ChargingProfileCall.objects.all().delete()
     Curtailment.objects.all().delete()
@@ -169,7 +169,7 @@ def one_activation(api: str, token: str, label: str, timeout_s: float, expect_re
     from django.db.models import Max
 
     from flexibility.models import Activation, Curtailment
-    from ocpi_client.models import ChargingProfileCall
+    from ocpi.models import ChargingProfileCall
 
     http = requests.Session()
     http.headers["Authorization"] = f"Token {token}"

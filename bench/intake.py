@@ -4,7 +4,7 @@
                            [--clients 64] [--workers 3] [--threads 4]
 
 Per repetition: a fresh PostgreSQL database (migrated), a REGISTERED CPO party with its token
-(ocpi_client.services.issue_token), gunicorn with production settings. Every session is PUT once
+(ocpi.services.issue_token), gunicorn with production settings. Every session is PUT once
 (new, 201), then PATCHed round after round (new kWh, currents and the two latest charging_periods,
 last_updated 5 minutes later each time) for --seconds. Sustained rate = pushes / wall time of the
 PATCH phase; latency per request. Afterwards the SessionState rows are counted against the pushes
@@ -45,14 +45,14 @@ DB = "smatch_h4_bench_intake"
 CC, PARTY = "NL", "BEN"
 START = datetime(2025, 5, 6, 6, 0, tzinfo=UTC)
 SETUP = """
-from ocpi_client import services
-from ocpi_client.models import OcpiParty, OcpiPartyRole
+from ocpi import services
+from ocpi.models import OcpiParty, OcpiPartyRole
 party, token = services.issue_token("bench CPO")
 OcpiParty.objects.filter(pk=party.pk).update(status=OcpiParty.Status.REGISTERED, country_code="{cc}", party_id="{pid}")
 OcpiPartyRole.objects.create(party=party, country_code="{cc}", ocpi_party_id="{pid}", role="CPO")
 print(token)
 """
-COUNT = "from ocpi_client.models import SessionState; print(SessionState.objects.count())"
+COUNT = "from ocpi.models import SessionState; print(SessionState.objects.count())"
 
 
 def _ts(when: datetime) -> str:

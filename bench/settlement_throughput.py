@@ -141,7 +141,7 @@ LOAD_DB = """
 import pandas as pd, io
 from django.db import connection
 from flexibility.models import Activation, Brp, Signal
-from ocpi_client.models import OcpiParty, Session
+from ocpi.models import OcpiParty, Session
 states = pd.read_csv("{folder}/S.csv")
 acts = pd.read_csv("{folder}/A.csv", parse_dates=["t_signal", "t_clear"])
 party = OcpiParty.objects.create(name="bench", token_ours_hash="x" * 64, status="REGISTERED",

@@ -167,7 +167,7 @@ def main() -> None:
         import requests
 
         from flexibility.models import Activation, Curtailment
-        from ocpi_client.models import SessionState
+        from ocpi.models import SessionState
         from simulator.config import SimConfig
         from simulator.server import SimulatorServer
         from smatch.clock import SystemClock

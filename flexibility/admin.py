@@ -18,8 +18,8 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from ocpi_client.admin import CREDENTIALS_PERM
-from ocpi_client.models import ChargingProfileCall
+from ocpi.admin import CREDENTIALS_PERM
+from ocpi.models import ChargingProfileCall
 
 from . import dispatch, responsiveness, services
 from .models import Activation, Brp, Curtailment, Decision, EvseResponsiveness, Signal, SteeringRule

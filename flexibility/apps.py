@@ -9,7 +9,7 @@ class FlexibilityConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from ocpi_client.signals import profile_result_received, session_started
+        from ocpi.signals import profile_result_received, session_started
         from smatch.celery import app
 
         from . import dispatch, roles, tasks

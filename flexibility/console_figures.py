@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count
 
-from ocpi_client.models import SessionState
+from ocpi.models import SessionState
 from smatch import clock
 
 from . import dispatch, planning, powerchart

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 
-from ocpi_client import services as ocpi
-from ocpi_client.models import Session
+from ocpi import services as ocpi
+from ocpi.models import Session
 from simulator.config import SimConfig
 from simulator.server import SimulatorServer
 from smatch import clock

@@ -1,6 +1,6 @@
 """Carrying out an activation: plan caps, send them per party, follow their states, restore at the end.
 
-Sending goes through the one OCPI sending service (`ocpi_client.services.send_profiles`), which
+Sending goes through the one OCPI sending service (`ocpi.services.send_profiles`), which
 owns the call rows and tells each outcome's disposition (accepted / refused / retry); this module
 only decides what to do with it, moving caps along their lifecycle (`models.TRANSITIONS`) with
 conditional UPDATEs. Everything reads and writes in bulk, never per session.
@@ -19,9 +19,9 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Least
 
-from ocpi_client import services as ocpi_services
-from ocpi_client.client import ACCEPTED, RETRY
-from ocpi_client.models import ChargingProfileCall, Session
+from ocpi import services as ocpi_services
+from ocpi.client import ACCEPTED, RETRY
+from ocpi.models import ChargingProfileCall, Session
 from smatch import clock
 
 from . import planning

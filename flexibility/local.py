@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.management import call_command
 
-from ocpi_client import services as ocpi
+from ocpi import services as ocpi
 from simulator.config import SimConfig
 from simulator.server import SimulatorServer
 from smatch import clock

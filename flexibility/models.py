@@ -7,7 +7,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 
-from ocpi_client.models import hash_token
+from ocpi.models import hash_token
 from smatch import clock
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 # Re-exported: callers of planning take the one phase assumption from here too.
-from ocpi_client.schemas import ASSUMED_PHASES as ASSUMED_PHASES
-from ocpi_client.schemas import PLAUSIBLE_PHASES
+from ocpi.schemas import ASSUMED_PHASES as ASSUMED_PHASES
+from ocpi.schemas import PLAUSIBLE_PHASES
 
 ISP = timedelta(minutes=15)
 MAX_ACTIVATION = timedelta(minutes=15)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from ocpi_client.models import SessionState
+from ocpi.models import SessionState
 from smatch import clock
 from smatch.db import update_from_values
 

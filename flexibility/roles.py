@@ -14,8 +14,8 @@ from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
 
-from ocpi_client.admin import CREDENTIALS
-from ocpi_client.models import OcpiParty
+from ocpi.admin import CREDENTIALS
+from ocpi.models import OcpiParty
 
 OPERATORS, ANALYSTS = "operators", "analysts"
 PRODUCT_APPS = ("flexibility", "ocpi_client", "settlement")

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Max, Min, Q, Sum
 
-from ocpi_client.models import ChargingProfileCall
+from ocpi.models import ChargingProfileCall
 
 from .models import LIVE, Activation, Curtailment, Signal
 

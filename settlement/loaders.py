@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import F
 
 from flexibility.models import Activation, Curtailment
-from ocpi_client.models import SessionState
+from ocpi.models import SessionState
 from settlement.core.frames import STATE_COLUMNS
 from settlement.models import ImbalancePrice
 

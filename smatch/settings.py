@@ -34,7 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
-    "ocpi_client",
+    "ocpi",
     "flexibility",
     "settlement",
 ]

@@ -14,7 +14,7 @@ urlpatterns = [
     # Before admin.site.urls, whose catch-all would answer 404 for these.
     path("admin/console/", include(console.urls(admin.site))),
     path("admin/", admin.site.urls),
-    path("ocpi/", include("ocpi_client.api.urls")),
+    path("ocpi/", include("ocpi.api.urls")),
     path("api/v1/", include("flexibility.api.urls")),
     path("api/v1/", include("settlement.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from ocpi_client.models import ChargingProfileCall, OcpiParty, Session
+from ocpi.models import ChargingProfileCall, OcpiParty, Session
 from smatch.db import update_from_values
 from tests.conftest import T0
 

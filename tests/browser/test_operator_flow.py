@@ -19,7 +19,7 @@ import requests
 
 from flexibility import services
 from flexibility.models import Activation, Brp, Curtailment, Signal
-from ocpi_client.models import OcpiParty, Session, SessionState
+from ocpi.models import OcpiParty, Session, SessionState
 from settlement.models import ImbalancePrice
 from smatch import clock
 from tests.integration.conftest import registered_simulator, wait_for

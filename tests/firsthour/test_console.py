@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from flexibility import console_figures, services
 from flexibility.models import Activation, Brp, Curtailment, Decision, Signal
-from ocpi_client.models import OcpiParty, Session, SessionState
+from ocpi.models import OcpiParty, Session, SessionState
 from tests.conftest import T0
 
 REDUCE = "reduce_consumption"

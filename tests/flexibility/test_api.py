@@ -8,7 +8,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from flexibility.models import Activation, Curtailment, Signal
-from ocpi_client.models import OcpiParty, Session
+from ocpi.models import OcpiParty, Session
 from tests.conftest import T0
 
 URL = "/api/v1/signals/"

@@ -10,8 +10,8 @@ from django.db import connection
 
 from flexibility import dispatch, services
 from flexibility.models import Activation, Curtailment, Signal
-from ocpi_client.client import _clients
-from ocpi_client.models import OcpiParty, Session, hash_token
+from ocpi.client import _clients
+from ocpi.models import OcpiParty, Session, hash_token
 from tests.conftest import T0
 from tests.ocpi.loopback import LoopbackServer, ok
 

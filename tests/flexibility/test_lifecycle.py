@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from flexibility import dispatch, services, tasks
 from flexibility.models import TRANSITIONS, Activation, Curtailment, Signal
 from flexibility.summary import activation_summary, cap_states
-from ocpi_client import services as ocpi_services
-from ocpi_client.client import _clients
-from ocpi_client.models import ChargingProfileCall, OcpiParty, Session, hash_token
+from ocpi import services as ocpi_services
+from ocpi.client import _clients
+from ocpi.models import ChargingProfileCall, OcpiParty, Session, hash_token
 from tests.conftest import T0
 from tests.ocpi.loopback import LoopbackServer, ok
 

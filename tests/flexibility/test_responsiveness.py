@@ -10,7 +10,7 @@ import pytest
 
 from flexibility import responsiveness, services
 from flexibility.models import Activation, Curtailment, EvseResponsiveness, Signal
-from ocpi_client.models import OcpiParty, Session, SessionState, hash_token
+from ocpi.models import OcpiParty, Session, SessionState, hash_token
 from tests.conftest import T0
 
 S = Curtailment.Status

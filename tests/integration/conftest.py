@@ -250,8 +250,8 @@ def registered_simulator(live_server_url: str, settings, points: int = 80, profi
     SIM_KNOBS."""
     from datetime import timedelta
 
-    from ocpi_client import services as ocpi
-    from ocpi_client.models import Session
+    from ocpi import services as ocpi
+    from ocpi.models import Session
     from simulator.clock import SystemClock
     from simulator.config import SimConfig, with_knobs
     from simulator.server import SimulatorServer

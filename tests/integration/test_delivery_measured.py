@@ -15,8 +15,8 @@ from django.db.models import Count
 
 from flexibility import services
 from flexibility.models import Activation, Brp, Curtailment, EvseResponsiveness
-from ocpi_client import services as ocpi
-from ocpi_client.models import Session, SessionState
+from ocpi import services as ocpi
+from ocpi.models import Session, SessionState
 from simulator.config import Faults, SimConfig
 from simulator.server import SimulatorServer
 from smatch import clock

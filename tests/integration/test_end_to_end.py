@@ -6,7 +6,7 @@ import pytest
 
 from flexibility import services
 from flexibility.models import Activation, Brp, Curtailment, Signal
-from ocpi_client.models import ChargingProfileCall
+from ocpi.models import ChargingProfileCall
 from smatch import clock
 
 from .conftest import registered_simulator, wait_for

@@ -31,8 +31,8 @@ import pytest
 
 from flexibility import dispatch, services
 from flexibility.models import Activation, Brp, Curtailment, EvseResponsiveness
-from ocpi_client import services as ocpi
-from ocpi_client.models import ChargingProfileCall, Session
+from ocpi import services as ocpi
+from ocpi.models import ChargingProfileCall, Session
 from simulator.batch import evse_uid
 from simulator.clock import SystemClock
 from simulator.config import SimConfig, with_knobs

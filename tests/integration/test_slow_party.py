@@ -15,7 +15,7 @@ import pytest
 
 from flexibility import services
 from flexibility.models import Activation, Curtailment
-from ocpi_client.models import ChargingProfileCall, OcpiParty, Session, hash_token
+from ocpi.models import ChargingProfileCall, OcpiParty, Session, hash_token
 from smatch import clock
 from tests.ocpi.loopback import LoopbackServer, ok
 

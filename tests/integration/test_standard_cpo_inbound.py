@@ -16,8 +16,8 @@ import pytest
 from django.core.management import call_command
 
 from flexibility import dispatch
-from ocpi_client import tasks
-from ocpi_client.models import Connector, OcpiParty, OcpiPartyRole, Session
+from ocpi import tasks
+from ocpi.models import Connector, OcpiParty, OcpiPartyRole, Session
 from smatch import clock
 from tests.ocpi.loopback import LoopbackServer, ok
 

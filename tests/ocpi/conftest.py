@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from ocpi_client.client import _clients
-from ocpi_client.models import OcpiParty, OcpiPartyRole, hash_token
+from ocpi.client import _clients
+from ocpi.models import OcpiParty, OcpiPartyRole, hash_token
 
 from .loopback import LoopbackServer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from ocpi_client.models import OcpiParty, OcpiPartyRole, Session
+from ocpi.models import OcpiParty, OcpiPartyRole, Session
 
 from .conftest import session_payload
 

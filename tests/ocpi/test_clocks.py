@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from ocpi_client.models import OcpiParty
-from ocpi_client.services import clocks
+from ocpi.models import OcpiParty
+from ocpi.services import clocks
 from tests.conftest import T0
 
 

@@ -9,8 +9,8 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from ocpi_client.models import OcpiParty, OcpiPartyRole, hash_token
-from ocpi_client.services import reissue_token
+from ocpi.models import OcpiParty, OcpiPartyRole, hash_token
+from ocpi.services import reissue_token
 
 from .conftest import TOKEN, b64, session_payload
 from .loopback import ok

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from ocpi_client.models import OcpiParty, OcpiPartyRole, Session, SessionState, hash_token
-from ocpi_client.services import identity, unregister
+from ocpi.models import OcpiParty, OcpiPartyRole, Session, SessionState, hash_token
+from ocpi.services import identity, unregister
 
 from .conftest import holding, session_payload
 

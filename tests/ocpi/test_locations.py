@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocpi_client import tasks
-from ocpi_client.errors import OcpiValidationError
-from ocpi_client.models import Connector, OcpiParty, Session
-from ocpi_client.services.locations import locations_due, parse_location, pull_locations
+from ocpi import tasks
+from ocpi.errors import OcpiValidationError
+from ocpi.models import Connector, OcpiParty, Session
+from ocpi.services.locations import locations_due, parse_location, pull_locations
 from smatch.celery import app
 
 from .conftest import session_payload

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from ocpi_client import services
-from ocpi_client.client import ocpi_datetime, response_url_for
-from ocpi_client.models import ActiveProfileUpdate, ChargingProfileCall, OcpiParty, Session, hash_token
-from ocpi_client.services import ProfileTarget
+from ocpi import services
+from ocpi.client import ocpi_datetime, response_url_for
+from ocpi.models import ActiveProfileUpdate, ChargingProfileCall, OcpiParty, Session, hash_token
+from ocpi.services import ProfileTarget
 
 from .conftest import TOKEN, b64, session_payload
 from .loopback import ok

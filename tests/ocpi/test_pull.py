@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from django.core.management import call_command
 
-from ocpi_client import services, tasks
-from ocpi_client.client import client_for
-from ocpi_client.errors import OcpiClientError
-from ocpi_client.models import OcpiParty, Session, SessionState
+from ocpi import services, tasks
+from ocpi.client import client_for
+from ocpi.errors import OcpiClientError
+from ocpi.models import OcpiParty, Session, SessionState
 
 from .conftest import THEIR_TOKEN, b64, session_payload
 from .loopback import ok

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocpi_client.errors import OcpiValidationError
-from ocpi_client.schemas import (
+from ocpi.errors import OcpiValidationError
+from ocpi.schemas import (
     format_datetime,
     merge_periods,
     ocpi_datetime,
@@ -18,7 +18,7 @@ from ocpi_client.schemas import (
     validate_profile_result,
     validate_session,
 )
-from ocpi_client.services.readings import derive_reading
+from ocpi.services.readings import derive_reading
 
 from .conftest import session_payload
 

@@ -7,8 +7,8 @@ import threading
 import pytest
 from django.db import connection
 
-from ocpi_client import services
-from ocpi_client.models import Session, SessionState
+from ocpi import services
+from ocpi.models import Session, SessionState
 
 from .conftest import session_payload
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ocpi_client.models import Connector, Session, SessionState
-from ocpi_client.signals import session_started
+from ocpi.models import Connector, Session, SessionState
+from ocpi.signals import session_started
 
 from .conftest import session_payload
 

@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from ocpi_client import services
-from ocpi_client.client import CallFailed, call_json, client_for
-from ocpi_client.models import ChargingProfileCall, OcpiParty, Session
+from ocpi import services
+from ocpi.client import CallFailed, call_json, client_for
+from ocpi.models import ChargingProfileCall, OcpiParty, Session
 from smatch import outbound
 
 from .conftest import TOKEN, session_payload

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from flexibility.models import Activation, Signal
-from ocpi_client.models import OcpiParty, Session, SessionState
+from ocpi.models import OcpiParty, Session, SessionState
 from settlement import services
 from settlement.models import ActivationResult, IspResult, SettlementRun
 from tests.settlement.helpers import at, sampled_session, truth_energy_kwh

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from django.db import connection
 
-from ocpi_client.models import OcpiParty, Session, SessionState
+from ocpi.models import OcpiParty, Session, SessionState
 from settlement import loaders
 
 T0 = datetime(2025, 5, 6, 8, 0, 0, 500_000, tzinfo=UTC)  # a fractional second on purpose

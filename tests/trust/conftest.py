@@ -64,7 +64,7 @@ OTHER_CPO_TOKEN = "trust-other-cpo-token-c-987"
 
 
 def _party(name: str, party_id: str, token: str, status="REGISTERED"):
-    from ocpi_client.models import OcpiParty, OcpiPartyRole, hash_token
+    from ocpi.models import OcpiParty, OcpiPartyRole, hash_token
 
     party = OcpiParty.objects.create(
         name=name, country_code="NL", party_id=party_id, role="CPO", status=status,
@@ -129,7 +129,7 @@ def world(brp, other_brp, cpo, other_cpo, analyst, operator, settled):
     from django.contrib.auth.models import User
 
     from flexibility.models import Brp, Signal
-    from ocpi_client.models import ChargingProfileCall, OcpiParty, Session, hash_token
+    from ocpi.models import ChargingProfileCall, OcpiParty, Session, hash_token
 
     revoked = Brp.objects.create(name="Former supplier", is_active=False, token_hash=hash_token(REVOKED_BRP_TOKEN))
     _party("Revoked CPO", "REV", REVOKED_CPO_TOKEN, status=OcpiParty.Status.REVOKED)
@@ -182,7 +182,7 @@ def _json(body):
 def _state() -> tuple:
     """What a refused request must not change."""
     from flexibility.models import Brp, Decision, Signal
-    from ocpi_client.models import ChargingProfileCall, OcpiParty, Session
+    from ocpi.models import ChargingProfileCall, OcpiParty, Session
     from settlement.models import SettlementRun
 
     return (list(Signal.objects.values_list("id", "status")), Decision.objects.count(),

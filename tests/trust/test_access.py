@@ -168,7 +168,7 @@ def test_audit_records_are_read_only_even_for_the_superuser(client_factory, worl
 
 
 def _audit_object(model, world):
-    from ocpi_client.models import ActiveProfileUpdate, SessionState
+    from ocpi.models import ActiveProfileUpdate, SessionState
 
     session, signal = world["session"], world["signal"]
     activation = Activation.objects.filter(signal=signal).first() or Activation.objects.create(

@@ -15,7 +15,7 @@ from django.contrib.messages import get_messages
 from django.test import RequestFactory
 
 from flexibility.models import Brp
-from ocpi_client.models import OcpiParty, hash_token
+from ocpi.models import OcpiParty, hash_token
 from settlement.models import SettlementRun
 
 from .conftest import PENDING_TOKEN, _state, as_caller
@@ -262,7 +262,7 @@ def test_no_group_holds_the_credentials_permission_even_after_a_rebuild(world):
     from django.contrib.auth.models import Group, Permission
 
     from flexibility.roles import ensure_groups
-    from ocpi_client.admin import CREDENTIALS, CREDENTIALS_PERM
+    from ocpi.admin import CREDENTIALS, CREDENTIALS_PERM
 
     ensure_groups()
     ensure_groups()  # idempotent: one permission, still in no group

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocpi_client.models import ActiveProfileUpdate, OcpiParty, Session, SessionState
+from ocpi.models import ActiveProfileUpdate, OcpiParty, Session, SessionState
 
 from . import tally
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from django.db import connection
 
-from ocpi_client.models import OcpiParty
+from ocpi.models import OcpiParty
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from ocpi_client import services
-from ocpi_client.errors import OcpiClientError
-from ocpi_client.models import OcpiParty
-from ocpi_client.schemas import ocpi_datetime
+from ocpi import services
+from ocpi.errors import OcpiClientError
+from ocpi.models import OcpiParty
+from ocpi.schemas import ocpi_datetime
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from ocpi_client import services
-from ocpi_client.errors import OcpiClientError, OcpiError
-from ocpi_client.models import OcpiParty
+from ocpi import services
+from ocpi.errors import OcpiClientError, OcpiError
+from ocpi.models import OcpiParty
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from ocpi_client.errors import OcpiClientError
-from ocpi_client.models import OcpiParty
-from ocpi_client.services.locations import pull_locations
+from ocpi.errors import OcpiClientError
+from ocpi.models import OcpiParty
+from ocpi.services.locations import pull_locations
 
 
 class Command(BaseCommand):

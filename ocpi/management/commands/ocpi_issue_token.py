@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from ocpi_client import services
+from ocpi import services
 
 
 class Command(BaseCommand):

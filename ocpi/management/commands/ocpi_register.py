@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from ocpi_client import services
-from ocpi_client.errors import OcpiClientError, OcpiError
+from ocpi import services
+from ocpi.errors import OcpiClientError, OcpiError
 
 
 class Command(BaseCommand):

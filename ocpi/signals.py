@@ -1,4 +1,4 @@
-"""Signals other apps listen to (so ocpi_client never imports them)."""
+"""Signals other apps listen to (so ocpi never imports them)."""
 
 from django.dispatch import Signal
 
@@ -7,5 +7,5 @@ session_started = Signal()
 
 # Sent inside the transaction that records an async chargingprofiles result, with `call_id`, `kind`
 # (SET / CLEAR / GET), `purpose_id` (the caller's id on the call row) and `result`. A listener may
-# answer "stale" (ocpi_client.services.profiles.STALE): the result then changes nothing.
+# answer "stale" (ocpi.services.profiles.STALE): the result then changes nothing.
 profile_result_received = Signal()
