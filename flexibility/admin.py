@@ -21,8 +21,9 @@ from django.utils.html import format_html, format_html_join
 from ocpi.admin import CREDENTIALS_PERM
 from ocpi.models import ChargingProfileCall
 
-from . import dispatch, responsiveness, services
+from . import responsiveness, services
 from .models import Activation, Brp, Curtailment, Decision, EvseResponsiveness, Signal, SteeringRule
+from .services import activations
 from .summary import activation_summary
 
 
@@ -134,7 +135,7 @@ class SignalAdmin(admin.ModelAdmin):
     def preview(self, signal: Signal) -> str:
         if signal.status != Signal.Status.RECEIVED:
             return "-"
-        plan = dispatch.preview()
+        plan = activations.preview()
         skipped = ", ".join(f"{k}: {v}" for k, v in plan.skipped.items() if v)
         src = plan.by_source
         shed = f"{plan.expected_kw:.1f}-{plan.expected_kw_high:.1f} kW"
@@ -269,7 +270,7 @@ class CurtailmentAdmin(ReadOnlyAdmin):
 
     @admin.display(description="cap used in last 4 h")
     def budget_used_4h(self, cap: Curtailment) -> str:
-        return dispatch.budget_used(cap.session_id, cap.starts_at)
+        return activations.budget_used(cap.session_id, cap.starts_at)
 
 
 @admin.register(EvseResponsiveness)

@@ -12,11 +12,12 @@ class FlexibilityConfig(AppConfig):
         from ocpi.signals import profile_result_received, session_started
         from smatch.celery import app
 
-        from . import dispatch, roles, tasks
+        from . import roles, tasks
+        from .services import activations
 
         post_migrate.connect(roles.ensure_groups, dispatch_uid="flexibility.roles")
         session_started.connect(tasks.on_sessions_started, dispatch_uid="flexibility.sessions_started")
-        profile_result_received.connect(dispatch.on_profile_result, dispatch_uid="flexibility.profile_result")
+        profile_result_received.connect(activations.on_profile_result, dispatch_uid="flexibility.profile_result")
         app.conf.beat_schedule["flexibility.sweep"] = {
             "task": "flexibility.sweep",
             "schedule": settings.SWEEP_INTERVAL_S,

@@ -14,9 +14,10 @@ from django.db.models import Count
 from ocpi.models import SessionState
 from smatch import clock
 
-from . import dispatch, planning, powerchart
+from . import planning, powerchart
 from .models import Activation, Curtailment, Signal
-from .services import signal_deadline
+from .services import activations
+from .services.signals import signal_deadline
 from .summary import activation_summary
 
 SKIP_WORDS = {
@@ -86,7 +87,7 @@ def skips_in_words(skipped: dict[str, int]) -> list[tuple[str, int]]:
 def preview(now: datetime | None = None) -> Preview:
     """What relaying now would do, with the expected shed as a range."""
     now = now or clock.now()
-    views = dispatch.load_views(now)
+    views = activations.load_views(now)
     plan = planning.plan_caps(views, now, planning.activation_end(now))
     return Preview(len(plan.caps), round(plan.expected_kw, 1), round(plan.expected_kw_high, 1),
                    skips_in_words(plan.skipped))
@@ -125,7 +126,7 @@ def states_in_words(counts: dict[str, int]) -> list[tuple[str, int]]:
 
 
 def latest_activation() -> Activation | None:
-    running = Activation.objects.filter(status__in=dispatch.RUNNING).order_by("-relayed_at").first()
+    running = Activation.objects.filter(status__in=activations.RUNNING).order_by("-relayed_at").first()
     return running or Activation.objects.order_by("-relayed_at").select_related("signal__brp").first()
 
 
@@ -135,7 +136,7 @@ def activation_panel(activation: Activation, now: datetime | None = None) -> Act
     latencies = [(LATENCY_WORDS[k], None if v is None else round(v / 1000, 1))
                  for k, v in summary["latency_ms"].items()]
     return ActivationPanel(
-        activation=activation, running=activation.status in dispatch.RUNNING,
+        activation=activation, running=activation.status in activations.RUNNING,
         ends_in_s=max(0.0, (activation.ends_at - now).total_seconds()),
         cap_states=cap_states(activation), latencies_s=latencies,
         expected_kw=round(activation.expected_kw, 1), eligible=activation.eligible,

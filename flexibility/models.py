@@ -128,7 +128,7 @@ class Activation(models.Model):
 class Curtailment(models.Model):
     """One session capped at 8 A within one activation: what the CPO answered, what the CSMS did.
 
-    One lifecycle, its transitions in `TRANSITIONS` (the only moves `dispatch.transition` makes, each
+    One lifecycle, its transitions in `TRANSITIONS` (the only moves `services.activations.transition` makes, each
     a conditional UPDATE). The synchronous ACCEPTED only means the CPO can forward the profile
     (`pending`); the async result puts it in force or refuses it; without a result within the
     timeout the CPO gave it is `no_result` (still DELETEd at the end). A restored cap keeps in

@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from flexibility import dispatch, services
+from flexibility import services
 from flexibility.models import Activation, Curtailment, Signal
+from flexibility.services import activations
 from ocpi.client import _clients
 from ocpi.models import OcpiParty, Session, hash_token
 from tests.conftest import T0
@@ -49,7 +50,7 @@ def _planned_activation(brp) -> tuple[Activation, list[int]]:
     signal = services.receive_signal(brp, "race-1", REDUCE).signal
     Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.RELAYED)
     activation = Activation.objects.create(signal=signal, relayed_at=T0, ends_at=T0.replace(minute=15))
-    return activation, dispatch.plan_activation(activation.pk)
+    return activation, activations.plan_activation(activation.pk)
 
 
 def test_accepted_refused_and_transient_answers_are_recorded(
@@ -60,12 +61,12 @@ def test_accepted_refused_and_transient_answers_are_recorded(
     cpo.route("PUT", "/cp/", lambda call: ok({"result": answers[call.path.rsplit("/", 1)[1]], "timeout": 30}))
     activation, pending = _planned_activation(brp)
 
-    retry = dispatch.send_caps(pending)
+    retry = activations.send_caps(pending)
 
     by_session = dict(Curtailment.objects.filter(activation=activation).values_list("session__session_id", "status"))
     assert by_session == {"S0": "pending", "S1": "refused", "S2": "planned"}  # sync ACCEPTED: not yet in force
     assert retry == list(Curtailment.objects.filter(session__session_id="S2").values_list("pk", flat=True))
-    dispatch.mark_dispatched(activation.pk)
+    activations.mark_dispatched(activation.pk)
     assert Activation.objects.get(pk=activation.pk).status == Activation.Status.DISPATCHING  # S2 still to send
 
 
@@ -81,7 +82,7 @@ def test_a_restore_during_the_put_still_deletes_the_profile(
     def put_answered_after_the_restore(call):
         clock.advance((activation.ends_at - T0).total_seconds())
         try:
-            dispatch.restore_activation(activation.pk)  # the restore task, on another connection
+            activations.restore_activation(activation.pk)  # the restore task, on another connection
         finally:
             connection.close()
         restored.set()
@@ -90,7 +91,7 @@ def test_a_restore_during_the_put_still_deletes_the_profile(
     cpo.route("PUT", "/cp/", put_answered_after_the_restore)
     cpo.route("DELETE", "/cp/", lambda call: ok({"result": "ACCEPTED", "timeout": 30}))
 
-    assert dispatch.send_caps(pending) == []
+    assert activations.send_caps(pending) == []
 
     assert restored.is_set()
     cap = Curtailment.objects.get(activation=activation)

@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from flexibility import dispatch, services, tasks
+from flexibility import services, tasks
 from flexibility.models import TRANSITIONS, Activation, Curtailment, Signal
+from flexibility.services import activations
 from flexibility.summary import activation_summary, cap_states
 from ocpi import services as ocpi_services
 from ocpi.client import _clients
@@ -75,7 +76,7 @@ def _set_call(cap: Curtailment) -> ChargingProfileCall:
 def test_async_results_move_a_pending_cap_in_force_or_refused(cpo, alice, brp, clock):
     _sessions(alice, 2)
     activation = _activation(brp)
-    assert dispatch.send_caps(dispatch.plan_activation(activation.pk)) == []
+    assert activations.send_caps(activations.plan_activation(activation.pk)) == []
     first, second = Curtailment.objects.filter(activation=activation).order_by("pk")
     assert {first.status, second.status} == {S.PENDING}  # the sync ACCEPTED: can be forwarded, no more
     assert first.result_due_at == T0 + timedelta(seconds=30)  # the timeout the CPO gave
@@ -92,15 +93,15 @@ def test_async_results_move_a_pending_cap_in_force_or_refused(cpo, alice, brp, c
 def test_no_result_within_the_timeout_is_no_result_and_still_deleted(cpo, alice, brp, clock):
     _sessions(alice, 1)
     activation = _activation(brp)
-    dispatch.send_caps(dispatch.plan_activation(activation.pk))
+    activations.send_caps(activations.plan_activation(activation.pk))
     clock.advance(29)
-    assert dispatch.expire_pending() == 0
+    assert activations.expire_pending() == 0
     clock.advance(1)
-    assert dispatch.expire_pending() == 1
+    assert activations.expire_pending() == 1
     cap = Curtailment.objects.get()
     assert cap.status == S.NO_RESULT
     clock.advance((activation.ends_at - clock.now()).total_seconds())
-    assert dispatch.restore_activation(activation.pk)
+    assert activations.restore_activation(activation.pk)
     cap.refresh_from_db()
     assert (cap.status, cap.restored_from) == (S.RESTORED, S.NO_RESULT)
     assert [c.method for c in cpo.calls] == ["PUT", "DELETE"]
@@ -110,9 +111,9 @@ def test_no_result_within_the_timeout_is_no_result_and_still_deleted(cpo, alice,
 def test_a_result_for_a_restored_cap_changes_nothing(cpo, alice, brp, clock):
     _sessions(alice, 1)
     activation = _activation(brp)
-    dispatch.send_caps(dispatch.plan_activation(activation.pk))
+    activations.send_caps(activations.plan_activation(activation.pk))
     clock.advance((activation.ends_at - T0).total_seconds())
-    dispatch.restore_activation(activation.pk)
+    activations.restore_activation(activation.pk)
     cap = Curtailment.objects.get()
     call = _set_call(cap)
 
@@ -132,7 +133,7 @@ def test_every_move_follows_the_transition_table(db, alice, brp, source):
         Curtailment(activation=activation, session=s, starts_at=T0, ends_at=T0 + timedelta(minutes=5), limit_a=8,
                     expected_kw=1, status=source) for s in sessions)
     for cap, target in zip(caps, TRANSITIONS, strict=True):
-        moved = dispatch.transition([cap.pk], target)
+        moved = activations.transition([cap.pk], target)
         cap.refresh_from_db()
         assert moved == (target in TRANSITIONS[source]), (source, target)
         assert cap.status == (target if moved else source)
@@ -148,7 +149,7 @@ def test_final_states_never_move():
 
 def test_the_one_backoff_grows_and_never_bursts(settings):
     settings.DISPATCH_RETRY_BASE_S, settings.DISPATCH_RETRY_MAX_S, settings.DISPATCH_MAX_RETRIES = 2.0, 60.0, 6
-    delays = [dispatch.retry_delay_s(n) for n in range(1, 7)]
+    delays = [activations.retry_delay_s(n) for n in range(1, 7)]
     assert delays == [2, 4, 8, 16, 32, 60]
     assert sum(delays[:5]) > 16  # never six tries within 16 s (the old 0.5..4 s ladder did exactly that)
 
@@ -158,7 +159,7 @@ def test_too_often_is_retried_later_and_refusals_never(cpo, alice, brp, clock):
     answers = {"S0": "TOO_OFTEN", "S1": "NOT_SUPPORTED", "S2": "UNKNOWN_SESSION"}
     cpo.route("PUT", "/cp/", lambda call: ok({"result": answers[call.path.rsplit("/", 1)[1]], "timeout": 30}))
     activation = _activation(brp)
-    retry = dispatch.send_caps(dispatch.plan_activation(activation.pk), attempt=2)
+    retry = activations.send_caps(activations.plan_activation(activation.pk), attempt=2)
     statuses = dict(Curtailment.objects.values_list("session__session_id", "status"))
     assert statuses == {"S0": S.PLANNED, "S1": S.REFUSED, "S2": S.REFUSED}
     cap = Curtailment.objects.get(session__session_id="S0")
@@ -170,14 +171,14 @@ def test_a_send_still_running_is_never_doubled(cpo, alice, brp, clock, settings)
     settings.DISPATCH_CLAIM_LEASE_S = 9.0
     _sessions(alice, 1)
     activation = _activation(brp)
-    ids = dispatch.plan_activation(activation.pk)
+    ids = activations.plan_activation(activation.pk)
     Curtailment.objects.filter(pk__in=ids).update(status=S.SENT, due_at=T0 + 9 * SECOND)  # a live lease
-    assert dispatch.lost_sends() == {}
-    dispatch.send_caps(ids)  # a redelivered task while the first still runs: nothing sent
+    assert activations.lost_sends() == {}
+    activations.send_caps(ids)  # a redelivered task while the first still runs: nothing sent
     assert cpo.calls == []
     clock.advance(10)
-    assert dispatch.lost_sends() == {activation.pk: ids}  # the lease lapsed: that send is dead
-    dispatch.send_caps(ids)
+    assert activations.lost_sends() == {activation.pk: ids}  # the lease lapsed: that send is dead
+    activations.send_caps(ids)
     assert [c.method for c in cpo.calls] == ["PUT"]
 
 
@@ -190,14 +191,14 @@ def test_the_lease_is_renewed_while_the_send_runs(cpo, alice, brp, clock, settin
         for _ in range(5):
             time.sleep(0.3)
             clock.advance(0.3)
-            seen.append(dispatch.lost_sends())
+            seen.append(activations.lost_sends())
         connection.close()  # the server thread's own connection
         return ok({"result": "ACCEPTED", "timeout": 30})
 
     cpo.route("PUT", "/cp/", slow_put)
     _sessions(alice, 1)
     activation = _activation(brp)
-    dispatch.send_caps(dispatch.plan_activation(activation.pk))
+    activations.send_caps(activations.plan_activation(activation.pk))
     assert seen == [{}] * 5
     assert Curtailment.objects.get().status == S.PENDING
 
@@ -207,8 +208,8 @@ def test_each_partys_caps_go_in_their_own_task(cpo, alice, brp, clock):
     _sessions(alice, 3, "A")
     _sessions(bob, 2, "B")
     activation = _activation(brp)
-    ids = dispatch.plan_activation(activation.pk)
-    chunks = dispatch.party_chunks(ids)
+    ids = activations.plan_activation(activation.pk)
+    chunks = activations.party_chunks(ids)
     parties = [set(Curtailment.objects.filter(pk__in=c).values_list("session__party_id", flat=True)) for c in chunks]
     assert sorted(len(c) for c in chunks) == [2, 3] and all(len(p) == 1 for p in parties)
 
@@ -216,9 +217,9 @@ def test_each_partys_caps_go_in_their_own_task(cpo, alice, brp, clock):
 def test_the_sweep_requeues_a_lost_retry(cpo, alice, brp, clock):
     _sessions(alice, 1)
     activation = _activation(brp)
-    ids = dispatch.plan_activation(activation.pk)  # planned, its send task never reached the broker
+    ids = activations.plan_activation(activation.pk)  # planned, its send task never reached the broker
     clock.advance(5)
-    assert dispatch.lost_sends() == {}  # due, but within one sweep interval: maybe still in the queue
+    assert activations.lost_sends() == {}  # due, but within one sweep interval: maybe still in the queue
     clock.advance(10)
     tasks.sweep()  # eager Celery in unit tests: the requeued send runs inline
     assert Curtailment.objects.get(pk=ids[0]).status == S.PENDING
@@ -230,17 +231,17 @@ def test_the_sweep_caps_a_session_whose_enqueue_was_lost(cpo, alice, brp, clock)
     throttle_new_sessions never reached the broker is planned and capped by the sweep."""
     _sessions(alice, 1)
     activation = _activation(brp)
-    dispatch.send_caps(dispatch.plan_activation(activation.pk))
-    dispatch.mark_dispatched(activation.pk)
+    activations.send_caps(activations.plan_activation(activation.pk))
+    activations.mark_dispatched(activation.pk)
     assert Activation.objects.get(pk=activation.pk).status == Activation.Status.ACTIVE
     clock.advance(60)
     [late] = _sessions(alice, 1, "LATE", start_date_time=clock.now(), first_active_at=clock.now(),
                        seen_at=clock.now(), last_updated=clock.now())
-    assert dispatch.uncapped_new_sessions() == {activation.pk: [late.pk]}
+    assert activations.uncapped_new_sessions() == {activation.pk: [late.pk]}
     tasks.sweep()
     cap = Curtailment.objects.get(session=late)
     assert cap.status == S.PENDING and cap.activation_id == activation.pk
-    assert dispatch.uncapped_new_sessions() == {}
+    assert activations.uncapped_new_sessions() == {}
 
 
 def test_sessions_started_enqueue_goes_through_the_broker_safe_path(monkeypatch, db, caplog,
@@ -259,7 +260,7 @@ def test_sessions_started_enqueue_goes_through_the_broker_safe_path(monkeypatch,
        attempt=st.integers(min_value=1, max_value=20))
 def test_backoff_grows_and_is_bounded(base, cap, attempt):
     with override_settings(DISPATCH_RETRY_BASE_S=base, DISPATCH_RETRY_MAX_S=max(cap, base)):
-        delays = [dispatch.retry_delay_s(n) for n in range(attempt, attempt + 6)]
+        delays = [activations.retry_delay_s(n) for n in range(attempt, attempt + 6)]
     assert delays == sorted(delays) and max(delays) <= max(cap, base)
     assert delays[0] >= min(base, max(cap, base))
 
@@ -268,9 +269,9 @@ def test_a_late_result_for_a_failed_cap_of_a_restored_activation_changes_nothing
     _sessions(alice, 1)
     cpo.route("PUT", "/cp/", lambda call: ok(None, 3000, 503))
     activation = _activation(brp)
-    dispatch.send_caps(dispatch.plan_activation(activation.pk))
+    activations.send_caps(activations.plan_activation(activation.pk))
     clock.advance((activation.ends_at - T0).total_seconds())
-    dispatch.restore_activation(activation.pk)
+    activations.restore_activation(activation.pk)
     cap = Curtailment.objects.get()
     assert cap.status == S.FAILED
     with pytest.raises(ocpi_services.StaleResult):
@@ -285,16 +286,16 @@ def test_an_accepted_result_for_a_put_we_gave_up_on_puts_the_cap_in_force(cpo, a
     _sessions(alice, 1)
     cpo.route("PUT", "/cp/", lambda call: ok(None, 3000, 503))
     activation = _activation(brp)
-    ids = dispatch.plan_activation(activation.pk)
-    dispatch.send_caps(ids)
-    dispatch.give_up(ids)
+    ids = activations.plan_activation(activation.pk)
+    activations.send_caps(ids)
+    activations.give_up(ids)
     cap = Curtailment.objects.get()
     assert cap.status == S.FAILED
     ocpi_services.record_profile_result(alice, _set_call(cap).id, {"result": "ACCEPTED"})
     cap.refresh_from_db()
     assert cap.status == S.IN_FORCE
     clock.advance((activation.ends_at - T0).total_seconds())
-    dispatch.restore_activation(activation.pk)
+    activations.restore_activation(activation.pk)
     cap.refresh_from_db()
     assert (cap.status, cap.restored_from) == (S.RESTORED, S.IN_FORCE)
     assert [c.method for c in cpo.calls][-1] == "DELETE"

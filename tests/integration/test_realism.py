@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from flexibility import dispatch, services
+from flexibility import services
 from flexibility.models import Activation, Brp, Curtailment, EvseResponsiveness
+from flexibility.services import activations
 from ocpi import services as ocpi
 from ocpi.models import ChargingProfileCall, Session
 from simulator.batch import evse_uid
@@ -146,7 +147,7 @@ def caps_applied(sim, activation_id: int, above: set[str]) -> bool:
 def run_activation(sim, brp, external_id: str, seconds: int, *, check_applied: bool = False) -> Outcome:
     """Relay one signal lasting `seconds`, wait for its restore, and judge it by the truth; with
     `check_applied`, first wait (within the window) until the simulator holds the caps."""
-    preview = dispatch.preview()  # the range the product shows; the activation stores its low end only
+    preview = activations.preview()  # the range the product shows; the activation stores its low end only
     end = clock.now() + timedelta(seconds=seconds)
     signal = services.receive_signal(brp, external_id, "reduce_consumption", end_time=end).signal
     activation = wait_for(lambda: Activation.objects.filter(signal=signal).exclude(status="dispatching").first(),

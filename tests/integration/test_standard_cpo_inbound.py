@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 
-from flexibility import dispatch
+from flexibility.services import activations
 from ocpi import tasks
 from ocpi.models import Connector, OcpiParty, OcpiPartyRole, Session
 from smatch import clock
@@ -119,7 +119,7 @@ def test_a_standard_hub_is_registered_pulled_and_steered(celery_worker_process, 
     assert (s1.phases, s1.phases_source, s1.current_source) == (1, "connector", "kwh")  # AC_1_PHASE: 24 A
     assert (s2.phases, s2.phases_source, s2.current_source) == (3, "connector", "assumed")  # at most 3 phases
 
-    plan = dispatch.preview()
+    plan = activations.preview()
     caps = {c.session_pk: c for c in plan.caps}
     # S1: 24 A on its one phase -> shed 5.52 - 1.84 = 3.68 kW, a point.
     assert (caps[s1.pk].expected_kw, caps[s1.pk].expected_kw_high) == (pytest.approx(3.68), pytest.approx(3.68))

@@ -1,4 +1,4 @@
-"""Actions on signals: intake from a BRP, the CPO's relay / veto, cancel and stop, BRP accounts.
+"""Actions on signals: intake from a BRP, the CPO's relay / veto, cancel and stop.
 
 Views, admin actions, commands and tasks call these; they hold no HTTP or admin concerns.
 """
@@ -13,8 +13,8 @@ from django.db import IntegrityError, transaction
 
 from smatch import celery, clock
 
-from . import planning, responsiveness
-from .models import Activation, Brp, Decision, Signal
+from .. import planning, responsiveness
+from ..models import Activation, Brp, Decision, Signal
 
 log = logging.getLogger(__name__)
 
@@ -38,53 +38,6 @@ class SignalRefused(ValueError):
 
 class SignalConflict(SignalRefused):
     """The same BRP id was used before for a different signal."""
-
-
-# --- BRPs ---------------------------------------------------------------------------------------
-
-
-def parse_policy(text: str) -> tuple[str, int | None]:
-    """`manual`, `auto` or `auto-after=SECONDS` (the brp_create command's syntax)."""
-    if text in (Brp.Policy.MANUAL, Brp.Policy.AUTO):
-        return text, None
-    if text.startswith("auto-after="):
-        seconds = text.split("=", 1)[1]
-        if seconds.isdigit() and int(seconds) > 0:
-            return Brp.Policy.AUTO_AFTER, int(seconds)
-    raise ValueError(f"bad policy {text!r}: use manual, auto or auto-after=SECONDS")
-
-
-class BrpRefused(ValueError):
-    """A BRP account that breaks a rule; `code` names the rule."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def check_brp(policy: str, auto_after_s: int | None) -> None:
-    """The rules of a BRP account, for every door (command, admin)."""
-    if policy == Brp.Policy.AUTO_AFTER and not auto_after_s:
-        raise BrpRefused("auto_after needs a number of seconds", "auto_after_needs_seconds")
-
-
-def create_brp(name: str, policy: str = Brp.Policy.MANUAL, auto_after_s: int | None = None) -> tuple[Brp, str]:
-    """Create a BRP and return it with its API token (shown once: only the hash is stored)."""
-    check_brp(policy, auto_after_s)
-    brp = Brp(name=name, policy=policy, auto_after_s=auto_after_s)
-    token = brp.rotate_token()
-    try:
-        brp.save()
-    except IntegrityError as exc:
-        raise ValueError(f"a BRP named {name!r} exists already") from exc
-    return brp, token
-
-
-def rotate_brp_token(brp_id: int) -> str:
-    brp = Brp.objects.get(pk=brp_id)
-    token = brp.rotate_token()
-    brp.save(update_fields=["token_hash", "token_prefix"])
-    return token
 
 
 # --- signals ------------------------------------------------------------------------------------
@@ -146,7 +99,7 @@ def _same_or_conflict(signal: Signal, direction: str, end_time, isp_start) -> Si
 
 
 def _apply_policy_on_arrival(signal: Signal) -> None:
-    from . import tasks
+    from .. import tasks
 
     if signal.brp.policy == Brp.Policy.AUTO:
         transaction.on_commit(lambda: enqueue(tasks.relay_by_policy, signal.pk))
@@ -167,7 +120,7 @@ def _label(actor) -> str:
 
 def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activation:
     """Relay a received signal: open its activation and queue the dispatch."""
-    from . import tasks
+    from .. import tasks
 
     with transaction.atomic():
         signal = Signal.objects.select_for_update().get(pk=signal_id)
@@ -241,7 +194,7 @@ def expire_overdue_signals() -> int:
 
 def end_early(signal_id: int, actor=None, label: str | None = None, cancel: bool = False) -> Signal:
     """BRP cancel or operator stop-now: a waiting signal is cancelled, a running one restored now."""
-    from . import tasks
+    from .. import tasks
 
     with transaction.atomic():
         signal = Signal.objects.select_for_update().get(pk=signal_id)

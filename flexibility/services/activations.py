@@ -24,9 +24,9 @@ from ocpi.client import ACCEPTED, RETRY
 from ocpi.models import ChargingProfileCall, Session
 from smatch import clock
 
-from . import planning
-from .models import LIVE, TRANSITIONS, Activation, Curtailment, Signal, SteeringRule
-from .responsiveness import flagged_evse_keys
+from .. import planning
+from ..models import LIVE, TRANSITIONS, Activation, Curtailment, Signal, SteeringRule
+from ..responsiveness import flagged_evse_keys
 
 log = logging.getLogger(__name__)
 
