@@ -214,6 +214,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
+    # Refusals answer {"code": ..., "detail": ...} (smatch/errors.py).
+    "EXCEPTION_HANDLER": "smatch.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "brp": env.str("BRP_THROTTLE_RATE", "600/min"),
     },

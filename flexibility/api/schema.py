@@ -2,7 +2,8 @@
 
 Clients (and the schemathesis fuzz in tests/trust) learn from the schema which refusals to expect:
 400 bad input, 401 no or unknown credentials, 403 not allowed, 404 not yours or not there, 409 a
-conflict with the current state, 413 a body too large, 429 too many requests.
+conflict with the current state, 413 a body too large, 429 too many requests. Every refusal's body is
+`{"code": ..., "detail": ...}` (`smatch.errors`); a view lists its domain codes in `error_codes`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,19 @@ from drf_spectacular.openapi import AutoSchema
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 
-_DETAIL = {"type": "object", "properties": {"detail": {"type": "string"}}}
+from smatch.errors import REFUSAL_SCHEMA, codes_of
+
+_DETAIL = REFUSAL_SCHEMA
 _FIELD_ERRORS = {"type": "object", "additionalProperties": True,
-                 "description": "`detail`, or each invalid field with a list of messages"}
+                 "description": "each invalid field with a list of messages"}
+
+
+def _with_codes(codes: list[str]) -> dict:
+    """The refusal body whose `code` is one of `codes` (the view's domain codes)."""
+    if not codes:
+        return REFUSAL_SCHEMA
+    code = {**REFUSAL_SCHEMA["properties"]["code"], "enum": codes}
+    return {**REFUSAL_SCHEMA, "properties": {**REFUSAL_SCHEMA["properties"], "code": code}}
 
 
 def _error(description: str, schema: dict) -> dict:
@@ -28,18 +39,22 @@ class ApiSchema(AutoSchema):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
+        codes = codes_of(getattr(self.view, "error_codes", None))
         refusals = {
             "401": _error("no, unknown or revoked credentials", _DETAIL),
             "403": _error("these credentials may not do this", _DETAIL),
         }
         if self.method in ("POST", "PUT", "PATCH") or self._is_list_view():
-            refusals["400"] = _error("invalid input", _FIELD_ERRORS)
+            # DRF's own codes too: a body that is not JSON, or a field-free ValidationError.
+            refused = _with_codes([*codes, "invalid", "parse_error"] if codes else [])
+            refusals["400"] = _error("invalid input: a refusal, or the invalid fields",
+                                     {"anyOf": [refused, _FIELD_ERRORS]})
         if self.method in ("POST", "PUT", "PATCH"):
             refusals["413"] = _error("request body too large", _DETAIL)
         if "{" in self.path:
             refusals["404"] = _error("no such object among yours", _DETAIL)
         if getattr(self.view, "action", None) in getattr(self.view, "conflict_actions", ()):
-            refusals["409"] = _error("conflicts with the object's current state", _DETAIL)
+            refusals["409"] = _error("conflicts with the object's current state", _with_codes(codes))
         if getattr(self.view, "throttle_classes", None):
             refusals["429"] = _error("too many requests; retry after the Retry-After header", _DETAIL)
         for code, response in refusals.items():
