@@ -128,8 +128,8 @@ class Activation(models.Model):
 class Curtailment(models.Model):
     """One session capped at 8 A within one activation: what the CPO answered, what the CSMS did.
 
-    One lifecycle, its transitions in `TRANSITIONS` (the only moves `services.activations.transition` makes, each
-    a conditional UPDATE). The synchronous ACCEPTED only means the CPO can forward the profile
+    Its lifecycle (the table and every move, each a conditional UPDATE) is `flexibility.lifecycle`.
+    The synchronous ACCEPTED only means the CPO can forward the profile
     (`pending`); the async result puts it in force or refuses it; without a result within the
     timeout the CPO gave it is `no_result` (still DELETEd at the end). A restored cap keeps in
     `restored_from` what it was, so the counts stay readable after the end.
@@ -186,22 +186,6 @@ class Curtailment(models.Model):
 
     def __str__(self) -> str:
         return f"cap {self.session_id} in activation {self.activation_id}"
-
-
-_S = Curtailment.Status
-# The lifecycle of a cap: status -> the statuses it may move to. Nothing else moves a cap.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    _S.PLANNED: frozenset({_S.SENT, _S.FAILED}),
-    _S.SENT: frozenset({_S.PENDING, _S.REFUSED, _S.PLANNED, _S.FAILED, _S.RESTORED}),  # restored: during its PUT
-    _S.PENDING: frozenset({_S.IN_FORCE, _S.REFUSED, _S.NO_RESULT, _S.RESTORED}),
-    _S.NO_RESULT: frozenset({_S.IN_FORCE, _S.REFUSED, _S.RESTORED}),  # a late result still tells the truth
-    _S.IN_FORCE: frozenset({_S.REFUSED, _S.RESTORED}),
-    _S.FAILED: frozenset({_S.IN_FORCE}),  # a PUT we gave up on was applied after all: it needs its DELETE
-    _S.REFUSED: frozenset(),
-    _S.RESTORED: frozenset(),
-}
-# Caps the CSMS may be applying: they count against the budget and get a DELETE at the end.
-LIVE = (_S.SENT, _S.PENDING, _S.IN_FORCE, _S.NO_RESULT)
 
 
 class EvseResponsiveness(models.Model):

@@ -8,7 +8,8 @@ from django.db.models import Count, Max, Min, Q, Sum
 
 from ocpi.models import ChargingProfileCall
 
-from .models import LIVE, Activation, Curtailment, Signal
+from .lifecycle import LIVE
+from .models import Activation, Curtailment, Signal
 
 S = Curtailment.Status
 # What the CSMS made of the caps (a restored cap counts as what it was before the restore).

@@ -2,8 +2,9 @@
 
 Sending goes through the one OCPI sending service (`ocpi.services.send_profiles`), which
 owns the call rows and tells each outcome's disposition (accepted / refused / retry); this module
-only decides what to do with it, moving caps along their lifecycle (`models.TRANSITIONS`) with
-conditional UPDATEs. Everything reads and writes in bulk, never per session.
+only decides what to do with it, moving caps along their lifecycle (`flexibility.lifecycle`).
+Everything reads and writes in bulk, never per session. It queues nothing: the tasks call it and
+queue what it returns.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -24,28 +25,16 @@ from ocpi.client import ACCEPTED, RETRY
 from ocpi.models import ChargingProfileCall, Session
 from smatch import clock
 
-from .. import planning
-from ..models import LIVE, TRANSITIONS, Activation, Curtailment, Signal, SteeringRule
+from .. import lifecycle, planning
+from ..lifecycle import LIVE, RUNNING
+from ..models import Activation, Curtailment, SteeringRule
 from ..responsiveness import flagged_evse_keys
 
 log = logging.getLogger(__name__)
 
 S = Curtailment.Status
 THROTTLED = (*LIVE, S.RESTORED)  # what counts against the 4-hour budget
-RUNNING = (Activation.Status.DISPATCHING, Activation.Status.ACTIVE)
 ASYNC_REFUSALS = frozenset({"REJECTED", "UNKNOWN"})
-
-
-def transition(ids: Iterable[int], to: str, **fields) -> int:
-    """Move caps to `to` from every status the lifecycle allows it from: one conditional UPDATE.
-
-    Returns the number of caps moved; a cap in any other status is left alone (a late or repeated
-    answer never undoes what happened since).
-    """
-    sources = [status for status, targets in TRANSITIONS.items() if to in targets]
-    if to == S.RESTORED:
-        fields.setdefault("restored_from", F("status"))
-    return Curtailment.objects.filter(pk__in=list(ids), status__in=sources).update(status=to, **fields)
 
 
 def _sim_after(real_s: float, now: datetime | None = None) -> datetime:
@@ -108,15 +97,20 @@ def preview(now: datetime | None = None) -> planning.Plan:
 # --- planning and sending -----------------------------------------------------------------------
 
 
-def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None,
-                    on_planned: Callable[[list[int]], None] | None = None) -> list[int]:
-    """Create the curtailments of an activation (once); return the ids still to send.
+def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None) -> list[int]:
+    """Create the curtailments of an activation (once); return the ids still to send."""
+    return [pk for chunk in plan_in_chunks(activation_id, session_pks) for pk in chunk]
 
-    With `session_pks`, only those sessions are considered (sessions that just started). With
-    `on_planned`, each chunk of new caps is handed over as soon as it is written, so the first PUTs
-    go out while the rest of a large plan is still being written; those ids are not returned.
-    A repeat after a crash finds the plan done (its figures are saved last) and returns what is
-    still unsent; a plan cut short by a crash is completed (the unique key skips what exists).
+
+def plan_in_chunks(activation_id: int, session_pks: Iterable[int] | None = None) -> Iterator[list[int]]:
+    """Create the curtailments of an activation (once), yielding the ids to send chunk by chunk.
+
+    Each chunk of new caps is yielded as soon as it is written, so the caller can queue the first
+    PUTs while the rest of a large plan is still being written; last come the caps still unsent
+    from an earlier run. With `session_pks`, only those sessions are considered (sessions that
+    just started). A repeat after a crash finds the plan done (its figures are saved last) and
+    yields what is still unsent; a plan cut short by a crash is completed (the unique key skips
+    what exists).
     """
     now = clock.now()
     plan = None
@@ -143,48 +137,47 @@ def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None
                 ],
                 ignore_conflicts=True,
             )
-            if on_planned is not None:
-                ids = list(Curtailment.objects.filter(
-                    activation_id=activation_id, session_id__in=[c.session_pk for c in chunk],
-                    status=Curtailment.Status.PLANNED,
-                ).values_list("pk", flat=True))
-                handed.update(ids)
-                on_planned(ids)
+            ids = list(Curtailment.objects.filter(
+                activation_id=activation_id, session_id__in=[c.session_pk for c in chunk], status=S.PLANNED,
+            ).values_list("pk", flat=True))
+            handed.update(ids)
+            if ids:
+                yield ids
         if first_plan:
             figures = {"eligible": len(plan.caps), "skipped": plan.skipped, "expected_kw": plan.expected_kw}
         else:
             figures = {"eligible": F("eligible") + len(plan.caps), "expected_kw": F("expected_kw") + plan.expected_kw}
         Activation.objects.filter(pk=activation_id).update(**figures)
-    pending = Curtailment.objects.filter(activation_id=activation_id, status=Curtailment.Status.PLANNED)
-    return [pk for pk in pending.values_list("pk", flat=True) if pk not in handed]
+    pending = Curtailment.objects.filter(activation_id=activation_id, status=S.PLANNED)
+    rest = [pk for pk in pending.values_list("pk", flat=True) if pk not in handed]
+    if rest:
+        yield rest
+
+
+def ends_at(activation_id: int) -> datetime:
+    """When the activation ends (its restore is due)."""
+    return Activation.objects.values_list("ends_at", flat=True).get(pk=activation_id)
 
 
 def send_caps(curtailment_ids: Sequence[int], attempt: int = 0) -> list[int]:
-    """PUT the 8 A profile for these curtailments; return the ids to retry.
+    """PUT the 8 A profile for these curtailments; return the ids to retry (`attempt` + 1).
 
-    Rows are claimed (-> sent) in one locked UPDATE before any call, so a restore that starts
+    Rows are claimed (-> sent, `lifecycle.claim_caps`) before any call, so a restore that starts
     meanwhile sees them as live and DELETEs them; answers then move only rows still sent, so a
     late answer never overwrites what the restore recorded. Rows already sent are sent again only
     once their lease lapsed (the process that claimed them died): a send still running is never
-    doubled.
+    doubled. Caps that cannot be sent (window closed) or have spent their retries are given up.
     """
     now = clock.now()
-    with transaction.atomic():
-        claimable = Curtailment.objects.filter(
-            Q(status=S.PLANNED) | Q(status=S.SENT, due_at__lte=now),
-            pk__in=curtailment_ids, activation__status__in=RUNNING, activation__ends_at__gt=now, ends_at__gt=now,
-        )
-        claimed = list(claimable.select_for_update(of=("self",)).values_list("pk", flat=True))
-        # A lease, renewed while this process sends: when it lapses, the sweep knows the send died.
-        Curtailment.objects.filter(pk__in=claimed).update(
-            status=S.SENT, due_at=_sim_after(settings.DISPATCH_CLAIM_LEASE_S, now))
-    give_up(Curtailment.objects.filter(pk__in=curtailment_ids, status=S.PLANNED).values_list("pk", flat=True))
+    # A lease, renewed while this process sends: when it lapses, the sweep knows the send died.
+    claimed = lifecycle.claim_caps(curtailment_ids, now, _sim_after(settings.DISPATCH_CLAIM_LEASE_S, now))
+    lifecycle.give_up_caps(curtailment_ids)  # those still planned were not claimable
     with _Lease(claimed):
         sent = ocpi_services.send_profiles(_targets(Curtailment.objects.filter(pk__in=claimed)),
                                            ChargingProfileCall.Kind.SET, now)
     answered = clock.now()
     groups: dict[tuple[str, str, int | None], list[int]] = defaultdict(list)
-    for item in sent:
+    for item in sent:  # ocpi's `purpose_id` is the Curtailment's id
         outcome = item.outcome
         if item.disposition == ACCEPTED:  # can be forwarded: pending until the async result
             groups[(S.PENDING, outcome.result, outcome.timeout_s)].append(item.purpose_id)
@@ -193,16 +186,17 @@ def send_caps(curtailment_ids: Sequence[int], attempt: int = 0) -> list[int]:
         else:
             groups[(S.REFUSED, outcome.result, None)].append(item.purpose_id)
     retry: list[int] = []
-    for (status, result, timeout_s), ids in groups.items():
+    for (status, result, timeout_s), cap_ids in groups.items():
         fields: dict = {"response": result, "attempts": F("attempts") + 1}
         if status == S.PENDING:
             fields["result_due_at"] = answered + timedelta(seconds=timeout_s) if timeout_s else F("ends_at")
         if status == S.PLANNED:
             fields["due_at"] = _sim_after(retry_delay_s(attempt + 1), answered)
-        # Only rows still sent: a restore that ran meanwhile has the last word.
-        moved = Curtailment.objects.filter(pk__in=ids, status=S.SENT).update(status=status, **fields)
-        if status == S.PLANNED and moved:
-            retry.extend(ids)
+        if lifecycle.answer_caps(cap_ids, status, **fields) and status == S.PLANNED:
+            retry.extend(cap_ids)
+    if retry and attempt >= settings.DISPATCH_MAX_RETRIES:
+        lifecycle.give_up_caps(retry)
+        return []
     return retry
 
 
@@ -256,19 +250,21 @@ def party_chunks(curtailment_ids: Sequence[int]) -> list[list[int]]:
 def on_profile_result(sender, call_id, kind: str, purpose_id: int | None, result: str, **kwargs) -> str | None:
     """An async result for one of our PUTs: the CSMS put the cap in force, or refused it.
 
-    A result for a cap already restored changes nothing (answered as stale).
+    `purpose_id` (ocpi's name) is the Curtailment's id. A result for a cap already restored
+    changes nothing (answered as stale).
     """
-    if kind != ChargingProfileCall.Kind.SET or purpose_id is None:
+    cap_id = purpose_id
+    if kind != ChargingProfileCall.Kind.SET or cap_id is None:
         return None
-    row = Curtailment.objects.filter(pk=purpose_id).values_list("status", "activation__status").first()
+    row = Curtailment.objects.filter(pk=cap_id).values_list("status", "activation__status").first()
     if row is None:
         return None
     if row[0] == S.RESTORED or row[1] == Activation.Status.RESTORED:  # too late to matter: nothing changes
         return ocpi_services.STALE
     if result == "ACCEPTED":
-        transition([purpose_id], S.IN_FORCE)
+        lifecycle.move_caps([cap_id], S.IN_FORCE)
     elif result in ASYNC_REFUSALS:
-        transition([purpose_id], S.REFUSED)
+        lifecycle.move_caps([cap_id], S.REFUSED)
     return None
 
 
@@ -276,25 +272,14 @@ def expire_pending(now: datetime | None = None) -> int:
     """Caps whose CPO timeout passed without a result: no result (still DELETEd at the end)."""
     now = now or clock.now()
     ids = Curtailment.objects.filter(status=S.PENDING, result_due_at__lte=now).values_list("pk", flat=True)
-    return transition(ids, S.NO_RESULT)
+    return lifecycle.move_caps(ids, S.NO_RESULT)
 
 
-def mark_dispatched(activation_id: int) -> None:
+def mark_dispatched(activation_id: int) -> bool:
     """Once nothing is left to send, the activation is active (and the signal too)."""
     if Curtailment.objects.filter(activation_id=activation_id, status__in=(S.PLANNED, S.SENT)).exists():
-        return
-    with transaction.atomic():
-        if Activation.objects.filter(pk=activation_id, status=Activation.Status.DISPATCHING).update(
-            status=Activation.Status.ACTIVE
-        ):
-            Signal.objects.filter(activation__pk=activation_id, status=Signal.Status.RELAYED).update(
-                status=Signal.Status.ACTIVE
-            )
-
-
-def give_up(curtailment_ids: Iterable[int]) -> None:
-    """Planned caps that cannot be sent any more (window closed, retries spent): failed, nothing throttled."""
-    Curtailment.objects.filter(pk__in=list(curtailment_ids), status=S.PLANNED).update(status=S.FAILED)
+        return False
+    return lifecycle.activation_dispatched(activation_id)
 
 
 def retry_delay_s(attempt: int) -> float:
@@ -330,10 +315,11 @@ def restore_curtailments(curtailment_ids: Sequence[int] | None = None, now: date
         return 0
     sent = ocpi_services.send_profiles(targets, ChargingProfileCall.Kind.CLEAR, now)
     answered = clock.now()
-    cleared = [s.purpose_id for s in sent if s.disposition == ACCEPTED]
+    cleared = [s.purpose_id for s in sent if s.disposition == ACCEPTED]  # ocpi's purpose_id: the cap's id
     # Unanswered: the profile's own duration ends the cap at its planned end, not earlier.
-    transition(cleared, S.RESTORED, restored_at=Least(Value(answered), F("ends_at")))
-    transition([s.purpose_id for s in sent if s.disposition != ACCEPTED], S.RESTORED, restored_at=F("ends_at"))
+    lifecycle.move_caps(cleared, S.RESTORED, restored_at=Least(Value(answered), F("ends_at")))
+    lifecycle.move_caps([s.purpose_id for s in sent if s.disposition != ACCEPTED], S.RESTORED,
+                        restored_at=F("ends_at"))
     return len(targets)
 
 
@@ -345,23 +331,16 @@ def restore_activation(activation_id: int) -> bool:
         return False
     if now < activation.ends_at:
         return False  # queued early (clock skew): the sweep or the scheduled task comes back
-    Activation.objects.filter(pk=activation_id, status__in=RUNNING).update(status=Activation.Status.RESTORING)
-    give_up(Curtailment.objects.filter(activation_id=activation_id, status=S.PLANNED).values_list("pk", flat=True))
+    lifecycle.activation_restoring(activation_id)
+    lifecycle.give_up_caps(activation.curtailments.filter(status=S.PLANNED).values_list("pk", flat=True))
     # A PUT we gave up on (timeout) may still have been applied: the CPO's async result says so.
     # Such a cap was in force, so it counts against the budget and gets its DELETE like the others.
     applied = ChargingProfileCall.objects.filter(kind=ChargingProfileCall.Kind.SET, result="ACCEPTED")
-    transition(Curtailment.objects.filter(activation_id=activation_id, status=S.FAILED,
-                                          pk__in=applied.values("purpose_id")).values_list("pk", flat=True),
-               S.IN_FORCE)
+    lifecycle.move_caps(activation.curtailments.filter(status=S.FAILED, pk__in=applied.values("purpose_id"))
+                        .values_list("pk", flat=True), S.IN_FORCE)
     ids = list(activation.curtailments.filter(status__in=LIVE).values_list("pk", flat=True))
     restore_curtailments(ids, now)
-    with transaction.atomic():
-        Activation.objects.filter(pk=activation_id).exclude(status=Activation.Status.RESTORED).update(
-            status=Activation.Status.RESTORED, restored_at=clock.now()
-        )
-        Signal.objects.filter(activation__pk=activation_id).filter(
-            Q(status=Signal.Status.RELAYED) | Q(status=Signal.Status.ACTIVE)
-        ).update(status=Signal.Status.RESTORED)
+    lifecycle.activation_restored(activation_id, clock.now())
     return True
 
 

@@ -1,6 +1,9 @@
 """Actions on signals: intake from a BRP, the CPO's relay / veto, cancel and stop.
 
-Views, admin actions, commands and tasks call these; they hold no HTTP or admin concerns.
+Views, admin actions, the console, commands and tasks call these; they hold no HTTP or admin
+concerns. Status moves go through `flexibility.lifecycle`. What must happen next (the policy's
+relay, the dispatch, an early restore) is queued on commit by the task's name: this module never
+imports the tasks, which call it.
 """
 
 from __future__ import annotations
@@ -13,23 +16,21 @@ from django.db import IntegrityError, transaction
 
 from smatch import celery, clock
 
-from .. import planning, responsiveness
+from .. import lifecycle, planning
 from ..models import Activation, Brp, Decision, Signal
 
 log = logging.getLogger(__name__)
 
-
-def enqueue(task, *args, countdown: float | None = None) -> None:
-    """Queue a task after commit through the one broker-safe path (`smatch.celery.enqueue`)."""
-    celery.enqueue(task, *args, countdown=countdown)
-
-
 POLICY_LABEL = "policy"
+# The tasks this module queues, by their registered names (flexibility/tasks.py).
+RELAY_BY_POLICY, DISPATCH_ACTIVATION, RESTORE_ACTIVATION = (
+    "flexibility.relay_by_policy", "flexibility.dispatch_activation", "flexibility.restore_activation")
 
 
-def flagged_evse_keys() -> set[tuple[int, str]]:
-    """(party pk, EVSE uid upper case) of EVSEs flagged unresponsive: planning counts them out of the shed."""
-    return responsiveness.flagged_evse_keys()
+def _queue_on_commit(task_name: str, *args, countdown: float | None = None) -> None:
+    """Queue a task by name once the transaction commits, through the broker-safe path: if the
+    broker is down the sweep finds the committed work (`smatch.celery.enqueue`)."""
+    transaction.on_commit(lambda: celery.enqueue(celery.app.signature(task_name), *args, countdown=countdown))
 
 
 class SignalRefused(ValueError):
@@ -99,13 +100,10 @@ def _same_or_conflict(signal: Signal, direction: str, end_time, isp_start) -> Si
 
 
 def _apply_policy_on_arrival(signal: Signal) -> None:
-    from .. import tasks
-
     if signal.brp.policy == Brp.Policy.AUTO:
-        transaction.on_commit(lambda: enqueue(tasks.relay_by_policy, signal.pk))
+        _queue_on_commit(RELAY_BY_POLICY, signal.pk)
     elif signal.brp.policy == Brp.Policy.AUTO_AFTER:
-        delay_s = clock.real_seconds_until(signal.auto_relay_at)
-        transaction.on_commit(lambda: enqueue(tasks.relay_by_policy, signal.pk, countdown=delay_s))
+        _queue_on_commit(RELAY_BY_POLICY, signal.pk, countdown=clock.real_seconds_until(signal.auto_relay_at))
 
 
 def _decide(signal: Signal, action: str, actor, label: str, reason: str = "") -> None:
@@ -120,8 +118,6 @@ def _label(actor) -> str:
 
 def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activation:
     """Relay a received signal: open its activation and queue the dispatch."""
-    from .. import tasks
-
     with transaction.atomic():
         signal = Signal.objects.select_for_update().get(pk=signal_id)
         if signal.status != Signal.Status.RECEIVED:
@@ -133,12 +129,11 @@ def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activa
         else:
             ends_at = planning.activation_end(now, signal.end_time)
             activation = Activation.objects.create(signal=signal, relayed_at=now, ends_at=ends_at)
-            signal.status = Signal.Status.RELAYED
-            signal.save(update_fields=["status"])
+            lifecycle.relay_signal(signal.pk)
             _decide(signal, Decision.Action.RELAY, actor, label or _label(actor))
     if expired:
         raise SignalRefused("the signal's end has passed: it expired and cannot be relayed")
-    transaction.on_commit(lambda: enqueue(tasks.dispatch_activation, activation.pk))
+    _queue_on_commit(DISPATCH_ACTIVATION, activation.pk)
     return activation
 
 
@@ -166,16 +161,15 @@ def veto_signal(signal_id: int, actor, reason: str) -> Signal:
         signal = Signal.objects.select_for_update().get(pk=signal_id)
         if signal.status != Signal.Status.RECEIVED:
             raise SignalRefused(f"signal is {signal.status}: only a received signal can be vetoed")
-        signal.status, signal.veto_reason = Signal.Status.VETOED, reason
-        signal.save(update_fields=["status", "veto_reason"])
+        lifecycle.veto_signal(signal.pk, reason)
         _decide(signal, Decision.Action.VETO, actor, _label(actor), reason)
+    signal.refresh_from_db(fields=["status", "veto_reason"])
     return signal
 
 
 def _expire(signal: Signal) -> None:
-    signal.status = Signal.Status.EXPIRED
-    signal.save(update_fields=["status"])
-    _decide(signal, Decision.Action.EXPIRE, None, POLICY_LABEL, "not relayed before its end")
+    if lifecycle.expire_signal(signal.pk):
+        _decide(signal, Decision.Action.EXPIRE, None, POLICY_LABEL, "not relayed before its end")
 
 
 def expire_overdue_signals() -> int:
@@ -184,9 +178,7 @@ def expire_overdue_signals() -> int:
     for signal in Signal.objects.filter(status=Signal.Status.RECEIVED, received_at__lt=now).iterator():
         if now >= signal_deadline(signal.received_at, signal.end_time):
             with transaction.atomic():
-                if Signal.objects.filter(pk=signal.pk, status=Signal.Status.RECEIVED).update(
-                    status=Signal.Status.EXPIRED
-                ):
+                if lifecycle.expire_signal(signal.pk):
                     _decide(signal, Decision.Action.EXPIRE, None, POLICY_LABEL, "not relayed before its end")
                     count += 1
     return count
@@ -194,23 +186,19 @@ def expire_overdue_signals() -> int:
 
 def end_early(signal_id: int, actor=None, label: str | None = None, cancel: bool = False) -> Signal:
     """BRP cancel or operator stop-now: a waiting signal is cancelled, a running one restored now."""
-    from .. import tasks
-
     with transaction.atomic():
         signal = Signal.objects.select_for_update().get(pk=signal_id)
         action = Decision.Action.CANCEL if cancel else Decision.Action.STOP
         if signal.status == Signal.Status.RECEIVED and cancel:
-            signal.status = Signal.Status.CANCELLED
-            signal.save(update_fields=["status"])
+            lifecycle.cancel_signal(signal.pk)
         elif signal.status in (Signal.Status.RELAYED, Signal.Status.ACTIVE):
             now = clock.now()
             Activation.objects.filter(signal=signal, ends_at__gt=now).update(ends_at=now, stopped_early=True)
             if cancel:
-                signal.status = Signal.Status.CANCELLED
-                signal.save(update_fields=["status"])
-            activation_id = signal.activation.pk
-            transaction.on_commit(lambda: enqueue(tasks.restore_activation, activation_id))
+                lifecycle.cancel_signal(signal.pk)
+            _queue_on_commit(RESTORE_ACTIVATION, signal.activation.pk)
         else:
             raise SignalRefused(f"signal is {signal.status}: nothing to {action}")
         _decide(signal, action, actor, label or _label(actor))
+    signal.refresh_from_db(fields=["status"])
     return signal

@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from flexibility import services, tasks
-from flexibility.models import TRANSITIONS, Activation, Curtailment, Signal
+from flexibility import lifecycle, services, tasks
+from flexibility.lifecycle import CAP_TRANSITIONS as TRANSITIONS
+from flexibility.models import Activation, Curtailment, Signal
 from flexibility.services import activations
 from flexibility.summary import activation_summary, cap_states
 from ocpi import services as ocpi_services
@@ -133,7 +134,7 @@ def test_every_move_follows_the_transition_table(db, alice, brp, source):
         Curtailment(activation=activation, session=s, starts_at=T0, ends_at=T0 + timedelta(minutes=5), limit_a=8,
                     expected_kw=1, status=source) for s in sessions)
     for cap, target in zip(caps, TRANSITIONS, strict=True):
-        moved = activations.transition([cap.pk], target)
+        moved = lifecycle.move_caps([cap.pk], target)
         cap.refresh_from_db()
         assert moved == (target in TRANSITIONS[source]), (source, target)
         assert cap.status == (target if moved else source)
@@ -288,7 +289,7 @@ def test_an_accepted_result_for_a_put_we_gave_up_on_puts_the_cap_in_force(cpo, a
     activation = _activation(brp)
     ids = activations.plan_activation(activation.pk)
     activations.send_caps(ids)
-    activations.give_up(ids)
+    lifecycle.give_up_caps(ids)
     cap = Curtailment.objects.get()
     assert cap.status == S.FAILED
     ocpi_services.record_profile_result(alice, _set_call(cap).id, {"result": "ACCEPTED"})

@@ -74,7 +74,7 @@ def test_an_evse_failing_n_of_its_last_m_is_flagged(brp, party, clock, settings)
     responsiveness.assess_due()
     record.refresh_from_db()
     assert (record.recent, record.failures, record.flagged) == ([False, False], 2, True)
-    assert services.flagged_evse_keys() == {(party.pk, "E-1")}
+    assert responsiveness.flagged_evse_keys() == {(party.pk, "E-1")}
 
 
 @pytest.fixture
