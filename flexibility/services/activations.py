@@ -251,20 +251,19 @@ def on_profile_result(sender, call_id, kind: str, purpose_id: int | None, result
     """An async result for one of our PUTs: the CSMS put the cap in force, or refused it.
 
     `purpose_id` (ocpi's name) is the Curtailment's id. A result for a cap already restored
-    changes nothing (answered as stale).
+    changes nothing (answered as stale). The move comes first, conditional on an activation not
+    restored, so the usual result costs one statement; only a result that moved nothing reads the
+    cap to tell stale from merely repeated.
     """
     cap_id = purpose_id
     if kind != ChargingProfileCall.Kind.SET or cap_id is None:
         return None
-    row = Curtailment.objects.filter(pk=cap_id).values_list("status", "activation__status").first()
-    if row is None:
+    to = S.IN_FORCE if result == "ACCEPTED" else S.REFUSED if result in ASYNC_REFUSALS else None
+    if to is not None and lifecycle.cap_result(cap_id, to):
         return None
-    if row[0] == S.RESTORED or row[1] == Activation.Status.RESTORED:  # too late to matter: nothing changes
-        return ocpi_services.STALE
-    if result == "ACCEPTED":
-        lifecycle.move_caps([cap_id], S.IN_FORCE)
-    elif result in ASYNC_REFUSALS:
-        lifecycle.move_caps([cap_id], S.REFUSED)
+    row = Curtailment.objects.filter(pk=cap_id).values_list("status", "activation__status").first()
+    if row is not None and (row[0] == S.RESTORED or row[1] == Activation.Status.RESTORED):
+        return ocpi_services.STALE  # too late to matter: nothing changes
     return None
 
 
