@@ -42,22 +42,11 @@ def has_credentials_permission(request) -> bool:
     return request.user.has_perm(CREDENTIALS_PERM)
 
 
-class BrpForm(forms.ModelForm):
-    """The account's rules are the service's (`check_brp`), as for the `brp_create` command."""
-
-    def clean(self):
-        data = super().clean()
-        if "policy" in data:
-            try:
-                services.check_brp(data["policy"], data.get("auto_after_s"))
-            except services.BrpRefused as exc:
-                raise forms.ValidationError(str(exc), code=exc.code) from None
-        return data
-
-
 @admin.register(Brp)
 class BrpAdmin(admin.ModelAdmin):
-    form = BrpForm
+    """The form validates the model's constraints (the account's rules, with their codes); the save
+    goes through `create_brp` / `update_brp`, as for the `brp_create` command."""
+
     list_display = ["name", "policy", "auto_after_s", "token_prefix", "is_active", "created_at"]
     fields = ["name", "policy", "auto_after_s", "is_active", "token_prefix"]
     readonly_fields = ["token_prefix"]
@@ -73,8 +62,9 @@ class BrpAdmin(admin.ModelAdmin):
         return self.fields if obj else [f for f in self.fields if f not in ("is_active", "token_prefix")]
 
     def save_model(self, request, obj, form, change) -> None:
+        """Through the services, as every door: `update_brp` keeps the token, `create_brp` mints one."""
         if change:
-            super().save_model(request, obj, form, change)
+            services.update_brp(obj.pk, obj.name, obj.policy, obj.auto_after_s, obj.is_active)
             return
         brp, token = services.create_brp(obj.name, obj.policy, obj.auto_after_s)
         obj.pk = brp.pk
@@ -178,7 +168,7 @@ class SignalAdmin(admin.ModelAdmin):
             act(signal)
             messages.success(request, f"{signal}: {done}")
         except services.SignalRefused as exc:
-            messages.error(request, f"{signal}: {exc}")
+            messages.error(request, f"{signal}: {exc.message}")
 
 
 class CurtailmentInline(admin.TabularInline):

@@ -64,7 +64,7 @@ def _decide(request: HttpRequest, signal_id: int, act, done: str) -> HttpRespons
         act(signal.pk)
         messages.success(request, f"{signal}: {done}")
     except services.SignalRefused as exc:
-        messages.error(request, f"{signal}: {exc}")
+        messages.error(request, f"{signal}: {exc.message}")
     except Signal.DoesNotExist as exc:
         raise Http404 from exc
     return redirect("console")

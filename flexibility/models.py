@@ -30,6 +30,14 @@ class Brp(models.Model):
     class Meta:
         verbose_name = "BRP"
         verbose_name_plural = "BRPs"
+        constraints = [
+            # The one statement of the rule: the database holds it, model validation (the admin form)
+            # and `services.brps.check_brp` (the command) check it before a save.
+            models.CheckConstraint(
+                condition=~models.Q(policy="auto_after") | models.Q(auto_after_s__isnull=False, auto_after_s__gt=0),
+                name="auto_after_needs_seconds", violation_error_code="auto_after_needs_seconds",
+                violation_error_message="auto_after needs a number of seconds"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -65,7 +73,11 @@ class Signal(models.Model):
     veto_reason = models.TextField(blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["brp", "external_id"], name="signal_unique_per_brp")]
+        constraints = [
+            models.UniqueConstraint(fields=["brp", "external_id"], name="signal_unique_per_brp"),
+            models.CheckConstraint(condition=~models.Q(status="vetoed") | ~models.Q(veto_reason=""),
+                                   name="a_veto_has_a_reason"),
+        ]
         permissions = [("decide_signal", "Can relay, veto or stop signals")]
         indexes = [models.Index(fields=["status", "received_at"])]
         ordering = ["-received_at"]
@@ -180,7 +192,9 @@ class Curtailment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["activation", "session"], name="one_cap_per_session_per_activation")
+            models.UniqueConstraint(fields=["activation", "session"], name="one_cap_per_session_per_activation"),
+            models.CheckConstraint(condition=models.Q(status="restored") | models.Q(restored_from=""),
+                                   name="only_a_restored_cap_has_restored_from"),
         ]
         indexes = [models.Index(fields=["session", "starts_at"]), models.Index(fields=["activation", "status"])]
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import authentication, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from .. import responsiveness, services
+from ..error_codes import FlexibilityErrorCode
 from ..models import Signal
 from .auth import BrpRateThrottle, BrpTokenAuthentication, IsBrp
 from .limits import BodyLimitMixin
@@ -15,7 +15,11 @@ from .serializers import EvseResponsivenessSerializer, SignalCreateSerializer, S
 
 
 class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Imbalance signals of the calling BRP (a BRP sees only its own)."""
+    """Imbalance signals of the calling BRP (a BRP sees only its own).
+
+    A refusal answers `{"code": ..., "detail": ...}` (400, or 409 for a clash with the signal's
+    state); the codes are `FlexibilityErrorCode`'s, listed in the schema.
+    """
 
     serializer_class = SignalSerializer
     authentication_classes = [BrpTokenAuthentication]
@@ -25,6 +29,7 @@ class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     schema = ApiSchema()
     lookup_value_regex = "[^/]+"  # a malformed id reaches the view: JSON 404, not Django's HTML page
     conflict_actions = ("create", "cancel")
+    error_codes = FlexibilityErrorCode
 
     def get_queryset(self):
         return Signal.objects.filter(brp=self.request.auth).select_related("activation", "activation__signal")
@@ -36,23 +41,14 @@ class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     def create(self, request):
         data = SignalCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            intake = services.receive_signal(request.auth, **data.validated_data)
-        except services.SignalConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except services.SignalRefused as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        intake = services.receive_signal(request.auth, **data.validated_data)  # a refusal answers its code
         code = status.HTTP_202_ACCEPTED if intake.created else status.HTTP_200_OK
         return Response(self.get_serializer(intake.signal).data, status=code)
 
     @extend_schema(request=None, responses={200: SignalSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        signal = self.get_object()
-        try:
-            signal = services.end_early(signal.pk, label=f"brp:{request.auth.name}", cancel=True)
-        except services.SignalRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        signal = services.end_early(self.get_object().pk, label=f"brp:{request.auth.name}", cancel=True)
         return Response(self.get_serializer(signal).data)
 
 

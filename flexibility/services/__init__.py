@@ -10,7 +10,7 @@ The doors' actions are re-exported here (`services.relay_signal`); tasks and rea
 `services.activations` by name.
 """
 
-from .brps import BrpRefused, check_brp, create_brp, parse_policy, rotate_brp_token
+from .brps import BrpRefused, check_brp, create_brp, parse_policy, rotate_brp_token, update_brp
 from .signals import (
     POLICY_LABEL,
     Intake,
@@ -43,5 +43,6 @@ __all__ = [
     "relay_signal",
     "rotate_brp_token",
     "signal_deadline",
+    "update_brp",
     "veto_signal",
 ]

@@ -1,10 +1,23 @@
-"""BRP accounts: the policy rules and the API token (only its hash is stored)."""
+"""BRP accounts: the policy rules and the API token (only its hash is stored).
+
+Every door that makes or edits an account (the `brp_create` command, the admin) goes through
+`create_brp` / `update_brp`. The rules are the model's constraints: the database holds them, the
+admin form validates them, `check_brp` checks them for the other doors.
+"""
 
 from __future__ import annotations
 
-from django.db import IntegrityError
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
+from smatch.errors import Refusal
+
+from ..error_codes import FlexibilityErrorCode as Code
 from ..models import Brp
+
+
+class BrpRefused(Refusal):
+    """A BRP account that breaks a rule: `code` says which."""
 
 
 def parse_policy(text: str) -> tuple[str, int | None]:
@@ -15,21 +28,25 @@ def parse_policy(text: str) -> tuple[str, int | None]:
         seconds = text.split("=", 1)[1]
         if seconds.isdigit() and int(seconds) > 0:
             return Brp.Policy.AUTO_AFTER, int(seconds)
-    raise ValueError(f"bad policy {text!r}: use manual, auto or auto-after=SECONDS")
-
-
-class BrpRefused(ValueError):
-    """A BRP account that breaks a rule; `code` names the rule."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
+    raise BrpRefused(Code.POLICY_INVALID, f"bad policy {text!r}: use manual, auto or auto-after=SECONDS")
 
 
 def check_brp(policy: str, auto_after_s: int | None) -> None:
-    """The rules of a BRP account, for every door (command, admin)."""
-    if policy == Brp.Policy.AUTO_AFTER and not auto_after_s:
-        raise BrpRefused("auto_after needs a number of seconds", "auto_after_needs_seconds")
+    """The rules of a BRP account: the model's constraints (the database holds them too), checked
+    before a save so a door gets the rule's code instead of a database error."""
+    try:
+        Brp(policy=policy, auto_after_s=auto_after_s).validate_constraints()
+    except ValidationError as exc:
+        first = next(error for errors in exc.error_dict.values() for error in errors)
+        raise BrpRefused(Code(first.code), first.message) from None
+
+
+def _save(brp: Brp, **kwargs) -> None:
+    try:
+        with transaction.atomic():
+            brp.save(**kwargs)
+    except IntegrityError as exc:
+        raise BrpRefused(Code.BRP_NAME_TAKEN, f"a BRP named {brp.name!r} exists already") from exc
 
 
 def create_brp(name: str, policy: str = Brp.Policy.MANUAL, auto_after_s: int | None = None) -> tuple[Brp, str]:
@@ -37,14 +54,21 @@ def create_brp(name: str, policy: str = Brp.Policy.MANUAL, auto_after_s: int | N
     check_brp(policy, auto_after_s)
     brp = Brp(name=name, policy=policy, auto_after_s=auto_after_s)
     token = brp.rotate_token()
-    try:
-        brp.save()
-    except IntegrityError as exc:
-        raise ValueError(f"a BRP named {name!r} exists already") from exc
+    _save(brp)
     return brp, token
 
 
+def update_brp(brp_id: int, name: str, policy: str, auto_after_s: int | None, is_active: bool) -> Brp:
+    """Edit an account (the token stays: `rotate_brp_token` changes it)."""
+    check_brp(policy, auto_after_s)
+    brp = Brp.objects.get(pk=brp_id)
+    brp.name, brp.policy, brp.auto_after_s, brp.is_active = name, policy, auto_after_s, is_active
+    _save(brp, update_fields=["name", "policy", "auto_after_s", "is_active"])
+    return brp
+
+
 def rotate_brp_token(brp_id: int) -> str:
+    """A new API token for the BRP (the old one stops working); returned once."""
     brp = Brp.objects.get(pk=brp_id)
     token = brp.rotate_token()
     brp.save(update_fields=["token_hash", "token_prefix"])

@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 
 from smatch import celery, clock
+from smatch.errors import Conflict, Refusal
 
 from .. import lifecycle, planning
+from ..error_codes import FlexibilityErrorCode as Code
 from ..models import Activation, Brp, Decision, Signal
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,12 @@ def _queue_on_commit(task_name: str, *args, countdown: float | None = None) -> N
     transaction.on_commit(lambda: celery.enqueue(celery.app.signature(task_name), *args, countdown=countdown))
 
 
-class SignalRefused(ValueError):
-    """The request breaks a rule; the message tells the BRP or the operator which one."""
+class SignalRefused(Refusal):
+    """A signal request that breaks a rule: `code` says which, the message tells the BRP or the operator."""
 
 
-class SignalConflict(SignalRefused):
-    """The same BRP id was used before for a different signal."""
+class SignalConflict(SignalRefused, Conflict):
+    """A request that clashes with the signal's state, or a BRP id used before for a different signal."""
 
 
 # --- signals ------------------------------------------------------------------------------------
@@ -67,14 +69,16 @@ def receive_signal(
     if existing is not None:
         return Intake(_same_or_conflict(existing, direction, end_time, isp_start), created=False)
     if direction != Signal.Direction.REDUCE:
-        raise SignalRefused(f"direction {direction!r} is not actionable: only 'reduce_consumption' is")
+        raise SignalRefused(Code.DIRECTION_NOT_ACTIONABLE,
+                            f"direction {direction!r} is not actionable: only 'reduce_consumption' is")
     now = clock.now()
     try:
         planning.validate_signal_end(now, end_time)
     except planning.PlanningError as exc:
-        raise SignalRefused(str(exc)) from exc
+        raise SignalRefused(Code.END_TIME_OUT_OF_RANGE, str(exc)) from exc
     if isp_start is not None and isp_start != planning.isp_start(isp_start):
-        raise SignalRefused("isp_start must be an ISP boundary (HH:00, :15, :30 or :45 UTC)")
+        raise SignalRefused(Code.ISP_START_NOT_A_BOUNDARY,
+                            "isp_start must be an ISP boundary (HH:00, :15, :30 or :45 UTC)")
     auto_at = None
     if brp.policy == Brp.Policy.AUTO_AFTER:
         auto_at = now + timedelta(seconds=brp.auto_after_s or 0)
@@ -95,7 +99,8 @@ def receive_signal(
 
 def _same_or_conflict(signal: Signal, direction: str, end_time, isp_start) -> Signal:
     if (signal.direction, signal.end_time, signal.isp_start) != (direction, end_time, isp_start):
-        raise SignalConflict(f"id {signal.external_id!r} was already used for a different signal")
+        raise SignalConflict(Code.EXTERNAL_ID_REUSED,
+                             f"id {signal.external_id!r} was already used for a different signal")
     return signal
 
 
@@ -121,7 +126,8 @@ def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activa
     with transaction.atomic():
         signal = Signal.objects.select_for_update().get(pk=signal_id)
         if signal.status != Signal.Status.RECEIVED:
-            raise SignalRefused(f"signal is {signal.status}: only a received signal can be relayed")
+            raise SignalConflict(Code.SIGNAL_ALREADY_DECIDED,
+                                 f"signal is {signal.status}: only a received signal can be relayed")
         now = clock.now()
         expired = now >= signal_deadline(signal.received_at, signal.end_time)
         if expired:
@@ -132,7 +138,7 @@ def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activa
             lifecycle.relay_signal(signal.pk)
             _decide(signal, Decision.Action.RELAY, actor, label or _label(actor))
     if expired:
-        raise SignalRefused("the signal's end has passed: it expired and cannot be relayed")
+        raise SignalConflict(Code.SIGNAL_EXPIRED, "the signal's end has passed: it expired and cannot be relayed")
     _queue_on_commit(DISPATCH_ACTIVATION, activation.pk)
     return activation
 
@@ -156,11 +162,12 @@ def due_policy_relays() -> list[int]:
 
 def veto_signal(signal_id: int, actor, reason: str) -> Signal:
     if not reason.strip():
-        raise SignalRefused("a veto needs a reason")
+        raise SignalRefused(Code.VETO_NEEDS_REASON, "a veto needs a reason")
     with transaction.atomic():
         signal = Signal.objects.select_for_update().get(pk=signal_id)
         if signal.status != Signal.Status.RECEIVED:
-            raise SignalRefused(f"signal is {signal.status}: only a received signal can be vetoed")
+            raise SignalConflict(Code.SIGNAL_ALREADY_DECIDED,
+                                 f"signal is {signal.status}: only a received signal can be vetoed")
         lifecycle.veto_signal(signal.pk, reason)
         _decide(signal, Decision.Action.VETO, actor, _label(actor), reason)
     signal.refresh_from_db(fields=["status", "veto_reason"])
@@ -198,7 +205,7 @@ def end_early(signal_id: int, actor=None, label: str | None = None, cancel: bool
                 lifecycle.cancel_signal(signal.pk)
             _queue_on_commit(RESTORE_ACTIVATION, signal.activation.pk)
         else:
-            raise SignalRefused(f"signal is {signal.status}: nothing to {action}")
+            raise SignalConflict(Code.NOTHING_TO_END, f"signal is {signal.status}: nothing to {action}")
         _decide(signal, action, actor, label or _label(actor))
     signal.refresh_from_db(fields=["status"])
     return signal

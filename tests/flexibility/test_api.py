@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from flexibility.error_codes import FlexibilityErrorCode
 from flexibility.models import Activation, Curtailment, Signal
 from ocpi.models import OcpiParty, Session
 from tests.conftest import T0
@@ -29,7 +30,7 @@ def post(client, **fields):
 def test_no_token_and_a_wrong_token_are_refused(db):
     assert post(api()).status_code == 401
     response = post(api(token="not-a-token"))
-    assert response.status_code == 401 and "unknown or revoked" in response.json()["detail"]
+    assert response.status_code == 401 and response.json()["code"] == "authentication_failed"
     assert not Signal.objects.exists()
 
 
@@ -46,23 +47,31 @@ def test_post_answers_202_with_a_url_to_poll_and_200_on_repeat(brp):
 def test_same_id_different_content_is_409(brp):
     post(api(brp))
     response = post(api(brp), end_time=(T0 + timedelta(minutes=3)).isoformat())
-    assert response.status_code == 409 and "already used" in response.json()["detail"]
+    assert response.status_code == 409 and response.json()["code"] == "external_id_reused"
 
 
 @pytest.mark.parametrize(
-    ("fields", "message"),
+    ("fields", "code"),
     [
-        ({"direction": "increase_consumption"}, "only 'reduce_consumption'"),
-        ({"end_time": (T0 - timedelta(minutes=1)).isoformat()}, "past"),
-        ({"end_time": (T0 + timedelta(minutes=20)).isoformat()}, "more than 15 minutes"),
-        ({"end_time": "tomorrow-ish"}, "Datetime has wrong format"),
-        ({"external_id": "x" * 101}, "no more than 100"),
+        ({"direction": "increase_consumption"}, "direction_not_actionable"),
+        ({"end_time": (T0 - timedelta(minutes=1)).isoformat()}, "end_time_out_of_range"),
+        ({"end_time": (T0 + timedelta(minutes=20)).isoformat()}, "end_time_out_of_range"),
+        ({"isp_start": T0.isoformat()}, "isp_start_not_a_boundary"),
     ],
 )
-def test_bad_input_gets_a_clear_400(brp, fields, message):
+def test_a_refused_signal_gets_a_400_with_its_code_and_a_message(brp, fields, code):
     response = post(api(brp), **fields)
     assert response.status_code == 400
-    assert message in str(response.json())
+    assert response.json()["code"] == code and response.json()["detail"]
+    assert not Signal.objects.exists()
+
+
+@pytest.mark.parametrize(("fields", "field"), [({"end_time": "tomorrow-ish"}, "end_time"),
+                                               ({"external_id": "x" * 101}, "external_id")])
+def test_an_invalid_field_is_named_with_drfs_code(brp, fields, field):
+    response = post(api(brp), **fields)
+    assert response.status_code == 400
+    assert set(response.json()) == {field} and response.json()[field]
     assert not Signal.objects.exists()
 
 
@@ -85,7 +94,8 @@ def test_cancel_a_waiting_signal(brp):
     signal = post(api(brp)).json()
     response = api(brp).post(f"{signal['url']}cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    assert api(brp).post(f"{signal['url']}cancel/").status_code == 409
+    again = api(brp).post(f"{signal['url']}cancel/")
+    assert again.status_code == 409 and again.json()["code"] == "nothing_to_end"
 
 
 def test_brp_create_prints_a_working_token(db, clock):
@@ -98,6 +108,8 @@ def test_brp_create_prints_a_working_token(db, clock):
 def test_openapi_schema_describes_the_signal_api(db, client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert "/api/v1/signals/" in schema["paths"]
+    conflict = schema["paths"]["/api/v1/signals/"]["post"]["responses"]["409"]["content"]["application/json"]
+    assert conflict["schema"]["properties"]["code"]["enum"] == [code.value for code in FlexibilityErrorCode]
     assert "/api/v1/signals/{id}/cancel/" in schema["paths"]
 
 

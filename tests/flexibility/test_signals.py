@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 from flexibility import services
+from flexibility.error_codes import FlexibilityErrorCode as Code
 from flexibility.models import Activation, Brp, Decision, Signal
 from tests.conftest import T0
 
@@ -28,8 +29,9 @@ def test_the_same_id_is_the_same_signal(brp):
 
 def test_the_same_id_with_other_content_is_a_conflict(brp):
     services.receive_signal(brp, "brp-1", REDUCE)
-    with pytest.raises(services.SignalConflict, match="already used"):
+    with pytest.raises(services.SignalConflict) as refused:
         services.receive_signal(brp, "brp-1", REDUCE, end_time=T0 + timedelta(minutes=5))
+    assert refused.value.code == Code.EXTERNAL_ID_REUSED
 
 
 def test_two_brps_may_use_the_same_id(brp, other_brp):
@@ -39,17 +41,18 @@ def test_two_brps_may_use_the_same_id(brp, other_brp):
 
 
 @pytest.mark.parametrize(
-    ("direction", "end", "isp", "message"),
+    ("direction", "end", "isp", "code"),
     [
-        ("increase_consumption", None, None, "not actionable"),
-        (REDUCE, T0 - timedelta(seconds=1), None, "past"),
-        (REDUCE, T0 + timedelta(minutes=16), None, "more than 15 minutes"),
-        (REDUCE, None, T0, "ISP boundary"),
+        ("increase_consumption", None, None, Code.DIRECTION_NOT_ACTIONABLE),
+        (REDUCE, T0 - timedelta(seconds=1), None, Code.END_TIME_OUT_OF_RANGE),
+        (REDUCE, T0 + timedelta(minutes=16), None, Code.END_TIME_OUT_OF_RANGE),
+        (REDUCE, None, T0, Code.ISP_START_NOT_A_BOUNDARY),
     ],
 )
-def test_bad_signals_are_refused_and_nothing_is_stored(brp, direction, end, isp, message):
-    with pytest.raises(services.SignalRefused, match=message):
+def test_bad_signals_are_refused_and_nothing_is_stored(brp, direction, end, isp, code):
+    with pytest.raises(services.SignalRefused) as refused:
         services.receive_signal(brp, "bad", direction, end_time=end, isp_start=isp)
+    assert refused.value.code == code
     assert not Signal.objects.exists()
 
 
@@ -69,18 +72,21 @@ def test_relay_twice_is_refused(brp, operator, django_capture_on_commit_callback
     signal = services.receive_signal(brp, "brp-1", REDUCE).signal
     with django_capture_on_commit_callbacks():
         services.relay_signal(signal.pk, actor=operator)
-    with pytest.raises(services.SignalRefused, match="only a received signal"):
+    with pytest.raises(services.SignalConflict) as refused:
         services.relay_signal(signal.pk, actor=operator)
+    assert refused.value.code == Code.SIGNAL_ALREADY_DECIDED
     assert Activation.objects.count() == 1
 
 
 def test_veto_needs_a_reason_and_blocks_relay(brp, operator):
     signal = services.receive_signal(brp, "brp-1", REDUCE).signal
-    with pytest.raises(services.SignalRefused, match="reason"):
+    with pytest.raises(services.SignalRefused) as refused:
         services.veto_signal(signal.pk, operator, "  ")
+    assert refused.value.code == Code.VETO_NEEDS_REASON
     services.veto_signal(signal.pk, operator, "grid maintenance in Rotterdam-Zuid")
-    with pytest.raises(services.SignalRefused, match="vetoed"):
+    with pytest.raises(services.SignalConflict) as refused:
         services.relay_signal(signal.pk, actor=operator)
+    assert refused.value.code == Code.SIGNAL_ALREADY_DECIDED
     assert not Activation.objects.exists()
     assert Decision.objects.get().reason == "grid maintenance in Rotterdam-Zuid"
 
@@ -88,8 +94,9 @@ def test_veto_needs_a_reason_and_blocks_relay(brp, operator):
 def test_a_signal_past_its_end_expires_instead_of_relaying(brp, operator, clock):
     signal = services.receive_signal(brp, "brp-1", REDUCE).signal  # received 17:04, ISP ends 17:15
     clock.advance(11 * 60)
-    with pytest.raises(services.SignalRefused, match="expired"):
+    with pytest.raises(services.SignalConflict) as refused:
         services.relay_signal(signal.pk, actor=operator)
+    assert refused.value.code == Code.SIGNAL_EXPIRED
     signal.refresh_from_db()
     assert signal.status == Signal.Status.EXPIRED
 
@@ -128,8 +135,9 @@ def test_cancel_before_relay(brp):
     services.end_early(signal.pk, label="brp:test", cancel=True)
     signal.refresh_from_db()
     assert signal.status == Signal.Status.CANCELLED
-    with pytest.raises(services.SignalRefused):
+    with pytest.raises(services.SignalConflict) as refused:
         services.end_early(signal.pk, label="brp:test", cancel=True)
+    assert refused.value.code == Code.NOTHING_TO_END
 
 
 @pytest.mark.parametrize(
@@ -142,8 +150,9 @@ def test_policy_syntax(text, expected):
 
 @pytest.mark.parametrize("text", ["sometimes", "auto-after=", "auto-after=-5", "auto-after=x"])
 def test_bad_policy_syntax(text):
-    with pytest.raises(ValueError, match="bad policy"):
+    with pytest.raises(services.BrpRefused) as refused:
         services.parse_policy(text)
+    assert refused.value.code == Code.POLICY_INVALID
 
 
 def test_the_preview_shows_the_shed_range_and_where_the_draw_came_from(brp, operator, client):

@@ -58,7 +58,7 @@ def test_a_signal_moves_only_as_its_table_says(brp, source):
              Signal.Status.CANCELLED: lifecycle.cancel_signal,
              Signal.Status.VETOED: lambda pk: lifecycle.veto_signal(pk, "grid works")}
     for signal, (target, move) in zip(_signals(brp, len(moves)), moves.items(), strict=True):
-        Signal.objects.filter(pk=signal.pk).update(status=source)
+        Signal.objects.filter(pk=signal.pk).update(status=source, veto_reason="grid works")
         moved = move(signal.pk)
         signal.refresh_from_db()
         assert moved == (target in SIGNAL_TRANSITIONS[source]), (source, target)

@@ -13,7 +13,7 @@ class Command(BaseCommand):
     def handle(self, *args, name: str, policy: str, **options) -> None:
         try:
             brp, token = services.create_brp(name, *services.parse_policy(policy))
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        except services.BrpRefused as exc:
+            raise CommandError(exc.message) from exc
         self.stderr.write(f"BRP {brp.name!r} created with policy {brp.policy}. Its API token (shown once):")
         self.stdout.write(token)
