@@ -127,8 +127,15 @@ class Activation(models.Model):
     eligible = models.PositiveIntegerField(default=0)
     skipped = models.JSONField(default=dict, help_text="sessions skipped, by reason")
     expected_kw = models.FloatField(default=0.0)
-    dispatched_kw = models.FloatField(default=0.0, help_text="expected shed of the sessions that accepted")
     restored_at = models.DateTimeField(null=True, blank=True)
+    # The figures counted from the caps and their PUTs (`summary.final_figures`): final once the
+    # activation is restored, stored then so a list does not recount them per row. Null before.
+    dispatched_kw = models.FloatField(default=0.0, help_text="expected shed of the sessions that accepted")
+    sessions_by_outcome = models.JSONField(null=True, blank=True, help_text="caps by status")
+    caps_by_state = models.JSONField(null=True, blank=True, help_text="caps by what the CSMS made of them")
+    first_put_at = models.DateTimeField(null=True, blank=True, help_text="first PUT of the initial fan-out")
+    puts_answered_at = models.DateTimeField(null=True, blank=True, help_text="every initial PUT answered")
+    results_at = models.DateTimeField(null=True, blank=True, help_text="every async result of those PUTs in")
 
     class Meta:
         indexes = [models.Index(fields=["status", "ends_at"])]

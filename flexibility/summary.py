@@ -1,10 +1,17 @@
-"""Read side: what an activation did, for the BRP API, the admin page and the demo summary."""
+"""Read side: what an activation did, for the BRP API, the admin page and the demo summary.
+
+The cap and PUT figures are final once the activation is restored (a result arriving later is
+stale and changes nothing), so `services.activations.restore_activation` stores them then
+(`final_figures`, written by `lifecycle.activation_restored`) and a restored activation's summary
+reads them from its row instead of recounting its caps and calls. Only the delivery verdicts,
+judged by measurement after the restore, are still counted (or read from the list's annotations).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 
 from ocpi.models import ChargingProfileCall
 
@@ -14,6 +21,17 @@ from .models import Activation, Curtailment, Signal
 S = Curtailment.Status
 # What the CSMS made of the caps (a restored cap counts as what it was before the restore).
 CAP_STATES = (S.PENDING, S.IN_FORCE, S.REFUSED, S.NO_RESULT, S.FAILED)
+D, R = Curtailment.Delivery, Curtailment.Resumption
+# The delivery figures: name -> (field, verdict) of the caps it counts.
+DELIVERY = {
+    "responded": ("delivery", D.RESPONDED),
+    "not_responded": ("delivery", D.NOT_RESPONDED),
+    "no_data": ("delivery", D.NO_DATA),
+    "resumed": ("resumption", R.RESUMED),
+    "drivers_at_risk": ("resumption", R.NOT_RESUMED),
+}
+# The figures stored on a restored activation's row (`final_figures`).
+STORED = ("sessions_by_outcome", "caps_by_state", "dispatched_kw", "first_put_at", "puts_answered_at", "results_at")
 
 
 def cap_states(activation: Activation) -> dict:
@@ -29,18 +47,16 @@ def cap_states(activation: Activation) -> dict:
 
 def delivery_counts(activation: Activation) -> dict:
     """Delivery proven by measurement: responded / did not respond / no data, and after the restore."""
-    caps = activation.curtailments
-    delivery = dict(caps.exclude(delivery="").values_list("delivery").annotate(n=Count("pk"))
-                    .values_list("delivery", "n"))
-    resumed = dict(caps.exclude(resumption="").values_list("resumption").annotate(n=Count("pk"))
-                   .values_list("resumption", "n"))
-    return {
-        "responded": delivery.get(Curtailment.Delivery.RESPONDED, 0),
-        "not_responded": delivery.get(Curtailment.Delivery.NOT_RESPONDED, 0),
-        "no_data": delivery.get(Curtailment.Delivery.NO_DATA, 0),
-        "resumed": resumed.get(Curtailment.Resumption.RESUMED, 0),
-        "drivers_at_risk": resumed.get(Curtailment.Resumption.NOT_RESUMED, 0),
-    }
+    return activation.curtailments.aggregate(
+        **{name: Count("pk", filter=Q(**{field: verdict})) for name, (field, verdict) in DELIVERY.items()})
+
+
+def with_delivery_counts(signals: QuerySet[Signal]) -> QuerySet[Signal]:
+    """Signals with their activation's delivery figures as annotations (`delivery_<name>`): a list
+    reads every row's summary without a query per row."""
+    caps = "activation__curtailments"
+    return signals.annotate(**{f"delivery_{name}": Count(caps, filter=Q(**{f"{caps}__{field}": verdict}))
+                               for name, (field, verdict) in DELIVERY.items()})
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -64,8 +80,8 @@ def _outcome(activation: Activation, throttled: int, caps: int) -> str:
     return "partial" if throttled else "failed"
 
 
-def activation_summary(activation: Activation) -> dict:
-    """Counts, kW and latency figures (milliseconds after the signal was received)."""
+def final_figures(activation: Activation) -> dict:
+    """The figures counted from the caps and their PUTs: what `Activation` stores at the restore."""
     by_status = dict(
         activation.curtailments.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
     )
@@ -76,18 +92,39 @@ def activation_summary(activation: Activation) -> dict:
     initial = activation.curtailments.filter(starts_at__lte=first_start + timedelta(seconds=1)) if first_start else None
     cap_ids = initial.values("pk") if initial is not None else []
     puts = ChargingProfileCall.objects.filter(purpose_id__in=cap_ids, kind=ChargingProfileCall.Kind.SET)
-    figures = puts.aggregate(
+    calls = puts.aggregate(
         first_put=Min("sent_at"),
         last_answer=Max("answered_at"),
         unanswered=Count("pk", filter=Q(answered_at__isnull=True)),
         last_result=Max("result_at"),
         awaiting=Count("pk", filter=Q(response_result="ACCEPTED", result="")),
     )
-    planned = by_status.get(Curtailment.Status.PLANNED, 0)
-    all_answered = figures["last_answer"] if not figures["unanswered"] and not planned else None
-    all_results = figures["last_result"] if all_answered and not figures["awaiting"] else None
+    all_answered = calls["last_answer"] if not calls["unanswered"] and not by_status.get(S.PLANNED) else None
+    return {
+        "sessions_by_outcome": by_status,
+        "caps_by_state": cap_states(activation),
+        "dispatched_kw": dispatched_kw,
+        "first_put_at": calls["first_put"],
+        "puts_answered_at": all_answered,
+        "results_at": calls["last_result"] if all_answered and not calls["awaiting"] else None,
+    }
+
+
+def _stored_figures(activation: Activation) -> dict | None:
+    if activation.status != Activation.Status.RESTORED or activation.caps_by_state is None:
+        return None  # still running, or restored before the figures were stored
+    return {name: getattr(activation, name) for name in STORED}
+
+
+def activation_summary(activation: Activation, delivery: dict | None = None) -> dict:
+    """Counts, kW and latency figures (milliseconds after the signal was received).
+
+    A restored activation's figures come from its row; `delivery`, if given, saves counting the
+    delivery verdicts (a list passes its annotations).
+    """
+    figures = _stored_figures(activation) or final_figures(activation)
+    by_status, states = figures["sessions_by_outcome"], figures["caps_by_state"]
     received = activation.signal.received_at
-    states = cap_states(activation)
     throttled = states[S.PENDING] + states[S.IN_FORCE] + states[S.NO_RESULT]
     return {
         "outcome": _outcome(activation, throttled, sum(by_status.values())),
@@ -98,27 +135,32 @@ def activation_summary(activation: Activation) -> dict:
         "stopped_early": activation.stopped_early,
         "sessions_eligible": activation.eligible,
         "sessions_throttled": throttled,
-        "sessions_refused": by_status.get(Curtailment.Status.REFUSED, 0),
-        "sessions_failed": by_status.get(Curtailment.Status.FAILED, 0),
+        "sessions_refused": by_status.get(S.REFUSED, 0),
+        "sessions_failed": by_status.get(S.FAILED, 0),
         "sessions_by_outcome": by_status,
         "caps_by_state": states,
-        "delivery": delivery_counts(activation),
+        "delivery": delivery if delivery is not None else delivery_counts(activation),
         "sessions_skipped": activation.skipped,
         "expected_kw": round(activation.expected_kw, 3),
-        "dispatched_kw": round(dispatched_kw, 3),
+        "dispatched_kw": round(figures["dispatched_kw"], 3),
         "latency_ms": {
             "relayed": _ms(received, activation.relayed_at),
-            "first_put": _ms(received, figures["first_put"]),
-            "all_puts_answered": _ms(received, all_answered),
-            "all_async_results": _ms(received, all_results),
+            "first_put": _ms(received, figures["first_put_at"]),
+            "all_puts_answered": _ms(received, figures["puts_answered_at"]),
+            "all_async_results": _ms(received, figures["results_at"]),
             "restored": _ms(received, activation.restored_at),
         },
     }
 
 
 def signal_summary(signal: Signal) -> dict | None:
-    """The activation summary of a relayed signal, or None before relay."""
+    """The activation summary of a relayed signal, or None before relay. A signal read through
+    `with_delivery_counts` brings its delivery figures along."""
     try:
-        return activation_summary(signal.activation)
+        activation = signal.activation
     except Activation.DoesNotExist:
         return None
+    delivery = None
+    if hasattr(signal, "delivery_responded"):
+        delivery = {name: getattr(signal, f"delivery_{name}") for name in DELIVERY}
+    return activation_summary(activation, delivery)

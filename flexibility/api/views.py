@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from .. import responsiveness, services
 from ..error_codes import FlexibilityErrorCode
 from ..models import Signal
+from ..summary import with_delivery_counts
 from .auth import BrpRateThrottle, BrpTokenAuthentication, IsBrp
 from .limits import BodyLimitMixin
 from .schema import ApiSchema, StrictLimitOffsetPagination
@@ -32,7 +33,8 @@ class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     error_codes = FlexibilityErrorCode
 
     def get_queryset(self):
-        return Signal.objects.filter(brp=self.request.auth).select_related("activation", "activation__signal")
+        signals = Signal.objects.filter(brp=self.request.auth).select_related("activation", "activation__signal")
+        return with_delivery_counts(signals)  # a restored activation's other figures are on its row
 
     @extend_schema(request=SignalCreateSerializer, responses={200: SignalSerializer, 202: SignalSerializer},
                    examples=[OpenApiExample("relay until the next ISP boundary", request_only=True,

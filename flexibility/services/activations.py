@@ -25,7 +25,7 @@ from ocpi.client import ACCEPTED, RETRY
 from ocpi.models import ChargingProfileCall, Session
 from smatch import clock
 
-from .. import lifecycle, planning
+from .. import lifecycle, planning, summary
 from ..lifecycle import LIVE, RUNNING
 from ..models import Activation, Curtailment, SteeringRule
 from ..responsiveness import flagged_evse_keys
@@ -339,7 +339,8 @@ def restore_activation(activation_id: int) -> bool:
                         .values_list("pk", flat=True), S.IN_FORCE)
     ids = list(activation.curtailments.filter(status__in=LIVE).values_list("pk", flat=True))
     restore_curtailments(ids, now)
-    lifecycle.activation_restored(activation_id, clock.now())
+    # Every cap is final now (a later result is stale): its figures are stored once, here.
+    lifecycle.activation_restored(activation_id, clock.now(), **summary.final_figures(activation))
     return True
 
 

@@ -135,3 +135,29 @@ def test_the_activation_shows_cap_states_and_delivery_separately(brp):
     assert body["delivery"] == {"responded": 1, "not_responded": 1, "no_data": 1, "resumed": 1,
                                 "drivers_at_risk": 1}
     assert body["sessions_throttled"] == 3 and body["outcome"] == "partial"
+
+
+def _restored_signal(brp, n: int) -> None:
+    from flexibility import lifecycle, summary
+
+    signal = Signal.objects.create(brp=brp, external_id=f"done-{n}", direction="reduce_consumption", received_at=T0,
+                                   status="restored")
+    activation = Activation.objects.create(signal=signal, relayed_at=T0, ends_at=T0 + timedelta(minutes=11))
+    lifecycle.activation_restored(activation.pk, T0 + timedelta(minutes=11),
+                                  **summary.final_figures(activation))
+
+
+def test_the_list_reads_restored_figures_from_their_rows_not_per_signal(brp):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for_the_list() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert api(brp).get(URL).status_code == 200
+        return len(queries)
+
+    _restored_signal(brp, 1)
+    one = queries_for_the_list()
+    for n in range(2, 6):
+        _restored_signal(brp, n)
+    assert queries_for_the_list() == one  # five restored signals cost what one does

@@ -300,3 +300,24 @@ def test_an_accepted_result_for_a_put_we_gave_up_on_puts_the_cap_in_force(cpo, a
     cap.refresh_from_db()
     assert (cap.status, cap.restored_from) == (S.RESTORED, S.IN_FORCE)
     assert [c.method for c in cpo.calls][-1] == "DELETE"
+
+
+def test_the_restore_stores_the_figures_the_summary_would_count(cpo, alice, brp, clock):
+    """Two caps accepted, each shedding (16 A - 8 A) x 3 phases x 230 V = 5.52 kW, one refused: the
+    stored dispatched_kw is the accepted pair's, and the stored figures are what a recount gives."""
+    _sessions(alice, 3)
+    cpo.route("PUT", "/cp/", lambda call: ok({"result": "REJECTED" if call.path.endswith("/S2") else "ACCEPTED",
+                                               "timeout": 30}))
+    activation = _activation(brp)
+    activations.send_caps(activations.plan_activation(activation.pk))
+    clock.advance((activation.ends_at - T0).total_seconds())
+    assert activations.restore_activation(activation.pk)
+
+    restored = Activation.objects.get(pk=activation.pk)
+    kw_each = Curtailment.objects.filter(activation=activation).values_list("expected_kw", flat=True).first()
+    assert restored.dispatched_kw == pytest.approx(2 * kw_each) and kw_each == pytest.approx(5.52)
+    assert restored.caps_by_state == {"pending": 2, "in_force": 0, "refused": 1, "no_result": 0, "failed": 0,
+                                      "unsent": 0}
+    stored = activation_summary(restored)
+    Activation.objects.filter(pk=activation.pk).update(caps_by_state=None)  # forget them: counted again
+    assert activation_summary(Activation.objects.get(pk=activation.pk)) == stored
