@@ -161,11 +161,11 @@ def move_caps(ids: Iterable[int], to: str, **fields) -> int:
     return _move(Curtailment.objects.filter(pk__in=list(ids)), to, **fields)
 
 
-def cap_result(cap_id: int, to: str) -> bool:
-    """The CSMS's asynchronous result (in force or refused), while its activation is not restored:
-    after that it is too late to matter."""
-    rows = Curtailment.objects.filter(pk=cap_id).exclude(activation__status=Act.RESTORED)
-    return _move(rows, to) == 1
+def cap_results(ids: Iterable[int], to: str) -> int:
+    """The CSMS's asynchronous results (in force or refused), while their activation is not
+    restored: after that they are too late to matter."""
+    rows = Curtailment.objects.filter(pk__in=list(ids)).exclude(activation__status=Act.RESTORED)
+    return _move(rows, to)
 
 
 def claim_caps(ids: Iterable[int], now: datetime, lease_until: datetime) -> list[int]:

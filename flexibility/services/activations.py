@@ -259,7 +259,7 @@ def on_profile_result(sender, call_id, kind: str, purpose_id: int | None, result
     if kind != ChargingProfileCall.Kind.SET or cap_id is None:
         return None
     to = S.IN_FORCE if result == "ACCEPTED" else S.REFUSED if result in ASYNC_REFUSALS else None
-    if to is not None and lifecycle.cap_result(cap_id, to):
+    if to is not None and lifecycle.cap_results([cap_id], to):
         return None
     row = Curtailment.objects.filter(pk=cap_id).values_list("status", "activation__status").first()
     if row is not None and (row[0] == S.RESTORED or row[1] == Activation.Status.RESTORED):
