@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.conf import settings
 
 
 class FlexibilityConfig(AppConfig):
@@ -10,14 +9,10 @@ class FlexibilityConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from ocpi.signals import profile_result_received, session_started
-        from smatch.celery import app
+        from smatch import roles
 
-        from . import dispatch, roles, tasks
+        from . import dispatch, tasks
 
-        post_migrate.connect(roles.ensure_groups, dispatch_uid="flexibility.roles")
+        post_migrate.connect(roles.ensure_groups, dispatch_uid="smatch.roles")
         session_started.connect(tasks.on_sessions_started, dispatch_uid="flexibility.sessions_started")
         profile_result_received.connect(dispatch.on_profile_result, dispatch_uid="flexibility.profile_result")
-        app.conf.beat_schedule["flexibility.sweep"] = {
-            "task": "flexibility.sweep",
-            "schedule": settings.SWEEP_INTERVAL_S,
-        }

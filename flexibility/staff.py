@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.db import connection, transaction
 
-from .roles import ANALYSTS, OPERATORS, ensure_groups
+from smatch.roles import ANALYSTS, OPERATORS, ensure_groups
 
 ROLES = {"operator": OPERATORS, "analyst": ANALYSTS}
 

@@ -1,7 +1,7 @@
 """Admin of the OCPI link: parties (with the registration actions) and read-only audit records.
 
 Issuing a token A, registering (which mints our token B and stores theirs) and setting the token we
-send a party need CREDENTIALS_PERM, which neither staff group holds (flexibility/roles.py creates it
+send a party need CREDENTIALS_PERM, which neither staff group holds (smatch/roles.py creates it
 and keeps it out of the groups). `token_theirs` commands every charger of a CPO: the form takes it
 but never shows it, to anyone.
 """
@@ -13,6 +13,9 @@ import secrets
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+
+from smatch.admin import ReadOnlyAdmin
+from smatch.roles import CREDENTIALS, CREDENTIALS_PERM
 
 from . import services
 from .errors import OcpiError
@@ -28,22 +31,7 @@ from .models import (
 )
 from .services import clocks, identity
 
-CREDENTIALS = "manage_credentials"
-CREDENTIALS_PERM = f"ocpi_client.{CREDENTIALS}"
 SECRET_FIELD = "token_theirs"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit records: visible, never edited by hand."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class PartyForm(forms.ModelForm):

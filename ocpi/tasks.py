@@ -6,9 +6,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
-
-from smatch.celery import app
 
 from . import services
 from .errors import OcpiClientError, OcpiError
@@ -16,13 +13,6 @@ from .models import OcpiParty
 from .services import locations
 
 log = logging.getLogger(__name__)
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "ocpi-pull-sessions": {"task": "ocpi_client.pull_sessions", "schedule": float(settings.OCPI_PULL_INTERVAL_S)},
-    # Each tick refreshes only the parties due (never pulled, or not for OCPI_LOCATIONS_INTERVAL_S).
-    "ocpi-pull-locations": {"task": "ocpi_client.pull_locations", "schedule": float(settings.OCPI_PULL_INTERVAL_S)},
-}
 
 
 @shared_task(name="ocpi_client.pull_sessions", acks_late=True, ignore_result=True)

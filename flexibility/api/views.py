@@ -6,11 +6,13 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from smatch.rest.limits import BodyLimitMixin
+from smatch.rest.schema import ApiSchema, StrictLimitOffsetPagination
+from smatch.rest.throttles import BrpRateThrottle
+
 from .. import responsiveness, services
 from ..models import Signal
-from .auth import BrpRateThrottle, BrpTokenAuthentication, IsBrp
-from .limits import BodyLimitMixin
-from .schema import ApiSchema, StrictLimitOffsetPagination
+from .auth import BrpTokenAuthentication, IsBrp
 from .serializers import EvseResponsivenessSerializer, SignalCreateSerializer, SignalSerializer
 
 

@@ -13,7 +13,7 @@ from django.contrib.staticfiles import finders
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from flexibility.roles import ANALYSTS, OPERATORS
+from smatch.roles import ANALYSTS, OPERATORS
 
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""")
 URL_IN_SCRIPT = re.compile(r"""["'](?:https?:)?//[^"']+["']""")

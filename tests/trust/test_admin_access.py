@@ -261,8 +261,7 @@ def test_no_group_holds_the_credentials_permission_even_after_a_rebuild(world):
     """The groups are rebuilt after every migrate: the permission exists and stays out of both."""
     from django.contrib.auth.models import Group, Permission
 
-    from flexibility.roles import ensure_groups
-    from ocpi.admin import CREDENTIALS, CREDENTIALS_PERM
+    from smatch.roles import CREDENTIALS, CREDENTIALS_PERM, ensure_groups
 
     ensure_groups()
     ensure_groups()  # idempotent: one permission, still in no group
