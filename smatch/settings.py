@@ -34,9 +34,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # The layers, each importing only those above it in this list; localrun (demo, serve) sits on top.
+    "smatch",
     "ocpi",
     "flexibility",
     "settlement",
+    "localrun",
 ]
 
 MIDDLEWARE = [
@@ -310,7 +313,8 @@ INSTALLED_APPS.append("drf_spectacular_sidecar")
 SPECTACULAR_SETTINGS.update(SWAGGER_UI_DIST="SIDECAR", SWAGGER_UI_FAVICON_HREF="SIDECAR", REDOC_DIST="SIDECAR",
                             # Swagger UI's default validator badge is an image from swagger.io: none.
                             SWAGGER_UI_SETTINGS={"deepLinking": True, "validatorUrl": None})
-# The landing page and the branded admin templates (smatch is not an app, so it is named here).
+# The landing page and the branded admin templates: a directory, so they come before django.contrib.admin's
+# (an app listed after it would come after).
 TEMPLATES[0]["DIRS"].append(BASE_DIR / "smatch" / "templates")
 # How often the operator console refreshes its figures and chart (real seconds).
 CONSOLE_REFRESH_S = env.float("CONSOLE_REFRESH_S", 3.0)

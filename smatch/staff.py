@@ -1,4 +1,4 @@
-"""Staff accounts with one of the two roles, for the `staff_create` command and the local server."""
+"""Staff accounts with one of the two roles (`smatch.roles`), for the `staff_create` command and the local server."""
 
 from __future__ import annotations
 
