@@ -2,7 +2,7 @@
 
 Group `operators` holds the `decide_signal` permission; group `analysts` only views. Every action
 declares its permission; minting or rotating a BRP token needs `ocpi_client.manage_credentials`
-(flexibility/roles.py), which neither group holds.
+(smatch/roles.py), which neither group holds.
 """
 
 from __future__ import annotations
@@ -18,24 +18,14 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from ocpi.admin import CREDENTIALS_PERM
 from ocpi.models import ChargingProfileCall
+from smatch.admin import ReadOnlyAdmin
+from smatch.roles import CREDENTIALS_PERM
 
 from . import responsiveness, services
 from .models import Activation, Brp, Curtailment, Decision, EvseResponsiveness, Signal, SteeringRule
 from .services import activations
 from .summary import activation_summary
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 def has_credentials_permission(request) -> bool:

@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.conf import settings
 
 
 class FlexibilityConfig(AppConfig):
@@ -7,18 +6,11 @@ class FlexibilityConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
+        # Here, not at the top: Django imports apps.py before the models are ready.
         from ocpi.signals import profile_result_received, session_started
-        from smatch.celery import app
 
-        from . import roles, tasks
+        from . import tasks
         from .services import activations
 
-        post_migrate.connect(roles.ensure_groups, dispatch_uid="flexibility.roles")
         session_started.connect(tasks.on_sessions_started, dispatch_uid="flexibility.sessions_started")
         profile_result_received.connect(activations.on_profile_result, dispatch_uid="flexibility.profile_result")
-        app.conf.beat_schedule["flexibility.sweep"] = {
-            "task": "flexibility.sweep",
-            "schedule": settings.SWEEP_INTERVAL_S,
-        }

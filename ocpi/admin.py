@@ -1,18 +1,18 @@
 """Admin of the OCPI link: parties (with the registration actions) and read-only audit records.
 
 Issuing a token A, registering (which mints our token B and stores theirs) and setting the token we
-send a party need CREDENTIALS_PERM, which neither staff group holds (flexibility/roles.py creates it
+send a party need CREDENTIALS_PERM, which neither staff group holds (smatch/roles.py creates it
 and keeps it out of the groups). `token_theirs` commands every charger of a CPO: the form takes it
 but never shows it, to anyone.
 """
 
 from __future__ import annotations
 
-import secrets
-
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
+
+from smatch.admin import ReadOnlyAdmin
+from smatch.roles import CREDENTIALS, CREDENTIALS_PERM
 
 from . import services
 from .errors import OcpiError
@@ -24,26 +24,10 @@ from .models import (
     OcpiPartyRole,
     Session,
     SessionState,
-    hash_token,
 )
-from .services import clocks, identity
+from .services import clocks, identity, queueing
 
-CREDENTIALS = "manage_credentials"
-CREDENTIALS_PERM = f"ocpi_client.{CREDENTIALS}"
 SECRET_FIELD = "token_theirs"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit records: visible, never edited by hand."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class PartyForm(forms.ModelForm):
@@ -89,11 +73,21 @@ class OcpiPartyAdmin(admin.ModelAdmin):
         settable = self.has_manage_credentials_permission(request) and self.has_change_permission(request, obj)
         return [f for f in super().get_fields(request, obj) if settable or f != SECRET_FIELD]
 
+    def has_add_permission(self, request) -> bool:
+        # Adding a party mints its token A (the same service as the ocpi_issue_token command).
+        return super().has_add_permission(request) and self.has_manage_credentials_permission(request)
+
     def save_model(self, request, obj, form, change) -> None:
-        if not obj.token_ours_hash:
-            # A party added by hand gets an unusable token until "issue token" or "register".
-            obj.token_ours_hash = hash_token(secrets.token_urlsafe(32))
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        details = {name: value for name, value in form.cleaned_data.items() if name != "name"}
+        party, token = services.issue_token(obj.name, **details)
+        for field in OcpiParty._meta.concrete_fields:  # the admin logs and redirects to `obj`
+            setattr(obj, field.attname, getattr(party, field.attname))
+        obj._state.adding = False
+        self.message_user(request, f"{party.name}: token A = {token} (copy it now, it is not stored)",
+                          messages.WARNING)
 
     @admin.action(description="Issue a registration token A (pending parties; shown once)", permissions=[CREDENTIALS])
     def issue_token(self, request, queryset) -> None:
@@ -110,36 +104,24 @@ class OcpiPartyAdmin(admin.ModelAdmin):
                   permissions=[CREDENTIALS])
     def register(self, request, queryset) -> None:
         # The credentials handshake is outbound HTTP: it runs in a worker, not in this request.
-        from .tasks import register_party
-
-        for party in queryset:
-            transaction.on_commit(lambda pk=party.pk: register_party.delay(pk))
-        self.message_user(request, f"registration queued for {queryset.count()} parties")
+        queued = queueing.queue_registration(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"registration queued for {len(queued)} parties")
 
     @admin.action(description="Pull locations now (parties offering the module)", permissions=["change"])
     def pull_locations_now(self, request, queryset) -> None:
-        from .tasks import pull_locations
-
-        for party in queryset.filter(status=OcpiParty.Status.REGISTERED):
-            transaction.on_commit(lambda pk=party.pk: pull_locations.delay(pk))
+        queueing.queue_pulls(queueing.LOCATIONS, queryset.values_list("pk", flat=True))
         self.message_user(request, "locations pull queued")
 
     @admin.action(description="Update credentials (new token for them, our current endpoints)",
-                  permissions=["manage_credentials"])
+                  permissions=[CREDENTIALS])
     def update_credentials(self, request, queryset) -> None:
         # Outbound HTTP: runs in a worker (the same service as the ocpi_update_credentials command).
-        from .tasks import update_party_credentials
-
-        for party in queryset.filter(status=OcpiParty.Status.REGISTERED):
-            transaction.on_commit(lambda pk=party.pk: update_party_credentials.delay(pk))
+        queueing.queue_credentials_update(queryset.values_list("pk", flat=True))
         self.message_user(request, "credentials update queued")
 
     @admin.action(description="Pull sessions now", permissions=["change"])
     def pull_sessions_now(self, request, queryset) -> None:
-        from .tasks import pull_sessions
-
-        for party in queryset.filter(status=OcpiParty.Status.REGISTERED):
-            transaction.on_commit(lambda pk=party.pk: pull_sessions.delay(pk))
+        queueing.queue_pulls(queueing.SESSIONS, queryset.values_list("pk", flat=True))
         self.message_user(request, "sessions pull queued")
 
 

@@ -1,86 +1,59 @@
-"""Celery tasks of the OCPI link: the periodic sessions pull (a safety net next to the pushes) and the
-daily Locations refresh."""
+"""Celery tasks of the OCPI link: the periodic pulls (sessions, a safety net next to the pushes; the
+daily Locations refresh), one pull from one party, and the registration handshakes. Their schedule is
+settings' CELERY_BEAT_SCHEDULE; the doors queue them through `services.queueing`."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
-from django.conf import settings
-
-from smatch.celery import app
 
 from . import services
 from .errors import OcpiClientError, OcpiError
 from .models import OcpiParty
-from .services import locations
+from .services import locations, queueing
 
 log = logging.getLogger(__name__)
 
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "ocpi-pull-sessions": {"task": "ocpi_client.pull_sessions", "schedule": float(settings.OCPI_PULL_INTERVAL_S)},
-    # Each tick refreshes only the parties due (never pulled, or not for OCPI_LOCATIONS_INTERVAL_S).
-    "ocpi-pull-locations": {"task": "ocpi_client.pull_locations", "schedule": float(settings.OCPI_PULL_INTERVAL_S)},
+# What one pull calls, and the first retry delay and its cap (seconds) for a transient failure.
+PULLS: dict[str, tuple[Callable[[OcpiParty], object], int, int]] = {
+    queueing.SESSIONS: (services.pull_sessions, 30, 600),
+    queueing.LOCATIONS: (locations.pull_locations, 60, 1800),
 }
 
 
 @shared_task(name="ocpi_client.pull_sessions", acks_late=True, ignore_result=True)
 def pull_sessions(party_pk: int | None = None) -> None:
-    """Pull one party's sessions, or (no id: the beat) queue one pull per registered party."""
-    if party_pk is None:
-        for pk in services.pull_due_sessions():
-            pull_party_sessions.delay(pk)
-        return
-    pull_party_sessions(party_pk)
-
-
-@shared_task(name="ocpi_client.pull_party_sessions", bind=True, acks_late=True, ignore_result=True,
-             max_retries=5)
-def pull_party_sessions(self, party_pk: int) -> None:
-    """Idempotent: states are unique per (session, timestamp), so a re-run stores nothing twice."""
-    party = OcpiParty.objects.filter(pk=party_pk, status=OcpiParty.Status.REGISTERED).first()
-    if party is None:
-        return
-    try:
-        report = services.pull_sessions(party)
-    except OcpiClientError as exc:
-        if exc.transient:
-            raise self.retry(exc=exc, countdown=min(30 * 2**self.request.retries, 600)) from None
-        log.error("sessions pull from %s failed: %s", party, exc)
-        return
-    log.info("pulled %s sessions from %s (%s stored, %s invalid)", report.received, party, report.stored,
-             report.invalid)
+    """The beat: one sessions pull per registered party that is due (or, given an id, that party's)."""
+    queueing.queue_pulls(queueing.SESSIONS, services.pull_due_sessions() if party_pk is None else [party_pk])
 
 
 @shared_task(name="ocpi_client.pull_locations", acks_late=True, ignore_result=True)
 def pull_locations(party_pk: int | None = None) -> None:
-    """Refresh one party's Locations, or (no id: the beat) queue one refresh per party that is due."""
-    if party_pk is None:
-        for pk in locations.locations_due():
-            pull_party_locations.delay(pk)
-        return
-    pull_party_locations(party_pk)
+    """The beat: one Locations refresh per party that is due (or, given an id, that party's)."""
+    queueing.queue_pulls(queueing.LOCATIONS, locations.locations_due() if party_pk is None else [party_pk])
 
 
-@shared_task(name="ocpi_client.pull_party_locations", bind=True, acks_late=True, ignore_result=True,
-             max_retries=5)
-def pull_party_locations(self, party_pk: int) -> None:
-    """Idempotent: connectors are upserted by their ids, sessions bounded again from them."""
+@shared_task(name=queueing.PULL_FROM_PARTY, bind=True, acks_late=True, ignore_result=True, max_retries=5)
+def pull_from_party(self, party_pk: int, module: str) -> None:
+    """Idempotent: states are unique per (session, timestamp) and connectors upserted by their ids, so a
+    re-run stores nothing twice."""
     party = OcpiParty.objects.filter(pk=party_pk, status=OcpiParty.Status.REGISTERED).first()
     if party is None:
         return
+    pull, first_retry_s, max_retry_s = PULLS[module]
     try:
-        report = locations.pull_locations(party)
+        report = pull(party)
     except OcpiClientError as exc:
         if exc.transient:
-            raise self.retry(exc=exc, countdown=min(60 * 2**self.request.retries, 1800)) from None
-        log.error("locations pull from %s failed: %s", party, exc)
+            raise self.retry(exc=exc, countdown=min(first_retry_s * 2**self.request.retries, max_retry_s)) from None
+        log.error("%s pull from %s failed: %s", module, party, exc)
         return
-    log.info("locations of %s: %s", party, report)
+    log.info("%s pull from %s: %s", module, party, report)
 
 
-@shared_task(name="ocpi_client.register_party", acks_late=True, ignore_result=True)
+@shared_task(name=queueing.REGISTER_PARTY, acks_late=True, ignore_result=True)
 def register_party(party_pk: int) -> None:
     """The admin's "register" action: handshake with the versions URL + token A stored on the party.
 
@@ -95,7 +68,7 @@ def register_party(party_pk: int) -> None:
         log.error("registration with %s failed: %s", party, exc)
 
 
-@shared_task(name="ocpi_client.update_party_credentials", acks_late=True, ignore_result=True)
+@shared_task(name=queueing.UPDATE_PARTY_CREDENTIALS, acks_late=True, ignore_result=True)
 def update_party_credentials(party_pk: int) -> None:
     """The admin's "update credentials" action. Not retried: a rotation half done needs a look first."""
     party = OcpiParty.objects.filter(pk=party_pk, status=OcpiParty.Status.REGISTERED).first()

@@ -11,17 +11,7 @@ from django.utils.html import format_html_join
 
 from settlement import services
 from settlement.models import ActivationResult, ImbalancePrice, IspResult, SettlementRun
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from smatch.admin import ReadOnlyAdmin
 
 
 class IspInline(admin.TabularInline):
@@ -97,7 +87,7 @@ class SettlementRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(ActivationResult)
-class ActivationResultAdmin(ReadOnly):
+class ActivationResultAdmin(ReadOnlyAdmin):
     list_display = ["id", "run", "activation", "brp", "t_signal", "t_clear", "baseline_kwh", "delivered_kwh",
                     "shed_kwh", "rebound_kwh", "value_eur", "net_value_eur", "baseline", "data_quality"]
     list_filter = ["data_quality"]
@@ -107,7 +97,7 @@ class ActivationResultAdmin(ReadOnly):
 
 
 @admin.register(ImbalancePrice)
-class ImbalancePriceAdmin(ReadOnly):
+class ImbalancePriceAdmin(ReadOnlyAdmin):
     list_display = ["isp_start", "price_eur_per_mwh", "source"]
     date_hierarchy = "isp_start"
     show_full_result_count = False

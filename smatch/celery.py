@@ -4,6 +4,7 @@ import logging
 import os
 
 from celery import Celery
+from django.db import transaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smatch.settings")
 
@@ -27,3 +28,12 @@ def enqueue(task, *args, countdown: float | None = None) -> bool:
         log.exception("could not queue %s%s: the sweep will pick it up", task.name, args)
         return False
     return True
+
+
+def enqueue_on_commit(task_name: str, *args, countdown: float | None = None) -> None:
+    """Queue the task of this explicit name once the current transaction commits (`enqueue` then).
+
+    By name, so a service queues its follow-up without importing the tasks module that imports it.
+    Outside a transaction it is queued at once.
+    """
+    transaction.on_commit(lambda: enqueue(app.signature(task_name), *args, countdown=countdown))

@@ -39,16 +39,6 @@ def start_embedded_worker(concurrency: int = 4, with_beat: bool = True) -> WorkC
         return worker
 
 
-def stop_embedded_worker() -> None:
-    with _lock:
-        beat = _started.pop("beat", None)
-        if beat is not None:
-            beat.stop()
-        worker = _started.pop("worker", None)
-        if worker is not None:
-            worker.stop(in_sighandler=False)
-
-
 # --- a database of its own --------------------------------------------------------------------
 
 FRESH_MARK = "SMATCH_FRESH_DB"  # set in the re-executed process: the file is fresh, do not restart again

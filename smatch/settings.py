@@ -34,9 +34,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # The layers, each importing only those above it in this list; localrun (demo, serve) sits on top.
+    "smatch",
     "ocpi",
     "flexibility",
     "settlement",
+    "localrun",
 ]
 
 MIDDLEWARE = [
@@ -130,10 +133,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", 3600)}
 if CELERY_EMBEDDED:  # the in-memory transport polls; the default second would add to every latency
     CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 0.05
-CELERY_BEAT_SCHEDULE: dict = {}  # filled by smatch.celery from each app's periodic tasks
 
 # --- Clock --------------------------------------------------------------------------------
-# "system" (default), or "scaled:<sim start ISO>:<real start unix s>:<speed>" so that every
+# "system" (default), or "scaled:<sim start ISO>|<real start unix s>|<speed>" so that every
 # process (web, worker, simulator) agrees on one simulated time.
 SMATCH_CLOCK = env.str("SMATCH_CLOCK", "system")
 
@@ -208,6 +210,18 @@ for _name, _least in (("SETTLEMENT_REBOUND_WINDOW_MIN", 0), ("SETTLEMENT_LEASE_S
                       ("SETTLEMENT_SWEEP_INTERVAL_S", 1), ("SETTLEMENT_MAX_ATTEMPTS", 1)):
     if globals()[_name] < _least:
         raise ValueError(f"{_name} must be at least {_least} (got {globals()[_name]})")
+
+# --- Beat: every periodic task of every app, declared here once --------------------------------
+CELERY_BEAT_SCHEDULE = {
+    # Overdue restores, due policy relays, expiry, stalled sends (flexibility/tasks.py).
+    "flexibility.sweep": {"task": "flexibility.sweep", "schedule": SWEEP_INTERVAL_S},
+    # The sessions pull, a safety net next to the CPO's pushes (ocpi/tasks.py).
+    "ocpi-pull-sessions": {"task": "ocpi_client.pull_sessions", "schedule": float(OCPI_PULL_INTERVAL_S)},
+    # Each tick refreshes only the parties due (never pulled, or not for OCPI_LOCATIONS_INTERVAL_S).
+    "ocpi-pull-locations": {"task": "ocpi_client.pull_locations", "schedule": float(OCPI_PULL_INTERVAL_S)},
+    # Runs whose worker died are re-queued or failed (settlement/tasks.py).
+    "settlement.sweep_stale_runs": {"task": "settlement.sweep_stale_runs", "schedule": SETTLEMENT_SWEEP_INTERVAL_S},
+}
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -299,7 +313,8 @@ INSTALLED_APPS.append("drf_spectacular_sidecar")
 SPECTACULAR_SETTINGS.update(SWAGGER_UI_DIST="SIDECAR", SWAGGER_UI_FAVICON_HREF="SIDECAR", REDOC_DIST="SIDECAR",
                             # Swagger UI's default validator badge is an image from swagger.io: none.
                             SWAGGER_UI_SETTINGS={"deepLinking": True, "validatorUrl": None})
-# The landing page and the branded admin templates (smatch is not an app, so it is named here).
+# The landing page and the branded admin templates: a directory, so they come before django.contrib.admin's
+# (an app listed after it would come after).
 TEMPLATES[0]["DIRS"].append(BASE_DIR / "smatch" / "templates")
 # How often the operator console refreshes its figures and chart (real seconds).
 CONSOLE_REFRESH_S = env.float("CONSOLE_REFRESH_S", 3.0)

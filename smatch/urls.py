@@ -3,8 +3,6 @@ from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from flexibility import console
-
 admin.site.site_header = "SMATCH open SCSP"
 admin.site.site_title = "SMATCH open SCSP"
 admin.site.index_title = "Operations"
@@ -12,7 +10,7 @@ admin.site.index_title = "Operations"
 urlpatterns = [
     path("", TemplateView.as_view(template_name="smatch/landing.html"), name="landing"),
     # Before admin.site.urls, whose catch-all would answer 404 for these.
-    path("admin/console/", include(console.urls(admin.site))),
+    path("admin/console/", include("flexibility.console_urls")),
     path("admin/", admin.site.urls),
     path("ocpi/", include("ocpi.api.urls")),
     path("api/v1/", include("flexibility.api.urls")),

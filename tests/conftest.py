@@ -88,7 +88,7 @@ def other_brp(db, clock):
 def _staff(username: str, group: str):
     from django.contrib.auth.models import Group, User
 
-    from flexibility.roles import ensure_groups
+    from smatch.roles import ensure_groups
 
     ensure_groups()
     user = User.objects.create_user(username, password="pw-" + username, is_staff=True)

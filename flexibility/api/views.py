@@ -5,13 +5,15 @@ from rest_framework import authentication, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from smatch.rest.limits import BodyLimitMixin
+from smatch.rest.schema import ApiSchema, StrictLimitOffsetPagination
+from smatch.rest.throttles import BrpRateThrottle
+
 from .. import responsiveness, services
 from ..error_codes import FlexibilityErrorCode
 from ..models import Signal
 from ..summary import with_delivery_counts
-from .auth import BrpRateThrottle, BrpTokenAuthentication, IsBrp
-from .limits import BodyLimitMixin
-from .schema import ApiSchema, StrictLimitOffsetPagination
+from .auth import BrpTokenAuthentication, IsBrp
 from .serializers import EvseResponsivenessSerializer, SignalCreateSerializer, SignalSerializer
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -48,10 +49,14 @@ def new_token() -> str:
 ENCODINGS = (OcpiParty.TokenEncoding.BASE64, OcpiParty.TokenEncoding.RAW)
 
 
-def issue_token(name: str) -> tuple[OcpiParty, str]:
-    """A PENDING party holding the hash of a fresh token A; the token is returned once, never stored."""
+def issue_token(name: str, **details: Any) -> tuple[OcpiParty, str]:
+    """A PENDING party holding the hash of a fresh token A; the token is returned once, never stored.
+
+    `details`: other fields known already (the admin's add form: versions URL, token theirs, identity).
+    """
     token = new_token()
-    party = OcpiParty.objects.create(name=name, token_ours_hash=hash_token(token), status=OcpiParty.Status.PENDING)
+    party = OcpiParty.objects.create(**details, name=name, token_ours_hash=hash_token(token),
+                                     status=OcpiParty.Status.PENDING)
     return party, token
 
 

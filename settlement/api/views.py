@@ -5,13 +5,14 @@ from __future__ import annotations
 from rest_framework import authentication, mixins, permissions, viewsets
 from rest_framework.exceptions import ValidationError
 
-from flexibility.api.auth import BrpTokenAuthentication, BrpUser, SettlementRateThrottle
-from flexibility.api.limits import BodyLimitMixin
-from flexibility.api.schema import ApiSchema, StrictLimitOffsetPagination
-from flexibility.roles import ANALYSTS
+from flexibility.api.auth import BrpTokenAuthentication, BrpUser
 from settlement import services
 from settlement.core.baselines import DEFAULT_BASELINE
 from settlement.models import ActivationResult, SettlementRun
+from smatch.rest.limits import BodyLimitMixin
+from smatch.rest.schema import ApiSchema, StrictLimitOffsetPagination
+from smatch.rest.throttles import SettlementRateThrottle
+from smatch.roles import ANALYSTS
 
 from .serializers import ActivationResultSerializer, RunSerializer
 

@@ -13,7 +13,7 @@ from django.contrib.staticfiles import finders
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from flexibility.roles import ANALYSTS, OPERATORS
+from smatch.roles import ANALYSTS, OPERATORS
 
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""")
 URL_IN_SCRIPT = re.compile(r"""["'](?:https?:)?//[^"']+["']""")
@@ -67,7 +67,7 @@ def test_staff_create_refuses_with_a_code(db):
     call_command("staff_create", "nina", "--role", "operator")
     with pytest.raises(CommandError, match=r"exists already \[exists\]"):
         call_command("staff_create", "nina", "--role", "analyst")
-    from flexibility.staff import StaffRefused, create_staff
+    from smatch.staff import StaffRefused, create_staff
 
     with pytest.raises(StaffRefused) as refused:
         create_staff("boss", "superuser")

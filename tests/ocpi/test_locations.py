@@ -83,7 +83,7 @@ def test_a_party_without_the_module_is_not_asked(party, cpo_server):
 
 
 def test_the_daily_refresh_is_on_the_beat():
-    assert tasks.pull_locations.name == "ocpi_client.pull_locations"  # importing the tasks registers the beat
+    assert tasks.pull_locations.name == "ocpi_client.pull_locations"  # the beat (settings) names this task
     entry = app.conf.beat_schedule["ocpi-pull-locations"]
     assert entry["task"] == "ocpi_client.pull_locations" and entry["schedule"] == 300.0
 

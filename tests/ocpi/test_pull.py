@@ -75,10 +75,11 @@ def test_pull_errors_are_transient_for_5xx(party, cpo_server):
     assert party.sessions_pulled_until is None
 
 
-def test_periodic_task_pulls_every_registered_party(party, cpo_server, clock):
+def test_periodic_task_pulls_every_registered_party(party, cpo_server, clock, django_capture_on_commit_callbacks):
     serve_sessions(cpo_server, five_sessions())
     OcpiParty.objects.create(name="pending", token_ours_hash="x" * 64)  # not registered: not pulled
-    tasks.pull_sessions.delay()
+    with django_capture_on_commit_callbacks(execute=True):  # one pull per party, queued on commit
+        tasks.pull_sessions.delay()
     assert Session.objects.count() == 5
     first = next(c for c in cpo_server.calls if c.method == "GET")
     assert first.query["date_to"] == "2025-05-06T17:04:00Z"  # now, from the product clock

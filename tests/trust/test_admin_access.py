@@ -130,6 +130,42 @@ def test_superuser_issues_a_token_a(client, world):
     assert OcpiParty.objects.get(pk=party.pk).token_ours_hash == hash_token(token)
 
 
+@pytest.mark.parametrize(("role", "status"), [("analyst", 403), ("operator", 403), ("staff", 403),
+                                              ("superuser", 200)])
+def test_only_a_credentials_holder_may_add_a_party(client, world, role, status):
+    assert as_caller(client, world, role, "admin").get("/admin/ocpi_client/ocpiparty/add/").status_code == status
+
+
+def test_a_party_added_by_hand_gets_its_token_a_from_the_issue_token_service(client, world):
+    as_caller(client, world, "superuser", "admin")
+    form = {"name": "Hand-made CPO", "versions_url": "https://cpo.example/ocpi/versions", "token_theirs": "",
+            "country_code": "NL", "party_id": "HND", "role": "CPO", "_save": "Save"}
+    response = client.post("/admin/ocpi_client/ocpiparty/add/", form, follow=True)
+    text = " ".join(str(m) for m in get_messages(response.wsgi_request))
+    token = text.split("token A = ", 1)[1].split()[0]
+    party = OcpiParty.objects.get(name="Hand-made CPO")
+    assert (party.status, party.party_id, party.token_ours_hash) == ("PENDING", "HND", hash_token(token))
+
+
+@pytest.mark.parametrize(("action", "task"), [("pull_sessions_now", ("ocpi_client.pull_from_party", "sessions")),
+                                              ("pull_locations_now", ("ocpi_client.pull_from_party", "locations")),
+                                              ("update_credentials", ("ocpi_client.update_party_credentials",))])
+def test_party_actions_queue_one_task_per_registered_party_on_commit(client, world, cpo, action, task,
+                                                                      django_capture_on_commit_callbacks,
+                                                                      monkeypatch):
+    queued = []
+    monkeypatch.setattr("smatch.celery.enqueue", lambda sig, *args, **kw: queued.append((sig.name, *args)))
+    as_caller(client, world, "superuser", "admin")
+    with django_capture_on_commit_callbacks() as callbacks:
+        client.post("/admin/ocpi_client/ocpiparty/", {"action": action, "index": 0,
+                                                      "_selected_action": [cpo.pk, _pending(world).pk]})
+    assert queued == []  # nothing before the commit
+    for callback in callbacks:
+        callback()
+    name, *rest = task
+    assert queued == [(name, cpo.pk, *rest)]  # the pending party is not pulled nor updated
+
+
 # --- token_theirs: write-only -------------------------------------------------------------------------------
 
 def _party_form(party: OcpiParty, **changes) -> dict:
@@ -261,8 +297,7 @@ def test_no_group_holds_the_credentials_permission_even_after_a_rebuild(world):
     """The groups are rebuilt after every migrate: the permission exists and stays out of both."""
     from django.contrib.auth.models import Group, Permission
 
-    from flexibility.roles import ensure_groups
-    from ocpi.admin import CREDENTIALS, CREDENTIALS_PERM
+    from smatch.roles import CREDENTIALS, CREDENTIALS_PERM, ensure_groups
 
     ensure_groups()
     ensure_groups()  # idempotent: one permission, still in no group

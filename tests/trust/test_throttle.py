@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from flexibility.api.auth import BrpRateThrottle, BrpUser, CallerRateThrottle
+from flexibility.api.auth import BrpUser
+from smatch.rest.throttles import BrpRateThrottle, CallerRateThrottle
 
 ROOT = Path(__file__).resolve().parents[2]
 

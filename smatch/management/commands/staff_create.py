@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from flexibility.staff import ROLES, StaffRefused, create_staff
+from smatch.staff import ROLES, StaffRefused, create_staff
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Staff accounts with one of the two roles, for the `staff_create` command and the local server."""
+"""Staff accounts with one of the two roles (`smatch.roles`), for the `staff_create` command and the local server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.db import connection, transaction
 
-from .roles import ANALYSTS, OPERATORS, ensure_groups
+from smatch.roles import ANALYSTS, OPERATORS, ensure_groups
 
 ROLES = {"operator": OPERATORS, "analyst": ANALYSTS}
 

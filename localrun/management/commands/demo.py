@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from flexibility.demo import run_demo
+from localrun.demo import run_demo
 from smatch.embedded import restart_on_fresh_database
 
 

@@ -6,6 +6,9 @@ hand-written data migration.
 Minting or rotating a credential (a BRP token, an OCPI token A, the token we send a party) needs
 `ocpi_client.manage_credentials`, which neither group holds: a superuser, or a user it is given to
 one by one. It is created here rather than in a model's Meta so that no migration is needed.
+
+The apps are named by their labels, never imported: this module sits below them (smatch). It runs
+after every migrate (`post_migrate`, connected in `flexibility/apps.py`).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
 
-from ocpi.admin import CREDENTIALS
-from ocpi.models import OcpiParty
-
 OPERATORS, ANALYSTS = "operators", "analysts"
 PRODUCT_APPS = ("flexibility", "ocpi_client", "settlement")
+# The credentials permission hangs on the OCPI party model (app label, model name).
+CREDENTIALS = "manage_credentials"
+CREDENTIALS_PERM = f"ocpi_client.{CREDENTIALS}"
+_CREDENTIALS_MODEL = ("ocpi_client", "ocpiparty")
 
 
 def _perms(query: Q) -> list[Permission]:
@@ -26,8 +30,11 @@ def _perms(query: Q) -> list[Permission]:
 
 
 def ensure_credentials_permission() -> Permission:
+    # get_or_create: the first app's post_migrate may run before the OCPI app's content types exist.
+    app_label, model = _CREDENTIALS_MODEL
+    content_type, _ = ContentType.objects.get_or_create(app_label=app_label, model=model)
     permission, _ = Permission.objects.get_or_create(
-        codename=CREDENTIALS, content_type=ContentType.objects.get_for_model(OcpiParty),
+        codename=CREDENTIALS, content_type=content_type,
         defaults={"name": "Can mint or rotate credentials (BRP tokens, OCPI tokens)"})
     return permission
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from flexibility import local
+from localrun import server as local
 from smatch.embedded import restart_on_fresh_database
 
 

@@ -21,17 +21,16 @@ from django.conf import settings
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 
+from flexibility.console_figures import LATENCY_WORDS, skips_in_words
+from flexibility.models import Activation, Brp, Signal
+from flexibility.services import create_brp
+from flexibility.summary import activation_summary
 from ocpi import services as ocpi
 from ocpi.models import Session
 from simulator.config import SimConfig
 from simulator.server import SimulatorServer
 from smatch import clock
 from smatch.embedded import start_embedded_worker
-
-from .console_figures import LATENCY_WORDS, skips_in_words
-from .models import Activation, Brp, Signal
-from .services import create_brp
-from .summary import activation_summary
 
 SIM_START = datetime(2025, 5, 6, 17, 1, tzinfo=UTC)  # a Tuesday evening peak, early in an ISP
 # The BRP posts at this simulated instant, every run: by then every ongoing session has pushed a state

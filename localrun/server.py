@@ -18,15 +18,14 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.management import call_command
 
+from flexibility.models import Brp
+from flexibility.services import create_brp
 from ocpi import services as ocpi
 from simulator.config import SimConfig
 from simulator.server import SimulatorServer
 from smatch import clock
 from smatch.embedded import start_embedded_worker
-
-from .models import Brp
-from .services import create_brp
-from .staff import any_staff, create_staff
+from smatch.staff import any_staff, create_staff
 
 SIM_START = datetime(2025, 5, 6, 17, 1, tzinfo=UTC)  # a Tuesday evening peak: many sessions above 8 A
 FIRST_LOGIN = "admin"
