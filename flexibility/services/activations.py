@@ -9,7 +9,6 @@ queue what it returns.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,8 +28,6 @@ from .. import lifecycle, planning, summary
 from ..lifecycle import LIVE, RUNNING
 from ..models import Activation, Curtailment, SteeringRule
 from ..responsiveness import flagged_evse_keys
-
-log = logging.getLogger(__name__)
 
 S = Curtailment.Status
 THROTTLED = (*LIVE, S.RESTORED)  # what counts against the 4-hour budget

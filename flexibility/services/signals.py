@@ -2,13 +2,12 @@
 
 Views, admin actions, the console, commands and tasks call these; they hold no HTTP or admin
 concerns. Status moves go through `flexibility.lifecycle`. What must happen next (the policy's
-relay, the dispatch, an early restore) is queued on commit by the task's name: this module never
-imports the tasks, which call it.
+relay, the dispatch, an early restore) is queued on commit by the task's name
+(`smatch.celery.enqueue_on_commit`): this module never imports the tasks, which call it.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,18 +20,10 @@ from .. import lifecycle, planning
 from ..error_codes import FlexibilityErrorCode as Code
 from ..models import Activation, Brp, Decision, Signal
 
-log = logging.getLogger(__name__)
-
 POLICY_LABEL = "policy"
 # The tasks this module queues, by their registered names (flexibility/tasks.py).
 RELAY_BY_POLICY, DISPATCH_ACTIVATION, RESTORE_ACTIVATION = (
     "flexibility.relay_by_policy", "flexibility.dispatch_activation", "flexibility.restore_activation")
-
-
-def _queue_on_commit(task_name: str, *args, countdown: float | None = None) -> None:
-    """Queue a task by name once the transaction commits, through the broker-safe path: if the
-    broker is down the sweep finds the committed work (`smatch.celery.enqueue`)."""
-    transaction.on_commit(lambda: celery.enqueue(celery.app.signature(task_name), *args, countdown=countdown))
 
 
 class SignalRefused(Refusal):
@@ -106,9 +97,9 @@ def _same_or_conflict(signal: Signal, direction: str, end_time, isp_start) -> Si
 
 def _apply_policy_on_arrival(signal: Signal) -> None:
     if signal.brp.policy == Brp.Policy.AUTO:
-        _queue_on_commit(RELAY_BY_POLICY, signal.pk)
+        celery.enqueue_on_commit(RELAY_BY_POLICY, signal.pk)
     elif signal.brp.policy == Brp.Policy.AUTO_AFTER:
-        _queue_on_commit(RELAY_BY_POLICY, signal.pk, countdown=clock.real_seconds_until(signal.auto_relay_at))
+        celery.enqueue_on_commit(RELAY_BY_POLICY, signal.pk, countdown=clock.real_seconds_until(signal.auto_relay_at))
 
 
 def _decide(signal: Signal, action: str, actor, label: str, reason: str = "") -> None:
@@ -139,7 +130,7 @@ def relay_signal(signal_id: int, actor=None, label: str | None = None) -> Activa
             _decide(signal, Decision.Action.RELAY, actor, label or _label(actor))
     if expired:
         raise SignalConflict(Code.SIGNAL_EXPIRED, "the signal's end has passed: it expired and cannot be relayed")
-    _queue_on_commit(DISPATCH_ACTIVATION, activation.pk)
+    celery.enqueue_on_commit(DISPATCH_ACTIVATION, activation.pk)
     return activation
 
 
@@ -203,7 +194,7 @@ def end_early(signal_id: int, actor=None, label: str | None = None, cancel: bool
             Activation.objects.filter(signal=signal, ends_at__gt=now).update(ends_at=now, stopped_early=True)
             if cancel:
                 lifecycle.cancel_signal(signal.pk)
-            _queue_on_commit(RESTORE_ACTIVATION, signal.activation.pk)
+            celery.enqueue_on_commit(RESTORE_ACTIVATION, signal.activation.pk)
         else:
             raise SignalConflict(Code.NOTHING_TO_END, f"signal is {signal.status}: nothing to {action}")
         _decide(signal, action, actor, label or _label(actor))

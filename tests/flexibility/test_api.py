@@ -5,8 +5,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from flexibility import lifecycle, summary
 from flexibility.error_codes import FlexibilityErrorCode
 from flexibility.models import Activation, Curtailment, Signal
 from ocpi.models import OcpiParty, Session
@@ -138,8 +141,6 @@ def test_the_activation_shows_cap_states_and_delivery_separately(brp):
 
 
 def _restored_signal(brp, n: int) -> None:
-    from flexibility import lifecycle, summary
-
     signal = Signal.objects.create(brp=brp, external_id=f"done-{n}", direction="reduce_consumption", received_at=T0,
                                    status="restored")
     activation = Activation.objects.create(signal=signal, relayed_at=T0, ends_at=T0 + timedelta(minutes=11))
@@ -148,9 +149,6 @@ def _restored_signal(brp, n: int) -> None:
 
 
 def test_the_list_reads_restored_figures_from_their_rows_not_per_signal(brp):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     def queries_for_the_list() -> int:
         with CaptureQueriesContext(connection) as queries:
             assert api(brp).get(URL).status_code == 200

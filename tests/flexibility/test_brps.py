@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
 from flexibility import services
@@ -47,10 +50,6 @@ def test_the_admin_edits_through_the_service(brp, client, django_user_model):
 
 
 def test_brp_create_refuses_a_bad_policy_and_stores_nothing(db):
-    from io import StringIO
-
-    from django.core.management import CommandError, call_command
-
     with pytest.raises(CommandError):  # the sentence is for people: BrpRefused's code is tested above
         call_command("brp_create", "Odd supplier", "--policy", "sometimes", stdout=StringIO(), stderr=StringIO())
     assert not Brp.objects.exists()

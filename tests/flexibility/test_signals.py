@@ -7,6 +7,8 @@ import pytest
 from flexibility import services
 from flexibility.error_codes import FlexibilityErrorCode as Code
 from flexibility.models import Activation, Brp, Decision, Signal
+from flexibility.services import signals
+from smatch.celery import app
 from tests.conftest import T0
 
 REDUCE = "reduce_consumption"
@@ -161,3 +163,8 @@ def test_the_preview_shows_the_shed_range_and_where_the_draw_came_from(brp, oper
     page = client.get(f"/admin/flexibility/signal/{signal.pk}/change/").content.decode()
     assert "0 sessions eligible, expected shed 0.0-0.0 kW (draw measured 0 / from POWER 0 / from kWh 0" in page
     assert "skipped: none" in page
+
+
+def test_every_task_the_services_queue_by_name_is_registered():
+    names = (signals.RELAY_BY_POLICY, signals.DISPATCH_ACTIVATION, signals.RESTORE_ACTIVATION)
+    assert all(name in app.tasks for name in names)
