@@ -4,14 +4,15 @@ The cap and PUT figures are final once the activation is restored (a result arri
 stale and changes nothing), so `services.activations.restore_activation` stores them then
 (`final_figures`, written by `lifecycle.activation_restored`) and a restored activation's summary
 reads them from its row instead of recounting its caps and calls. Only the delivery verdicts,
-judged by measurement after the restore, are still counted (or read from the list's annotations).
+judged by measurement after the restore, are still counted (for a list page, in one query).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 
 from ocpi.models import ChargingProfileCall
 
@@ -51,12 +52,15 @@ def delivery_counts(activation: Activation) -> dict:
         **{name: Count("pk", filter=Q(**{field: verdict})) for name, (field, verdict) in DELIVERY.items()})
 
 
-def with_delivery_counts(signals: QuerySet[Signal]) -> QuerySet[Signal]:
-    """Signals with their activation's delivery figures as annotations (`delivery_<name>`): a list
-    reads every row's summary without a query per row."""
-    caps = "activation__curtailments"
-    return signals.annotate(**{f"delivery_{name}": Count(caps, filter=Q(**{f"{caps}__{field}": verdict}))
-                               for name, (field, verdict) in DELIVERY.items()})
+def delivery_counts_of(activation_ids: Iterable[int]) -> dict[int, dict]:
+    """`delivery_counts` of many activations in one query (a page of the signal list)."""
+    ids = list(activation_ids)
+    counts = {pk: dict.fromkeys(DELIVERY, 0) for pk in ids}
+    rows = Curtailment.objects.filter(activation_id__in=ids).values("activation_id").annotate(
+        **{name: Count("pk", filter=Q(**{field: verdict})) for name, (field, verdict) in DELIVERY.items()})
+    for row in rows:
+        counts[row.pop("activation_id")] = row
+    return counts
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -120,7 +124,7 @@ def activation_summary(activation: Activation, delivery: dict | None = None) -> 
     """Counts, kW and latency figures (milliseconds after the signal was received).
 
     A restored activation's figures come from its row; `delivery`, if given, saves counting the
-    delivery verdicts (a list passes its annotations).
+    delivery verdicts (a list page counts them for all its rows at once).
     """
     figures = _stored_figures(activation) or final_figures(activation)
     by_status, states = figures["sessions_by_outcome"], figures["caps_by_state"]
@@ -153,14 +157,17 @@ def activation_summary(activation: Activation, delivery: dict | None = None) -> 
     }
 
 
-def signal_summary(signal: Signal) -> dict | None:
-    """The activation summary of a relayed signal, or None before relay. A signal read through
-    `with_delivery_counts` brings its delivery figures along."""
+def activation_id_of(signal: Signal) -> int | None:
     try:
-        activation = signal.activation
+        return signal.activation.pk
     except Activation.DoesNotExist:
         return None
-    delivery = None
-    if hasattr(signal, "delivery_responded"):
-        delivery = {name: getattr(signal, f"delivery_{name}") for name in DELIVERY}
-    return activation_summary(activation, delivery)
+
+
+def signal_summary(signal: Signal, delivery: Mapping[int, dict] | None = None) -> dict | None:
+    """The activation summary of a relayed signal, or None before relay. `delivery`: the delivery
+    counts by activation id, when the caller counted them for many (`delivery_counts_of`)."""
+    activation_id = activation_id_of(signal)
+    if activation_id is None:
+        return None
+    return activation_summary(signal.activation, (delivery or {}).get(activation_id))

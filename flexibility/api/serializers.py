@@ -38,7 +38,7 @@ class SignalSerializer(serializers.ModelSerializer):
         return reverse("signal-detail", args=[signal.pk], request=self.context.get("request"))
 
     def get_activation(self, signal: Signal) -> dict | None:
-        return signal_summary(signal)
+        return signal_summary(signal, self.context.get("delivery"))  # a list page counted them at once
 
 
 class EvseResponsivenessSerializer(serializers.Serializer):

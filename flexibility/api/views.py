@@ -9,10 +9,9 @@ from smatch.rest.limits import BodyLimitMixin
 from smatch.rest.schema import ApiSchema, StrictLimitOffsetPagination
 from smatch.rest.throttles import BrpRateThrottle
 
-from .. import responsiveness, services
+from .. import responsiveness, services, summary
 from ..error_codes import FlexibilityErrorCode
 from ..models import Signal
-from ..summary import with_delivery_counts
 from .auth import BrpTokenAuthentication, IsBrp
 from .serializers import EvseResponsivenessSerializer, SignalCreateSerializer, SignalSerializer
 
@@ -35,8 +34,15 @@ class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     error_codes = FlexibilityErrorCode
 
     def get_queryset(self):
-        signals = Signal.objects.filter(brp=self.request.auth).select_related("activation", "activation__signal")
-        return with_delivery_counts(signals)  # a restored activation's other figures are on its row
+        return Signal.objects.filter(brp=self.request.auth).select_related("activation", "activation__signal")
+
+    def list(self, request):
+        """A page of signals; their delivery counts in one query (a restored activation's other
+        figures are on its row), so the page costs the same for 5 signals as for 50."""
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        delivery = summary.delivery_counts_of(filter(None, map(summary.activation_id_of, page)))
+        data = self.get_serializer(page, many=True, context={**self.get_serializer_context(), "delivery": delivery})
+        return self.get_paginated_response(data.data)
 
     @extend_schema(request=SignalCreateSerializer, responses={200: SignalSerializer, 202: SignalSerializer},
                    examples=[OpenApiExample("relay until the next ISP boundary", request_only=True,
