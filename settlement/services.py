@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from flexibility import responsiveness
 from settlement import exports, files, prices
 from settlement.core.baselines import DEFAULT_BASELINE
 from settlement.core.frames import FrameError
@@ -55,7 +56,8 @@ def settle_files(states_path: str | Path, activations_path: str | Path, out_dir:
         if progress:
             progress(1)
         params = SettleParams(reconstruction=ReconstructionParams(grid_s=grid_s, shape=shape),
-                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0)
+                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0,
+                              delivery=responsiveness.rule())
         result = settle_frames(states, activations, price_series, baseline=baseline, params=params,
                                progress=progress, meters=meters)
     except (files.InputFileError, prices.PriceFileError, FrameError, ValueError) as exc:
@@ -155,7 +157,8 @@ def run_settlement(run_id: int) -> None:
             raise SettlementError("no session states around the activations")
         beat(1)
         params = SettleParams(reconstruction=ReconstructionParams(grid_s=run.grid_s),
-                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0)
+                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0,
+                              delivery=responsiveness.rule())
         result = settle_frames(states, acts, loaders.prices_series(start, end), baseline=run.baseline,
                                params=params, progress=beat,
                                curtailments=loaders.curtailments_frame(list(acts["activation_id"])))

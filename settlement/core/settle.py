@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from flexibility.delivery import Rule
 from settlement.core.baselines import BASELINES, DEFAULT_BASELINE, Baseline
 from settlement.core.counterfactual import rebound_kwh
 from settlement.core.edges import EdgeWindow, detect_edges, mean_power_kw
@@ -38,8 +39,7 @@ class SettleParams:
     # Above this share of active sessions with data issues the activation is "thin". Not zero: with
     # thousands of sessions one flagged session always exists and barely moves the aggregate.
     max_flagged_share: float = 0.05
-    grace_s: float = 120.0  # non-responder: first state later than this after the signal...
-    responder_threshold_a: float = 8.5  # ...still above this per-phase current
+    delivery: Rule = field(default_factory=Rule)  # the dispatcher's rule for non-responders (flexibility.delivery)
     tod_bin_minutes: int = 15
     idle_w: float = 4.5  # meter reconciliation: idle consumption per station
     notch: bool = True  # give reconstruction the activation windows (see reconstruction: notch)
@@ -79,8 +79,10 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
     `<name>_...` columns. `progress(n)` is called as work advances (1 for the reconstruction, 1 per
     activation). `meters` (station_id, interval_start, energy_kwh) adds a meter reconciliation; a
     `station_id` column in `states` maps sessions to stations (default: one station per EVSE).
-    `curtailments` (session_id, start, end) feed the driver-impact KPIs; without them the throttled
-    sessions are approximated from the states (see kpis.frames_from_states).
+    `curtailments` (activation_id, session_id, start, end; optionally before_a and asked, see
+    potential.non_responders) are the caps sent: they feed the driver-impact KPIs and the
+    non-responders (judged by the dispatcher's rule); without them the caps are approximated from
+    the states (see kpis.frames_from_states).
     """
     params = params or SettleParams()
     names = _baseline_names(baseline)
@@ -91,7 +93,7 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
     power = rec.power_kw()
     theoretical = rec.theoretical_kw()
     warnings: list[str] = []
-    rows, isp_rows, rebound_rows, all_baselines, silent = [], [], [], {}, []
+    rows, isp_rows, rebound_rows, all_baselines = [], [], [], {}
     flags = rec.session_flags["flags"].to_numpy(str)
     flagged = np.array([any(q in f for q in QUALITY_FLAGS) for f in flags], bool)
     for k, act in enumerate(acts.itertuples(index=False)):
@@ -122,23 +124,23 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
             "data_quality": "thin" if reasons else "ok", "dq_reasons": "; ".join(reasons),
         })
         rows.append(row)
-        silent.append(non_responders(rec, act.activation_id, ts, tc, params.grace_s, params.responder_threshold_a))
         if progress:
             progress(1)
     # Outputs follow the caller's order of activations (computation goes by time: the next signal
     # ends a rebound window).
     rank = {str(a): i for i, a in enumerate(activations["activation_id"])}
+    sessions, approximated = frames_from_states(rec, acts)
+    caps = approximated if curtailments is None else curtailments
     return SettlementResult(
         activations=_in_order(_ordered(pd.DataFrame(rows), [*ACTIVATION_COLUMNS, "baseline", *NET_COLUMNS]), rank),
         isp=_in_order(_ordered(pd.DataFrame(isp_rows), ISP_COLUMNS), rank),
         rebound=_in_order(_ordered(pd.DataFrame(rebound_rows), REBOUND_COLUMNS), rank),
         reconstruction=rec, baselines=all_baselines,
-        non_responders=pd.concat(silent, ignore_index=True) if silent else pd.DataFrame(
-            columns=["activation_id", "evse_uid", "session_id", "state_at", "max_current_a"]),
+        non_responders=_in_order(non_responders(rec, caps, params.delivery), rank),
         erasable_by_tod=erasable_by_time_of_day(rec, bin_minutes=params.tod_bin_minutes),
         warnings=warnings,
         meters=None if meters is None else reconcile_meters(rec, meters, _stations(states, rec), params.idle_w),
-        kpis=_kpis(rec, acts, curtailments),
+        kpis=driver_impact(sessions, caps, acts),
     )
 
 
@@ -211,11 +213,6 @@ def _net(row: dict, later: list[dict]) -> dict:
     return {"rebound_kwh": rebound, "never_delivered_kwh": row["shed_kwh"] - rebound,
             "rebound_value_eur": rebound_value,
             "net_value_eur": row["value_eur"] - rebound_value}
-
-
-def _kpis(rec: Reconstruction, acts: pd.DataFrame, curtailments: pd.DataFrame | None) -> dict[str, float]:
-    sessions, approximated = frames_from_states(rec, acts)
-    return driver_impact(sessions, approximated if curtailments is None else curtailments, acts)
 
 
 def _stations(states: pd.DataFrame, rec: Reconstruction) -> np.ndarray | None:
