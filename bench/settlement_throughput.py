@@ -7,7 +7,7 @@ Each measurement runs in a fresh child process (its peak RSS is the memory figur
 
 - files: read S.csv + A.csv, `settle_frames` (the compute), write every output (CSV, XLSX, PNG).
 - database: the states are COPied into a fresh PostgreSQL database (Session, SessionState, Activation rows);
-  load with `settlement.loaders`, then `settle_frames` (the same compute).
+  load with `settlement.io.db`, then `settle_frames` (the same compute).
 - loop: a plain per-session pandas loop doing the core of the same work on the same frame (per session:
   sort, clip, energy interpolated on the 60 s grid, E(t_clear) - E(t_signal); then the aggregate power and a
   trapezoid baseline per activation). It has no step shape, flags, edges, KPIs or exports, so the ratio
@@ -80,8 +80,9 @@ def child(mode: str, folder: Path) -> dict:
     """One measurement in this (fresh) process; prints a JSON line."""
     import tempfile
 
-    from settlement import exports, files
     from settlement.core import settle_frames
+    from settlement.io import files
+    from settlement.outputs import exports
 
     out: dict = {}
     t0 = time.perf_counter()
@@ -89,7 +90,7 @@ def child(mode: str, folder: Path) -> dict:
         import django
 
         django.setup()
-        from settlement import loaders
+        from settlement.io import db as loaders
 
         acts = loaders.activations_frame(*_period())
         margin = 900

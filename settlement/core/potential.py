@@ -129,4 +129,4 @@ def _phases(phases: float) -> int | tuple[int, ...]:
 
 
 def _at(rec: Reconstruction, seconds: float) -> datetime:
-    return (rec.t0 + pd.Timedelta(seconds=float(seconds))).to_pydatetime()
+    return (rec.t0 + pd.Timedelta(seconds=float(seconds))).round("us").to_pydatetime()

@@ -129,11 +129,6 @@ class Reconstruction:
         energy = self.e_kwh[idx_c] + self.partial_kwh(idx_c, t - self.t[idx_c])
         return np.where(ok, energy, 0.0)
 
-    def aggregate_energy_at(self, t: float) -> float:
-        """Sum over sessions of E_i(t)."""
-        codes = np.arange(len(self.session_ids))
-        return float(self.session_energy_at(codes, np.full(len(codes), float(t))).sum())
-
 
 def _partial(u, T, dE, mode, a, b, tau, notch, level) -> np.ndarray:
     """Energy of an interval (length T, energy dE, shape mode/a/b/tau/notch/level) in its first u seconds."""

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from settlement.core.frames import ACTIVATION_COLUMNS, CURRENT_COLUMNS, STATE_COLUMNS
-from settlement.wiretime import parse_wire_times
+from settlement.io.wiretime import parse_wire_times
 
 METER_COLUMNS = ["station_id", "interval_start", "energy_kwh"]
 
@@ -42,7 +42,7 @@ def _fail(path: Path, frame: pd.DataFrame, bad: np.ndarray, col: str, why: str) 
 
 
 def _times(path: Path, frame: pd.DataFrame, col: str) -> pd.Series:
-    """ISO 8601 as the wire sends it (settlement.wiretime): any case, hour-only or mixed offsets, and no
+    """ISO 8601 as the wire sends it (settlement.io.wiretime): any case, hour-only or mixed offsets, and no
     designator = UTC (OCPI). The first bad row is named with its value."""
     raw = frame[col].str.strip()
     _fail(path, frame, (raw == "").to_numpy(), col, "is empty (an ISO 8601 date-time is needed)")
