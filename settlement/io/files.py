@@ -78,9 +78,10 @@ def _read_clean_states(path: Path) -> pd.DataFrame | None:
     """The states of a file whose every row is valid, or None (then the checking path decides).
 
     Profiled on a 16,000-point day (1.3 M rows): stripping and parsing every cell as text cost ~80 %
-    of the read. Here numbers go straight through the CSV parser (correctly rounded, like the checking
-    path), and text columns are stripped and timestamps parsed once per distinct value (a day has at
-    most 86,400 distinct seconds, and ~26,000 sessions), then spread back by their codes.
+    of the read. Here numbers go straight through the CSV parser (the same floats as the checking
+    path: tests/settlement/test_io_files.py), and text columns are stripped and timestamps parsed once
+    per distinct value (a day has at most 86,400 distinct seconds, and ~26,000 sessions), then spread
+    back by their codes.
     """
     numeric = STATE_COLUMNS[3:]
     try:
@@ -90,8 +91,7 @@ def _read_clean_states(path: Path) -> pd.DataFrame | None:
         text_columns = [c for c in ("session_id", "evse_uid", "timestamp", "station_id") if c in header]
         frame = pd.read_csv(path, usecols=[*STATE_COLUMNS, *(["station_id"] if "station_id" in header else [])],
                             dtype={**{c: str for c in text_columns}, **{c: "float64" for c in numeric}},
-                            keep_default_na=False, na_values={c: [""] for c in numeric}, encoding="utf-8-sig",
-                            float_precision="round_trip")
+                            keep_default_na=False, na_values={c: [""] for c in numeric}, encoding="utf-8-sig")
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
         return None
     values = frame[numeric].to_numpy(float)
