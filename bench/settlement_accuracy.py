@@ -28,7 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from settlement.accuracy import (
+from bench.settlement_accuracy_measures import (
     energy_errors,
     hourly_activations,
     isp_energy_kwh,

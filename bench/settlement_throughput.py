@@ -1,13 +1,21 @@
 """Settlement throughput: a simulated day of states with 30 activations, settled from files and from the database.
 
     python bench/settlement_throughput.py [--quick] [--repeat N] [--json OUT] [--points 1000,4000,16000]
+        [--doors files,database,loop] [--root CHECKOUT]
 
 Data: `python -m simulator batch --points N --seed 1 --activations 30` (cached in var/bench/sim_N_s1/).
 Each measurement runs in a fresh child process (its peak RSS is the memory figure):
 
 - files: read S.csv + A.csv, `settle_frames` (the compute), write every output (CSV, XLSX, PNG).
 - database: the states are COPied into a fresh PostgreSQL database (Session, SessionState, Activation rows);
-  load with `settlement.loaders`, then `settle_frames` (the same compute).
+  load with `settlement.io.db`, then `settle_frames` (the same compute).
+Every child's CPU time (user + system, from the parent's rusage of its children) is recorded beside the
+wall time: the box is shared, so wall time alone says as much about the neighbours as about the code; the
+load average before and after each case is in the row's note. `--doors files` measures the file door only
+(no PostgreSQL needed). `--root CHECKOUT` runs the children on another checkout's code (e.g. the commit
+before a change, extracted with `git archive COMMIT | tar -x -C DIR`) with this script and the same data,
+for before/after rows from one command.
+
 - loop: a plain per-session pandas loop doing the core of the same work on the same frame (per session:
   sort, clip, energy interpolated on the 60 s grid, E(t_clear) - E(t_signal); then the aggregate power and a
   trapezoid baseline per activation). It has no step shape, flags, edges, KPIs or exports, so the ratio
@@ -17,6 +25,7 @@ Each measurement runs in a fresh child process (its peak RSS is the memory figur
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -28,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, Row, bench_args, finish, fresh_database, manage, production_env
 
 BENCH = "settlement"
+ROOT_VARIABLE = "SETTLEMENT_BENCH_ROOT"
 DB = "smatch_h4_bench_settle"
 SEED = 1
 
@@ -80,8 +90,15 @@ def child(mode: str, folder: Path) -> dict:
     """One measurement in this (fresh) process; prints a JSON line."""
     import tempfile
 
-    from settlement import exports, files
+    if os.environ.get(ROOT_VARIABLE):
+        sys.path.insert(0, os.environ[ROOT_VARIABLE])
+
     from settlement.core import settle_frames
+    try:
+        from settlement.io import files
+        from settlement.outputs import exports
+    except ImportError:  # a --root checkout from before settlement/io and settlement/outputs
+        from settlement import exports, files
 
     out: dict = {}
     t0 = time.perf_counter()
@@ -89,7 +106,7 @@ def child(mode: str, folder: Path) -> dict:
         import django
 
         django.setup()
-        from settlement import loaders
+        from settlement.io import db as loaders
 
         acts = loaders.activations_frame(*_period())
         margin = 900
@@ -129,12 +146,23 @@ def _td(seconds: int):
 
 # --- parent side ------------------------------------------------------------------------------------------
 
-def run_child(mode: str, folder: Path, env: dict | None = None) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", mode, str(folder)], cwd=ROOT, env=env,
+def run_child(mode: str, folder: Path, env: dict | None = None, root: Path | None = None) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    env = dict(env or os.environ)
+    if root is not None:
+        env[ROOT_VARIABLE] = str(root)  # the child imports that checkout's settlement (see the module doc)
+    done = subprocess.run([sys.executable, __file__, "--child", mode, str(folder)], cwd=root or ROOT, env=env,
                           capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise RuntimeError(f"{mode} child failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out
+
+
+def load_average() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 LOAD_DB = """
@@ -173,43 +201,67 @@ print(len(frame))
 def main() -> None:
     p = bench_args(__doc__, default_repeat=3)
     p.add_argument("--points", default="1000,4000,16000", help="comma-separated charge point counts")
+    p.add_argument("--doors", default="files,database,loop", help="which of files, database, loop to measure")
+    p.add_argument("--root", type=Path, help="run the children on this checkout's code (before/after rows)")
     p.add_argument("--child", nargs=2, metavar=("MODE", "FOLDER"), help=argparse_hidden())
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], Path(args.child[1]))))
         return
     sizes = [200, 500] if args.quick else [int(x) for x in args.points.split(",")]
+    doors = [d.strip() for d in args.doors.split(",") if d.strip()]
+    root = args.root.resolve() if args.root else None
     rows: list[Row] = []
     for points in sizes:
         folder = dataset(points)
-        env = production_env(fresh_database(DB))
-        manage(env, "migrate", "--noinput", "-v", "0")
-        stored = manage(env, "shell", "-c", LOAD_DB.format(folder=folder)).strip().splitlines()[-1]
-        res: dict[str, list[dict]] = {"files": [], "database": [], "loop": []}
+        env, stored = None, ""
+        if "database" in doors:
+            env = production_env(fresh_database(DB))
+            manage(env, "migrate", "--noinput", "-v", "0")
+            stored = manage(env, "shell", "-c", LOAD_DB.format(folder=folder)).strip().splitlines()[-1]
+        res: dict[str, list[dict]] = {door: [] for door in doors}
+        load_before = load_average()
         for _ in range(args.repeat):  # interleaved, so the sides of the ratio see the same machine load
-            res["files"].append(run_child("files", folder))
-            res["database"].append(run_child("database", folder, env))
-            res["loop"].append(run_child("loop", folder))
-        case = f"{points // 1000 if points >= 1000 else points / 1000:g}k CP, {res['files'][0]['states']:,} states"
-        big = points >= 16_000
-        ten = dict(target="<= 10 s", ok=lambda m: m <= 10) if big else {}
-        two = dict(target="<= 2048 MB", ok=lambda m: m <= 2048) if big else {}
-        f, d, lo = res["files"], res["database"], res["loop"]
+            for door in doors:
+                res[door].append(run_child(door, folder, env if door == "database" else None, root))
+        load = f"load average (1/5/15 min) {load_before} before, {load_average()} after"
+        states = next(iter(res.values()))[0]["states"]
+        case = f"{points // 1000 if points >= 1000 else points / 1000:g}k CP, {states:,} states"
+        if root is not None:
+            case += f" [{root.name}]"
+        rows += _rows(case, res, points >= 16_000, stored, load)
+        print(f"{case}: done", flush=True)
+    finish(rows, args.json)
+
+
+def _rows(case: str, res: dict[str, list[dict]], big: bool, stored: str, load: str) -> list[Row]:
+    ten = dict(target="<= 10 s", ok=lambda m: m <= 10) if big else {}
+    two = dict(target="<= 2048 MB", ok=lambda m: m <= 2048) if big else {}
+    rows = []
+    if f := res.get("files"):
         rows += [
             Row.of(BENCH, case, "files: compute (settle_frames)", "s", [r["compute_s"] for r in f], **ten),
             Row.of(BENCH, case, "files: read + compute + write", "s",
-                   [r["load_s"] + r["compute_s"] + r["write_s"] for r in f]),
+                   [r["load_s"] + r["compute_s"] + r["write_s"] for r in f], **ten, note=load),
+            Row.of(BENCH, case, "files: CPU of the child (user + system)", "s", [r["cpu_s"] for r in f],
+                   note="includes interpreter start and imports"),
+            Row.of(BENCH, case, "files: read (S.csv, A.csv)", "s", [r["load_s"] for r in f]),
+            Row.of(BENCH, case, "files: write (CSV, XLSX, PNG)", "s", [r["write_s"] for r in f]),
             Row.of(BENCH, case, "files: peak RSS", "MB", [r["rss_mb"] for r in f], **two),
+        ]
+    if d := res.get("database"):
+        rows += [
             Row.of(BENCH, case, "database: compute (settle_frames)", "s", [r["compute_s"] for r in d], **ten),
             Row.of(BENCH, case, "database: load (loaders)", "s", [r["load_s"] for r in d],
                    note=f"{stored} SessionState rows in PostgreSQL"),
             Row.of(BENCH, case, "database: peak RSS", "MB", [r["rss_mb"] for r in d], **two),
-            Row.of(BENCH, case, "per-session pandas loop", "s", [r["compute_s"] for r in lo]),
-            Row.of(BENCH, case, "ratio loop / core compute", "x",
-                   [a["compute_s"] / b["compute_s"] for a, b in zip(lo, f, strict=True)]),
         ]
-        print(f"{case}: done", flush=True)
-    finish(rows, args.json)
+    if lo := res.get("loop"):
+        rows.append(Row.of(BENCH, case, "per-session pandas loop", "s", [r["compute_s"] for r in lo]))
+        if f:
+            rows.append(Row.of(BENCH, case, "ratio loop / core compute", "x",
+                               [a["compute_s"] / b["compute_s"] for a, b in zip(lo, f, strict=True)]))
+    return rows
 
 
 def argparse_hidden() -> str:
@@ -220,7 +272,5 @@ def argparse_hidden() -> str:
 
 if __name__ == "__main__":
     if "--child" in sys.argv and "database" in sys.argv:
-        import os
-
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smatch.settings")
     main()

@@ -33,7 +33,7 @@ class RunForm(forms.ModelForm):
             try:
                 services.check_run(data["period_from"], data["period_to"], data["baseline"], data["grid_s"])
             except services.SettlementError as exc:
-                raise forms.ValidationError(str(exc), code=exc.code) from None
+                raise forms.ValidationError(exc.message, code=str(exc.code)) from None
         return data
 
 

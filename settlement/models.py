@@ -37,7 +37,6 @@ class SettlementRun(models.Model):
     period_to = models.DateTimeField()
     baseline = models.CharField(max_length=40, default=DEFAULT_BASELINE)
     grid_s = models.FloatField(default=60.0)
-    parameters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     started_at = models.DateTimeField(null=True, blank=True)
     # The lease: a running run's worker renews this as it works; the sweep fails or re-queues a run

@@ -1,4 +1,9 @@
-"""Settlement actions. The file door needs no database; the database door loads the same frames."""
+"""Settlement actions. The file door needs no database; the database door loads the same frames.
+
+Every door (REST, admin, commands, tasks) calls these functions. Work is queued here on commit by
+the task's explicit name through `smatch.celery.enqueue` (RUN_TASK): this module never imports
+`settlement.tasks`, which imports it.
+"""
 
 from __future__ import annotations
 
@@ -15,21 +20,23 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from settlement import exports, files, prices
-from settlement.core.baselines import DEFAULT_BASELINE
+from flexibility import responsiveness
+from settlement.core.baselines import BASELINES, DEFAULT_BASELINE
 from settlement.core.frames import FrameError
 from settlement.core.reconstruction import ReconstructionParams
 from settlement.core.settle import SettlementResult, SettleParams, settle_frames
+from settlement.error_codes import SettlementError, SettlementErrorCode
+from settlement.io import db, files, prices
+from settlement.models import ActivationResult, ImbalancePrice, IspResult, SettlementRun
+from settlement.outputs import exports
+from smatch import clock
+from smatch.celery import app, enqueue
+
+__all__ = ["SettlementError", "SettlementErrorCode"]  # re-exported: the doors catch services.SettlementError
 
 log = logging.getLogger(__name__)
-
-
-class SettlementError(ValueError):
-    """Bad input or parameters: the message says what and where, `code` which rule; nothing was written."""
-
-    def __init__(self, message: str, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.code = code
+Code = SettlementErrorCode
+RUN_TASK = "settlement.run"  # settlement.tasks.run_settlement_task, queued by name (no import of tasks)
 
 
 # A grid of microseconds would make the worker build billions of points per session.
@@ -55,23 +62,26 @@ def settle_files(states_path: str | Path, activations_path: str | Path, out_dir:
         if progress:
             progress(1)
         params = SettleParams(reconstruction=ReconstructionParams(grid_s=grid_s, shape=shape),
-                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0)
+                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0,
+                              delivery=responsiveness.rule())
         result = settle_frames(states, activations, price_series, baseline=baseline, params=params,
                                progress=progress, meters=meters)
-    except (files.InputFileError, prices.PriceFileError, FrameError, ValueError) as exc:
-        raise SettlementError(str(exc)) from exc
+    except files.InputFileError as exc:
+        raise SettlementError(Code.BAD_INPUT_FILE, str(exc)) from exc
+    except prices.PriceFileError as exc:
+        raise SettlementError(Code.BAD_PRICE_FILE, str(exc)) from exc
+    except (FrameError, ValueError) as exc:
+        raise SettlementError(Code.BAD_INPUT, str(exc)) from exc
     written = exports.write_outputs(result, out_dir, progress=progress)
     return FileSettlement(result, written)
 
 
 def import_prices(path: str | Path) -> int:
     """Store a price file's ISPs (any supported format); a re-import updates them. Returns the count."""
-    from settlement.models import ImbalancePrice
-
     try:
         series = prices.load_prices(path)
     except prices.PriceFileError as exc:
-        raise SettlementError(str(exc)) from exc
+        raise SettlementError(Code.BAD_PRICE_FILE, str(exc)) from exc
     with transaction.atomic():
         for isp_start, price in series.items():
             ImbalancePrice.objects.update_or_create(
@@ -82,8 +92,6 @@ def import_prices(path: str | Path) -> int:
 def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline: str = DEFAULT_BASELINE,
               grid_s: float = 60.0, run_async: bool = True):
     """Create a settlement run over the database and queue it (or run it now when run_async=False)."""
-    from settlement.models import SettlementRun
-
     check_run(period_from, period_to, baseline, grid_s)
     run = SettlementRun.objects.create(created_by=user, period_from=period_from, period_to=period_to,
                                        baseline=baseline, grid_s=grid_s)
@@ -97,31 +105,28 @@ def start_run(period_from: datetime, period_to: datetime, *, user=None, baseline
 
 def check_run(period_from: datetime, period_to: datetime, baseline: str, grid_s: float) -> None:
     """The rules of a database run, for every door (API, admin, command): SettlementError if broken."""
-    from settlement.core.baselines import BASELINES
-
     if period_from.tzinfo is None or period_to.tzinfo is None:
-        raise SettlementError("period_from and period_to must be timezone-aware", "naive_period")
+        raise SettlementError(Code.NAIVE_PERIOD, "period_from and period_to must be timezone-aware")
     if not period_to > period_from:
-        raise SettlementError("period_to must be after period_from", "empty_period")
+        raise SettlementError(Code.EMPTY_PERIOD, "period_to must be after period_from")
     if baseline != "all" and baseline not in BASELINES:
-        raise SettlementError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}, all",
-                              "unknown_baseline")
+        raise SettlementError(Code.UNKNOWN_BASELINE,
+                              f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}, all")
     if not GRID_S_MIN <= grid_s <= GRID_S_MAX:
-        raise SettlementError(f"grid_s must be between {GRID_S_MIN:g} and {GRID_S_MAX:g} seconds",
-                              "grid_s_out_of_range")
+        raise SettlementError(Code.GRID_S_OUT_OF_RANGE,
+                              f"grid_s must be between {GRID_S_MIN:g} and {GRID_S_MAX:g} seconds")
 
 
 def queue_run(run_id: int) -> None:
-    from settlement.tasks import run_settlement_task
-
-    transaction.on_commit(lambda: run_settlement_task.delay(run_id))
+    """Queue the run's task once the transaction commits (by name: see the module docstring)."""
+    transaction.on_commit(lambda: enqueue(app.signature(RUN_TASK), run_id))
 
 
 def output_file(run, name: str) -> Path:
     """A file of a run's output folder, by its listed name only (no path tricks)."""
     folder = Path(run.output_dir) if run.output_dir else None
     if folder is None or not folder.is_dir() or name not in {p.name for p in folder.iterdir()}:
-        raise SettlementError(f"run {run.pk} has no output file {name!r}")
+        raise SettlementError(Code.NO_SUCH_OUTPUT, f"run {run.pk} has no output file {name!r}")
     return folder / name
 
 
@@ -132,10 +137,6 @@ def run_settlement(run_id: int) -> None:
     redelivered task or a second worker finds nothing to do. Any exception ends the run `failed`
     with its message; a worker that dies leaves a heartbeat that stops, and `sweep_stale_runs` acts.
     """
-    from settlement import loaders
-    from settlement.models import SettlementRun
-    from smatch import clock
-
     now = clock.now()
     claimed = SettlementRun.objects.filter(pk=run_id, status=SettlementRun.Status.PENDING).update(
         status=SettlementRun.Status.RUNNING, started_at=now, heartbeat_at=now, error="", attempts=F("attempts") + 1)
@@ -144,21 +145,22 @@ def run_settlement(run_id: int) -> None:
     run = SettlementRun.objects.get(pk=run_id)
     beat = _heartbeat(run_id)
     try:
-        acts = loaders.activations_frame(run.period_from, run.period_to)
+        acts = db.activations_frame(run.period_from, run.period_to)
         if acts.empty:
-            raise SettlementError("no activations in the period")
+            raise SettlementError(Code.NO_ACTIVATIONS, "no activations in the period")
         margin = timedelta(seconds=settings.SETTLEMENT_MARGIN_S)
         start = acts["t_signal"].min() - margin
         end = acts["t_clear"].max() + max(margin, timedelta(minutes=settings.SETTLEMENT_REBOUND_WINDOW_MIN))
-        states = loaders.states_frame(start, end)
+        states = db.states_frame(start, end)
         if states.empty:
-            raise SettlementError("no session states around the activations")
+            raise SettlementError(Code.NO_STATES, "no session states around the activations")
         beat(1)
         params = SettleParams(reconstruction=ReconstructionParams(grid_s=run.grid_s),
-                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0)
-        result = settle_frames(states, acts, loaders.prices_series(start, end), baseline=run.baseline,
+                              rebound_window_s=settings.SETTLEMENT_REBOUND_WINDOW_MIN * 60.0,
+                              delivery=responsiveness.rule())
+        result = settle_frames(states, acts, db.prices_series(start, end), baseline=run.baseline,
                                params=params, progress=beat,
-                               curtailments=loaders.curtailments_frame(list(acts["activation_id"])))
+                               curtailments=db.curtailments_frame(list(acts["activation_id"])))
         out_dir = Path(settings.SETTLEMENT_OUTPUT_DIR) / f"run_{run.pk}"
         exports.write_outputs(result, out_dir, progress=beat)
         _store(run, result, acts, out_dir)
@@ -175,9 +177,6 @@ def run_settlement(run_id: int) -> None:
 
 def _heartbeat(run_id: int, every_s: float = 10.0) -> Callable[[int], None]:
     """A progress callback that renews the run's lease at most every `every_s` seconds."""
-    from settlement.models import SettlementRun
-    from smatch import clock
-
     last = [0.0]
 
     def beat(_steps: int = 1) -> None:
@@ -200,9 +199,6 @@ def sweep_stale_runs() -> SweepReport:
     """Runs left `running` by a dead worker (heartbeat older than the lease): re-queued while they have
     attempts left, else failed with the reason. Pending runs older than the lease (a lost queue message)
     are queued again; the claim's conditional UPDATE makes a duplicate harmless."""
-    from settlement.models import SettlementRun
-    from smatch import clock
-
     now = clock.now()
     stale_before = now - timedelta(seconds=settings.SETTLEMENT_LEASE_S)
     running = SettlementRun.objects.filter(status=SettlementRun.Status.RUNNING, heartbeat_at__lt=stale_before)
@@ -227,7 +223,8 @@ def sweep_stale_runs() -> SweepReport:
     return SweepReport(requeued + [pk for pk in lost if pk not in requeued], failed)
 
 
-def _none(value):
+def _db_value(value):
+    """A result frame's value as the database stores it: NaN / NaT -> NULL, Timestamp -> datetime."""
     if value is None or value is pd.NaT:
         return None
     if isinstance(value, float) and math.isnan(value):
@@ -238,9 +235,6 @@ def _none(value):
 
 
 def _store(run, result: SettlementResult, acts: pd.DataFrame, out_dir: Path) -> None:
-    from settlement.models import ActivationResult, IspResult, SettlementRun
-    from smatch import clock
-
     brp_of = dict(zip(acts["activation_id"], acts["brp_id"], strict=True))
     with transaction.atomic():
         run.activations.all().delete()
@@ -248,24 +242,20 @@ def _store(run, result: SettlementResult, acts: pd.DataFrame, out_dir: Path) -> 
         for row in result.activations.to_dict("records"):
             by_id[row["activation_id"]] = ActivationResult.objects.create(
                 run=run, activation_id=int(row["activation_id"]), brp_id=brp_of.get(row["activation_id"]),
-                **{f: _none(row[f]) for f in (
+                **{f: _db_value(row[f]) for f in (
                     "t_signal", "t_clear", "p_signal_kw", "p_clear_kw", "baseline_kwh", "delivered_kwh", "shed_kwh",
                     "sessions", "value_eur", "baseline", "rebound_kwh", "never_delivered_kwh", "rebound_value_eur",
                     "net_value_eur", "detected_drop_at", "detected_recovery_at", "coverage_share",
                     "data_quality", "dq_reasons")})
         IspResult.objects.bulk_create([
             IspResult(activation_result=by_id[row["activation_id"]],
-                      **{f: _none(row[f]) for f in ("isp_start", "baseline_kwh", "delivered_kwh", "shed_kwh",
+                      **{f: _db_value(row[f]) for f in ("isp_start", "baseline_kwh", "delivered_kwh", "shed_kwh",
                                                     "price_eur_per_mwh", "value_eur")})
             for row in result.isp.to_dict("records")])
-        summary = {"warnings": result.warnings, "kpis": {k: _none(v) for k, v in result.kpis.items()},
+        summary = {"warnings": result.warnings, "kpis": {k: _db_value(v) for k, v in result.kpis.items()},
                    "activations": len(result.activations), "baseline": run.baseline}
         done = SettlementRun.objects.filter(pk=run.pk, status=SettlementRun.Status.RUNNING).update(
             status=SettlementRun.Status.DONE, finished_at=clock.now(), output_dir=str(out_dir), summary=summary)
         if not done:  # the sweep took the run away (lease expired): keep nothing of this attempt
-            raise SettlementError(f"run {run.pk} is no longer running (lease lost); results discarded")
+            raise SettlementError(Code.LEASE_LOST, f"run {run.pk} is no longer running (lease lost); results discarded")
 
-
-def steps_for(activation_count: int) -> int:
-    """Progress-bar total for settle_files: read, reconstruct, each activation, each activation's charts."""
-    return 2 + 2 * min(activation_count, exports.MAX_CHARTED_ACTIVATIONS)

@@ -8,6 +8,7 @@ from rest_framework.exceptions import ValidationError
 from flexibility.api.auth import BrpTokenAuthentication, BrpUser
 from settlement import services
 from settlement.core.baselines import DEFAULT_BASELINE
+from settlement.error_codes import SettlementErrorCode
 from settlement.models import ActivationResult, SettlementRun
 from smatch.rest.limits import BodyLimitMixin
 from smatch.rest.schema import ApiSchema, StrictLimitOffsetPagination
@@ -37,6 +38,29 @@ class IsAnalystOrBrp(permissions.BasePermission):
         return isinstance(request.user, BrpUser) or is_analyst(request.user)
 
 
+# What starting a run can be refused with (the run's own failures come later, on the run).
+RUN_START_CODES = (SettlementErrorCode.NAIVE_PERIOD, SettlementErrorCode.EMPTY_PERIOD,
+                   SettlementErrorCode.UNKNOWN_BASELINE, SettlementErrorCode.GRID_S_OUT_OF_RANGE)
+REFUSAL_OR_FIELDS = {"anyOf": [
+    {"type": "object", "required": ["code", "detail"], "properties": {
+        "code": {"type": "string", "enum": [str(code) for code in RUN_START_CODES],
+                 "description": "which rule refused the run; stable, for programs"},
+        "detail": {"type": "string", "description": "the same in one English sentence, for people"}}},
+    {"type": "object", "additionalProperties": True, "description": "each invalid field with a list of messages"},
+]}
+
+
+class RunSchema(ApiSchema):
+    """ApiSchema, with the codes a POST can be refused with in its 400 body."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction == "response" and self.method == "POST":
+            responses["400"] = {"description": "a refusal with its code, or invalid fields",
+                                "content": {"application/json": {"schema": REFUSAL_OR_FIELDS}}}
+        return responses
+
+
 # A BRP token or a staff session (with its CSRF check); never HTTP Basic.
 AUTH = [BrpTokenAuthentication, authentication.SessionAuthentication]
 THROTTLES = [SettlementRateThrottle]
@@ -50,7 +74,7 @@ class RunViewSet(BodyLimitMixin, mixins.CreateModelMixin, mixins.ListModelMixin,
     throttle_classes = THROTTLES
     permission_classes = [IsAnalyst]
     pagination_class = StrictLimitOffsetPagination
-    schema = ApiSchema()
+    schema = RunSchema()
     lookup_value_regex = "[^/]+"  # a malformed id reaches the view: JSON 404, not Django's HTML page
 
     def perform_create(self, serializer):
@@ -60,7 +84,7 @@ class RunViewSet(BodyLimitMixin, mixins.CreateModelMixin, mixins.ListModelMixin,
                                                      baseline=data.get("baseline", DEFAULT_BASELINE),
                                                      grid_s=data.get("grid_s", 60.0))
         except services.SettlementError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+            raise ValidationError({"code": str(exc.code), "detail": exc.message}) from exc
 
 
 class ActivationResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

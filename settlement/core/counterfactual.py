@@ -56,7 +56,16 @@ def _mean_kw(rec: Reconstruction, codes: np.ndarray, a: np.ndarray, b: np.ndarra
 def session_window(rec: Reconstruction, t_signal: pd.Timestamp, t_clear: pd.Timestamp, *, pre_s: float = 120.0,
                    post_after_s: float = 60.0, post_s: float = 180.0, young_s: float = 600.0) -> SessionWindow:
     """Pre-signal and post-clear power, counterfactual end and energy bound of every session active
-    in [t_signal, t_clear). Pure arithmetic on the reconstruction."""
+    in [t_signal, t_clear). Pure arithmetic on the reconstruction (memoised on it: the per-session
+    baseline and the rebound both need it)."""
+    memo_key = ("session_window", t_signal, t_clear, pre_s, post_after_s, post_s, young_s)
+    if memo_key not in rec.memo:
+        rec.memo[memo_key] = _session_window(rec, t_signal, t_clear, pre_s, post_after_s, post_s, young_s)
+    return rec.memo[memo_key]
+
+
+def _session_window(rec: Reconstruction, t_signal: pd.Timestamp, t_clear: pd.Timestamp, pre_s: float,
+                    post_after_s: float, post_s: float, young_s: float) -> SessionWindow:
     ts, tc = rec.seconds([t_signal, t_clear])
     codes = np.flatnonzero((rec.first_s < tc) & (rec.last_s > ts))
     first, last = rec.first_s[codes], rec.last_s[codes]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from settlement.core.frames import max_phase_current_a
-from settlement.core.reconstruction import Reconstruction
+from settlement.core.reconstruction import KW_PER_A_PHASE, Reconstruction
 
 SESSION_COLUMNS = ["session_id", "start", "end", "end_current_a"]
 CURTAILMENT_COLUMNS = ["session_id", "start", "end"]
@@ -52,8 +52,11 @@ def frames_from_states(rec: Reconstruction, activations: pd.DataFrame,
     """Sessions and *approximate* curtailments for the file door, which has no curtailment records.
 
     A session counts as throttled during an activation if it was active then and its last state
-    before the signal drew more than the minimum (the eligibility rule); the throttle lasts for the
-    overlap of the session with the activation. The database door uses the real curtailments.
+    before the signal drew more than the minimum (the eligibility rule; a state without a current
+    by its kWh average since the state before, on one phase: it could be above the minimum); the throttle lasts for the
+    overlap of the session with the activation, `before_a` is that state's current. The database
+    door uses the real curtailments. A session that starts during the activation is not counted:
+    the file door cannot know whether the dispatcher capped it.
     """
     states = rec.states
     codes = states["code"].to_numpy()
@@ -69,14 +72,29 @@ def frames_from_states(rec: Reconstruction, activations: pd.DataFrame,
     parts = []
     t_all = states["t"].to_numpy()
     current = max_phase_current_a(states) if len(codes) else np.zeros(0)
+    drawing_a = np.where(np.isfinite(current), current, _kwh_average_a(states, codes, t_all))
     for act in activations.itertuples(index=False):
         (ts,) = rec.seconds(act.t_signal)
         # The last state at or before the signal of each session: the next row is another session or later.
         idx = np.flatnonzero((t_all <= ts) & np.r_[(codes[1:] != codes[:-1]) | (t_all[1:] > ts), True])
-        chosen = codes[idx[current[idx] > min_current_a]]
-        chosen = chosen[rec.last_s[chosen] > ts]
+        drawing = idx[drawing_a[idx] > min_current_a]
+        drawing = drawing[rec.last_s[codes[drawing]] > ts]
+        chosen = codes[drawing]
         ends = rec.t0 + pd.to_timedelta(rec.last_s[chosen], unit="s")
         parts.append(pd.DataFrame({"session_id": rec.session_ids[chosen], "start": act.t_signal,
-                                   "end": np.minimum(ends, act.t_clear)}))
-    curtailments = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CURTAILMENT_COLUMNS)
+                                   "end": np.minimum(ends, act.t_clear), "activation_id": act.activation_id,
+                                   "before_a": np.where(np.isfinite(current[drawing]), current[drawing], np.nan)}))
+    curtailments = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=[*CURTAILMENT_COLUMNS, "activation_id", "before_a"])
     return sessions, curtailments
+
+
+def _kwh_average_a(states: pd.DataFrame, codes: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+    """Per state, the mean power since the session's previous state as one phase's current (NaN at a
+    session's first state): the highest current the energy allows on any plausible phase count."""
+    kwh = states["kwh"].to_numpy(float)
+    same = np.r_[False, codes[1:] == codes[:-1]]
+    hours = np.r_[np.nan, np.diff(t_s)] / 3600.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_kw = np.r_[np.nan, np.diff(kwh)] / hours
+    return np.where(same & (hours > 0), mean_kw / KW_PER_A_PHASE, np.nan)

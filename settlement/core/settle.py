@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from flexibility.delivery import Rule
 from settlement.core.baselines import BASELINES, DEFAULT_BASELINE, Baseline
 from settlement.core.counterfactual import rebound_kwh
 from settlement.core.edges import EdgeWindow, detect_edges, mean_power_kw
@@ -38,8 +39,7 @@ class SettleParams:
     # Above this share of active sessions with data issues the activation is "thin". Not zero: with
     # thousands of sessions one flagged session always exists and barely moves the aggregate.
     max_flagged_share: float = 0.05
-    grace_s: float = 120.0  # non-responder: first state later than this after the signal...
-    responder_threshold_a: float = 8.5  # ...still above this per-phase current
+    delivery: Rule = field(default_factory=Rule)  # the dispatcher's rule for non-responders (flexibility.delivery)
     tod_bin_minutes: int = 15
     idle_w: float = 4.5  # meter reconciliation: idle consumption per station
     notch: bool = True  # give reconstruction the activation windows (see reconstruction: notch)
@@ -79,67 +79,108 @@ def settle_frames(states: pd.DataFrame, activations: pd.DataFrame, prices: pd.Se
     `<name>_...` columns. `progress(n)` is called as work advances (1 for the reconstruction, 1 per
     activation). `meters` (station_id, interval_start, energy_kwh) adds a meter reconciliation; a
     `station_id` column in `states` maps sessions to stations (default: one station per EVSE).
-    `curtailments` (session_id, start, end) feed the driver-impact KPIs; without them the throttled
-    sessions are approximated from the states (see kpis.frames_from_states).
+    `curtailments` (activation_id, session_id, start, end; optionally before_a and asked, see
+    potential.non_responders) are the caps sent: they feed the driver-impact KPIs and the
+    non-responders (judged by the dispatcher's rule); without them the caps are approximated from
+    the states (see kpis.frames_from_states).
     """
     params = params or SettleParams()
     names = _baseline_names(baseline)
-    acts = clean_activations(activations)
-    rec = reconstruct(states, params.reconstruction, acts if params.notch else None)
+    by_signal = clean_activations(activations)
+    rec = reconstruct(states, params.reconstruction, by_signal if params.notch else None)
     if progress:
         progress(1)
-    power = rec.power_kw()
-    theoretical = rec.theoretical_kw()
-    warnings: list[str] = []
-    rows, isp_rows, rebound_rows, all_baselines, silent = [], [], [], {}, []
-    flags = rec.session_flags["flags"].to_numpy(str)
-    flagged = np.array([any(q in f for q in QUALITY_FLAGS) for f in flags], bool)
-    for k, act in enumerate(acts.itertuples(index=False)):
-        ts, tc = act.t_signal, act.t_clear
-        ts_s, tc_s = rec.seconds([ts, tc])
-        edges = detect_edges(power, ts, tc, params.edge_window)
-        found = {n: BASELINES[n](power, ts, tc, edges=edges, rec=rec) for n in names}
-        all_baselines[act.activation_id] = found
-        active = (rec.first_s < tc_s) & (rec.last_s > ts_s)
-        coverage = coverage_share(rec, active, ts_s, tc_s, params.bracket_s)
-        flagged_here = active & (flagged | gaps_near(rec, ts_s, tc_s, params.bracket_s))
-        reasons = _reasons(coverage, params, active, flagged_here, found[names[0]], edges)
-        values = _isp_rows(rec, act, found, names, prices, reasons, warnings)
-        isp_rows.extend(values)
-        delivered = float(sum(v["delivered_kwh"] for v in values))
-        row = {"activation_id": act.activation_id, "baseline": names[0], "t_signal": ts, "t_clear": tc,
-               "delivered_kwh": delivered, "sessions": int(active.sum()),
-               **_baseline_columns(found, names, delivered, values)}
-        until = acts["t_signal"].iloc[k + 1] if k + 1 < len(acts) else None
-        later = _rebound_rows(rec, act, row["shed_kwh"], prices, params.rebound_window_s, until)
-        rebound_rows.extend(later)
-        row.update(_net(row, later))
-        row.update({
-            "detected_drop_at": edges.drop_at, "detected_recovery_at": edges.recovery_at,
-            "historical_kw": mean_power_kw(power, ts, tc, rec.grid_s),
-            "theoretical_min_kw": mean_power_kw(theoretical, ts, tc, rec.grid_s),
-            "coverage_share": coverage, "flagged_sessions": int(flagged_here.sum()),
-            "data_quality": "thin" if reasons else "ok", "dq_reasons": "; ".join(reasons),
-        })
-        rows.append(row)
-        silent.append(non_responders(rec, act.activation_id, ts, tc, params.grace_s, params.responder_threshold_a))
-        if progress:
-            progress(1)
+    settled = _settle_activations(rec, by_signal, names, prices, params, progress)
+    sessions, approximated_caps = frames_from_states(rec, by_signal)
+    caps = approximated_caps if curtailments is None else curtailments
     # Outputs follow the caller's order of activations (computation goes by time: the next signal
     # ends a rebound window).
-    rank = {str(a): i for i, a in enumerate(activations["activation_id"])}
+    given_order = {str(a): i for i, a in enumerate(activations["activation_id"])}
     return SettlementResult(
-        activations=_in_order(_ordered(pd.DataFrame(rows), [*ACTIVATION_COLUMNS, "baseline", *NET_COLUMNS]), rank),
-        isp=_in_order(_ordered(pd.DataFrame(isp_rows), ISP_COLUMNS), rank),
-        rebound=_in_order(_ordered(pd.DataFrame(rebound_rows), REBOUND_COLUMNS), rank),
-        reconstruction=rec, baselines=all_baselines,
-        non_responders=pd.concat(silent, ignore_index=True) if silent else pd.DataFrame(
-            columns=["activation_id", "evse_uid", "session_id", "state_at", "max_current_a"]),
+        activations=_in_order(_ordered(pd.DataFrame(settled.rows), [*ACTIVATION_COLUMNS, "baseline", *NET_COLUMNS]),
+                              given_order),
+        isp=_in_order(_ordered(pd.DataFrame(settled.isp_rows), ISP_COLUMNS), given_order),
+        rebound=_in_order(_ordered(pd.DataFrame(settled.rebound_rows), REBOUND_COLUMNS), given_order),
+        reconstruction=rec, baselines=settled.baselines,
+        non_responders=_in_order(non_responders(rec, caps, params.delivery), given_order),
         erasable_by_tod=erasable_by_time_of_day(rec, bin_minutes=params.tod_bin_minutes),
-        warnings=warnings,
+        warnings=settled.warnings,
         meters=None if meters is None else reconcile_meters(rec, meters, _stations(states, rec), params.idle_w),
-        kpis=_kpis(rec, acts, curtailments),
+        kpis=driver_impact(sessions, caps, by_signal),
     )
+
+
+@dataclass
+class _Settled:
+    """What the activations add up to, in time order."""
+
+    rows: list[dict] = field(default_factory=list)
+    isp_rows: list[dict] = field(default_factory=list)
+    rebound_rows: list[dict] = field(default_factory=list)
+    baselines: dict[str, dict[str, Baseline]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _settle_activations(rec: Reconstruction, by_signal: pd.DataFrame, names: list[str], prices: pd.Series | None,
+                        params: SettleParams, progress: Callable[[int], None] | None) -> _Settled:
+    power_kw, theoretical_kw = rec.power_kw(), rec.theoretical_kw()
+    with_issues = _sessions_with_issues(rec)
+    next_signals = [*by_signal["t_signal"].iloc[1:], None]  # a rebound window ends at the next signal
+    settled = _Settled()
+    for act, next_signal in zip(by_signal.itertuples(index=False), next_signals, strict=True):
+        edges = detect_edges(power_kw, act.t_signal, act.t_clear, params.edge_window)
+        baselines = {name: BASELINES[name](power_kw, act.t_signal, act.t_clear, edges=edges, rec=rec)
+                     for name in names}
+        settled.baselines[act.activation_id] = baselines
+        quality = _data_quality(rec, act, with_issues, baselines[names[0]], edges, params)
+        isp_rows = _isp_rows(rec, act, baselines, names, prices, quality.reasons, settled.warnings)
+        row = _activation_row(act, baselines, names, isp_rows, quality)
+        rebound_rows = _rebound_rows(rec, act, row["shed_kwh"], prices, params.rebound_window_s, next_signal)
+        row.update(_net(row, rebound_rows))
+        row.update({
+            "detected_drop_at": edges.drop_at, "detected_recovery_at": edges.recovery_at,
+            "historical_kw": mean_power_kw(power_kw, act.t_signal, act.t_clear, rec.grid_s),
+            "theoretical_min_kw": mean_power_kw(theoretical_kw, act.t_signal, act.t_clear, rec.grid_s),
+            "coverage_share": quality.coverage, "flagged_sessions": int(quality.flagged.sum()),
+            "data_quality": "thin" if quality.reasons else "ok", "dq_reasons": "; ".join(quality.reasons),
+        })
+        settled.rows.append(row)
+        settled.isp_rows.extend(isp_rows)
+        settled.rebound_rows.extend(rebound_rows)
+        if progress:
+            progress(1)
+    return settled
+
+
+def _sessions_with_issues(rec: Reconstruction) -> np.ndarray:
+    """Per session: has a session-wide data issue (QUALITY_FLAGS)."""
+    flags = rec.session_flags["flags"].to_numpy(str)
+    return np.array([any(issue in text for issue in QUALITY_FLAGS) for text in flags], bool)
+
+
+@dataclass(frozen=True)
+class _Quality:
+    active: np.ndarray  # per session: active during the activation
+    coverage: float
+    flagged: np.ndarray  # per session: active, with a data issue or a gap near the activation
+    reasons: list[str]  # why the activation is "thin" (more are added when an ISP has no price)
+
+
+def _data_quality(rec: Reconstruction, act, with_issues: np.ndarray, primary: Baseline, edges,
+                  params: SettleParams) -> _Quality:
+    signal_s, clear_s = rec.seconds([act.t_signal, act.t_clear])
+    active = (rec.first_s < clear_s) & (rec.last_s > signal_s)
+    coverage = coverage_share(rec, active, signal_s, clear_s, params.bracket_s)
+    flagged = active & (with_issues | gaps_near(rec, signal_s, clear_s, params.bracket_s))
+    return _Quality(active, coverage, flagged, _reasons(coverage, params, active, flagged, primary, edges))
+
+
+def _activation_row(act, baselines: dict[str, Baseline], names: list[str], isp_rows: list[dict],
+                    quality: _Quality) -> dict:
+    delivered = float(sum(isp["delivered_kwh"] for isp in isp_rows))
+    return {"activation_id": act.activation_id, "baseline": names[0], "t_signal": act.t_signal,
+            "t_clear": act.t_clear, "delivered_kwh": delivered, "sessions": int(quality.active.sum()),
+            **_baseline_columns(baselines, names, delivered, isp_rows)}
 
 
 def _baseline_columns(found: dict[str, Baseline], names: list[str], delivered: float, values: list[dict]) -> dict:
@@ -211,11 +252,6 @@ def _net(row: dict, later: list[dict]) -> dict:
     return {"rebound_kwh": rebound, "never_delivered_kwh": row["shed_kwh"] - rebound,
             "rebound_value_eur": rebound_value,
             "net_value_eur": row["value_eur"] - rebound_value}
-
-
-def _kpis(rec: Reconstruction, acts: pd.DataFrame, curtailments: pd.DataFrame | None) -> dict[str, float]:
-    sessions, approximated = frames_from_states(rec, acts)
-    return driver_impact(sessions, approximated if curtailments is None else curtailments, acts)
 
 
 def _stations(states: pd.DataFrame, rec: Reconstruction) -> np.ndarray | None:

@@ -1,4 +1,4 @@
-"""Accuracy measures (settlement.accuracy) on hand-computed cases, and the simulator's redelivery."""
+"""Accuracy measures (bench.settlement_accuracy_measures) on hand-computed cases, and the simulator's redelivery."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settlement.accuracy import (
+from bench.settlement_accuracy_measures import (
     energy_errors,
     hourly_activations,
     isp_energy_kwh,

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from flexibility.models import Activation, Signal
 from ocpi.models import OcpiParty, Session, SessionState
 from settlement import services
+from settlement.error_codes import SettlementErrorCode
 from settlement.models import ActivationResult, IspResult, SettlementRun
 from tests.settlement.helpers import at, sampled_session, truth_energy_kwh
 from tests.settlement.test_settle import CLEAR, SIGNAL, throttled
@@ -108,7 +109,7 @@ def test_rest_analyst_starts_a_run(charged, analyst, django_capture_on_commit_ca
     assert run.status == SettlementRun.Status.DONE and run.created_by == analyst
     bad = client.post("/api/v1/settlement/runs/", {"period_from": "2025-05-07T00:00:00Z",
                                                    "period_to": "2025-05-06T00:00:00Z"}, format="json")
-    assert bad.status_code == 400 and "after period_from" in bad.json()["detail"]
+    assert bad.status_code == 400 and bad.json()["code"] == SettlementErrorCode.EMPTY_PERIOD
 
 
 def test_admin_download(charged, analyst, client):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from settlement.prices import PriceFileError, load_prices, parse_prices
+from settlement.io.prices import PriceFileError, load_prices, parse_prices
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,10 +10,11 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from settlement import files, services
+from settlement import services
 from settlement.core import settle_frames
-from settlement.exports import write_outputs
+from settlement.io import files
 from settlement.models import SettlementRun
+from settlement.outputs.exports import write_outputs
 from smatch import clock as product_clock
 from tests.settlement.helpers import at
 from tests.settlement.test_settle import activations, figure8_states
@@ -66,7 +67,7 @@ def test_every_exception_ends_the_run_failed_with_its_message(analyst_run, monke
     def broken(*_args):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("settlement.loaders.activations_frame", broken)
+    monkeypatch.setattr("settlement.io.db.activations_frame", broken)
     services.run_settlement(run.pk)
     run.refresh_from_db()
     assert run.status == SettlementRun.Status.FAILED
@@ -77,7 +78,7 @@ def test_every_exception_ends_the_run_failed_with_its_message(analyst_run, monke
 def test_a_claimed_run_is_not_run_twice(analyst_run, monkeypatch):
     run = analyst_run(SettlementRun.Status.RUNNING, 0, attempts=1)
     called = []
-    monkeypatch.setattr("settlement.loaders.activations_frame", lambda *a: called.append(a))
+    monkeypatch.setattr("settlement.io.db.activations_frame", lambda *a: called.append(a))
     services.run_settlement(run.pk)  # a redelivered task: the conditional claim finds nothing pending
     run.refresh_from_db()
     assert called == [] and run.status == SettlementRun.Status.RUNNING and run.attempts == 1

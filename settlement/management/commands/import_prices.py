@@ -15,5 +15,5 @@ class Command(BaseCommand):
         try:
             count = services.import_prices(opts["path"])
         except services.SettlementError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(exc.message) from exc
         self.stdout.write(f"imported {count} ISP price(s) from {opts['path']}")

@@ -45,7 +45,7 @@ class Command(BaseCommand):
                     meters_path=opts["meters"], baseline=opts["baseline"], grid_s=opts["grid_s"],
                     shape=opts["shape"], progress=bar.update)
             except services.SettlementError as exc:
-                raise CommandError(str(exc)) from exc
+                raise CommandError(exc.message) from exc
         for warning in done.result.warnings:
             self.stderr.write(f"warning: {warning}")
         self.stdout.write(f"settled {len(done.result.activations)} activation(s) into {opts['out']} "
@@ -58,7 +58,7 @@ class Command(BaseCommand):
             run = services.start_run(opts["period_from"], opts["period_to"], baseline=opts["baseline"],
                                      grid_s=opts["grid_s"], run_async=False)
         except services.SettlementError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(exc.message) from exc
         if run.status != run.Status.DONE:
             raise CommandError(f"settlement run {run.pk} failed: {run.error}")
         self.stdout.write(f"settlement run {run.pk}: {run.summary.get('activations')} activation(s) "

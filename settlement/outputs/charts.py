@@ -15,6 +15,9 @@ from settlement.core.baselines import Baseline
 from settlement.core.settle import SettlementResult
 
 MARGIN = pd.Timedelta(minutes=30)
+MARGINS = {"left": 0.09, "right": 0.98, "top": 0.93, "bottom": 0.11}
+PNG = {"compress_level": 1}  # zlib's fastest level: 60 charts in ~1/3 of level 6's time, files ~1.3x larger
+LEGEND_AT = "upper right"  # "best" searches the data for the emptiest corner, per chart
 
 
 def _window(series: pd.Series, t_signal: pd.Timestamp, t_clear: pd.Timestamp) -> pd.Series:
@@ -27,9 +30,11 @@ def _finish(fig, ax, path: Path, title: str) -> None:
     ax.set_ylabel("power (kW)")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    ax.legend(loc=LEGEND_AT, fontsize=8)
+    # Fixed margins, not tight_layout: the charts share one layout, and measuring every label for it
+    # was a third of the chart time (cProfile, 60 charts of a 16,000-point day).
+    fig.subplots_adjust(**MARGINS)
+    fig.savefig(path, dpi=100, pil_kwargs=PNG)
     plt.close(fig)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from settlement import charts
 from settlement.core.settle import SettlementResult
+from settlement.outputs import charts
 
 MAX_CHARTED_ACTIVATIONS = 200  # charts take ~0.2 s each; the CSVs always hold every activation
 

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from ocpi.models import OcpiParty, Session, SessionState
-from settlement import loaders
+from settlement.io import db as loaders
 
 T0 = datetime(2025, 5, 6, 8, 0, 0, 500_000, tzinfo=UTC)  # a fractional second on purpose
 

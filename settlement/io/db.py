@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import F
 
 from flexibility.models import Activation, Curtailment
+from flexibility.responsiveness import JUDGED_STATES
 from ocpi.models import SessionState
 from settlement.core.frames import STATE_COLUMNS
 from settlement.models import ImbalancePrice
@@ -63,12 +64,17 @@ def _copy_frame(rows) -> pd.DataFrame:
 
 
 def curtailments_frame(activation_ids: list[str]) -> pd.DataFrame:
+    """The caps of the activations: activation_id, session_id, start, end (the restore when earlier),
+    before_a, and asked: whether the CSMS was asked and did not refuse (the caps the dispatcher judges)."""
     rows = Curtailment.objects.filter(activation_id__in=[int(a) for a in activation_ids]).values_list(
-        "session_id", "starts_at", "ends_at", "restored_at")
-    data = [(str(s), start, min(end, restored) if restored else end) for s, start, end, restored in rows]
-    frame = pd.DataFrame(data, columns=["session_id", "start", "end"])
+        "activation_id", "session_id", "starts_at", "ends_at", "restored_at", "before_a", "status", "restored_from")
+    data = [(str(act), str(s), start, min(end, restored) if restored else end, before,
+             (restored_from if status == Curtailment.Status.RESTORED else status) in JUDGED_STATES)
+            for act, s, start, end, restored, before, status, restored_from in rows]
+    frame = pd.DataFrame(data, columns=["activation_id", "session_id", "start", "end", "before_a", "asked"])
     frame["start"] = pd.to_datetime(frame["start"], utc=True)
     frame["end"] = pd.to_datetime(frame["end"], utc=True)
+    frame["before_a"] = pd.to_numeric(frame["before_a"]).astype(float)
     return frame
 
 

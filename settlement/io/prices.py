@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from settlement.wiretime import parse_wire_time
+from settlement.io.wiretime import parse_wire_time
 
 ISP = pd.Timedelta(minutes=15)
 LOCAL_TZ = "Europe/Amsterdam"
@@ -66,7 +66,7 @@ def _csv(text: str, name: str, time_col: str, price_col: str, require_offset: bo
 
 
 def _timestamp(raw: str, name: str, line: int, col: str, require_offset: bool) -> pd.Timestamp:
-    """ISO 8601 as the wire sends it (settlement.wiretime); no designator = UTC. `require_offset` is
+    """ISO 8601 as the wire sends it (settlement.io.wiretime); no designator = UTC. `require_offset` is
     kept for the callers' intent: both formats' times are UTC unless they say otherwise."""
     if not raw:
         raise PriceFileError(f"{name} line {line}, column {col}: empty date-time")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from settlement.core.frames import ACTIVATION_COLUMNS, CURRENT_COLUMNS, STATE_COLUMNS
-from settlement.wiretime import parse_wire_times
+from settlement.io.wiretime import parse_wire_times
 
 METER_COLUMNS = ["station_id", "interval_start", "energy_kwh"]
 
@@ -42,7 +42,7 @@ def _fail(path: Path, frame: pd.DataFrame, bad: np.ndarray, col: str, why: str) 
 
 
 def _times(path: Path, frame: pd.DataFrame, col: str) -> pd.Series:
-    """ISO 8601 as the wire sends it (settlement.wiretime): any case, hour-only or mixed offsets, and no
+    """ISO 8601 as the wire sends it (settlement.io.wiretime): any case, hour-only or mixed offsets, and no
     designator = UTC (OCPI). The first bad row is named with its value."""
     raw = frame[col].str.strip()
     _fail(path, frame, (raw == "").to_numpy(), col, "is empty (an ISO 8601 date-time is needed)")
@@ -64,8 +64,67 @@ def _numbers(path: Path, frame: pd.DataFrame, col: str, *, required: bool, minim
 
 
 def read_states(path: str | Path) -> pd.DataFrame:
-    """S.csv: session_id,evse_uid,timestamp,kwh,current_l1_a,current_l2_a,current_l3_a[,station_id]."""
+    """S.csv: session_id,evse_uid,timestamp,kwh,current_l1_a,current_l2_a,current_l3_a[,station_id].
+
+    A clean file (the common case) is read by the fast path; anything it does not vouch for is read
+    again by the checking path, which names the first bad line and column.
+    """
     path = Path(path)
+    fast = _read_clean_states(path)
+    return fast if fast is not None else _read_states_checked(path)
+
+
+def _read_clean_states(path: Path) -> pd.DataFrame | None:
+    """The states of a file whose every row is valid, or None (then the checking path decides).
+
+    Profiled on a 16,000-point day (1.3 M rows): stripping and parsing every cell as text cost ~80 %
+    of the read. Here numbers go straight through the CSV parser (the same floats as the checking
+    path: tests/settlement/test_io_files.py), and text columns are stripped and timestamps parsed once
+    per distinct value (a day has at most 86,400 distinct seconds, and ~26,000 sessions), then spread
+    back by their codes.
+    """
+    numeric = STATE_COLUMNS[3:]
+    try:
+        header = pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns
+        if any(str(c) != str(c).strip() for c in header) or any(c not in header for c in STATE_COLUMNS):
+            return None
+        text_columns = [c for c in ("session_id", "evse_uid", "timestamp", "station_id") if c in header]
+        frame = pd.read_csv(path, usecols=[*STATE_COLUMNS, *(["station_id"] if "station_id" in header else [])],
+                            dtype={**{c: str for c in text_columns}, **{c: "float64" for c in numeric}},
+                            keep_default_na=False, na_values={c: [""] for c in numeric}, encoding="utf-8-sig")
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+        return None
+    values = frame[numeric].to_numpy(float)
+    kwh = values[:, 0]
+    if frame.empty or np.isnan(kwh).any() or np.isinf(values).any() or (values < 0).any():
+        return None
+    out = pd.DataFrame({"session_id": _stripped(frame["session_id"]), "evse_uid": _stripped(frame["evse_uid"])})
+    if out["session_id"].isna().any() or out["evse_uid"].isna().any():
+        return None
+    codes, distinct = pd.factorize(frame["timestamp"])
+    parsed, bad = parse_wire_times(pd.Series(distinct, dtype=str))
+    if bad.any() or (codes < 0).any():
+        return None
+    out["timestamp"] = parsed.take(codes).reset_index(drop=True)
+    for i, col in enumerate(numeric):
+        out[col] = values[:, i]
+    if "station_id" in frame.columns:
+        out["station_id"] = _stripped(frame["station_id"], allow_empty=True)
+    return out
+
+
+def _stripped(column: pd.Series, allow_empty: bool = False) -> pd.Series:
+    """The column with surrounding blanks removed, per distinct value; NaN where empty (unless allowed)."""
+    codes, distinct = pd.factorize(column)
+    if (codes < 0).any():  # a missing cell: the checking path names it
+        return pd.Series(np.nan, index=range(len(column)), dtype=object)
+    clean = pd.Index(distinct).str.strip()
+    if not allow_empty and (clean == "").any():
+        return pd.Series(np.nan, index=range(len(column)), dtype=object)
+    return pd.Series(clean.take(codes), dtype=column.dtype)
+
+
+def _read_states_checked(path: Path) -> pd.DataFrame:
     frame = _read(path, STATE_COLUMNS, optional=("station_id",))
     for col in ("session_id", "evse_uid"):
         _fail(path, frame, (frame[col].str.strip() == "").to_numpy(), col, "is empty")
