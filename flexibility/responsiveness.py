@@ -21,6 +21,7 @@ from .models import Curtailment, EvseResponsiveness
 S = Curtailment.Status
 JUDGED_STATES = (S.PENDING, S.IN_FORCE, S.NO_RESULT)  # caps the CSMS was asked to apply and did not refuse
 RECENT_KEPT = 20
+PHASE_EVIDENCE = timedelta(minutes=15)  # states before a cap that weigh the session's phase count
 
 
 def rule() -> delivery.Rule:
@@ -57,23 +58,25 @@ def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
         status=S.RESTORED, restored_from__in=JUDGED_STATES, delivery="", restored_at__lte=ready_before,
     ).values_list("pk", "session_id", "starts_at", "ends_at", "restored_at", "limit_a", "session__start_date_time",
                   "session__phases", "session__phases_source", "session__party_id", "session__evse_uid",
-                  "before_a")[:batch])
+                  "before_a", "session__max_current_a")[:batch])
     if not caps:
         return 0
     lo = min(c[2] for c in caps)
     hi = max(c[4] for c in caps) + r.grace + r.resume_window
     readings: dict[int, list[delivery.Reading]] = defaultdict(list)
-    states = SessionState.objects.filter(session_id__in={c[1] for c in caps}, timestamp__gte=lo - r.grace,
+    # States from before the cap too: the full draw is what tells a session's phase count best.
+    states = SessionState.objects.filter(session_id__in={c[1] for c in caps}, timestamp__gte=lo - PHASE_EVIDENCE,
                                          timestamp__lte=hi)
     for row in states.values_list("session_id", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a",
                                   "power_kw", "current_source").iterator(5000):
         readings[row[0]].append(_reading(*row[1:]))
     verdicts, per_evse = [], defaultdict(list)
-    for pk, session_pk, starts, ends, restored, limit_a, session_start, phases, source, party_pk, evse, before in caps:
+    for pk, session_pk, starts, ends, restored, limit_a, session_start, phases, source, party_pk, evse, before, \
+            max_a in caps:
         v = delivery.judge(readings.get(session_pk, ()), cap_start=starts, cap_end=ends, session_start=session_start,
                            phases=plausible_phases(phases, source), restored_at=restored,
                            rule=delivery.Rule(limit_a, r.tolerance_a, r.tolerance_kw, r.grace, r.resume_window),
-                           before_a=before)
+                           before_a=before, max_current_a=max_a)
         verdicts.append({"pk": pk, "delivery": v.delivery, "resumption": v.resumption})
         per_evse[(party_pk, evse)].append(v)
     with transaction.atomic():
