@@ -140,6 +140,8 @@ def bench_standard_figures(celery_worker_process, live_server, settings):
     """One seed: three activations on the `standard` profile, everything the figures need, as JSON."""
     from flexibility import services
     from flexibility.models import Brp, Curtailment, EvseResponsiveness
+    from ocpi.models import OcpiParty
+    from ocpi.services import locations
     from simulator.batch import evse_uid
     from tests.integration.conftest import wait_for
     from tests.integration.test_realism import run_activation, simulator_for
@@ -148,6 +150,10 @@ def bench_standard_figures(celery_worker_process, live_server, settings):
     interval_s = int(os.environ.get("REALISM_STATE_INTERVAL_S", "5"))  # a real CSMS: 60-900 s
     with simulator_for(live_server.url, settings, "standard", "non-responding=0.05", seed=seed, points=240,
                        state_interval_s=interval_s) as sim:
+        # The steady state of a CPO registered a while ago: its Locations pulled (the daily pull's first
+        # run is one beat after registration), so the sessions have their connectors' bounds.
+        for party in OcpiParty.objects.filter(status=OcpiParty.Status.REGISTERED):
+            locations.pull_locations(party)
         brp, _ = services.create_brp("auto BRP figures", Brp.Policy.AUTO)
         acts, skipped = [], []
         for n in range(FIGURE_ACTIVATIONS):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 # Re-exported: callers of planning take the one phase assumption from here too.
 from ocpi.schemas import ASSUMED_PHASES as ASSUMED_PHASES
-from ocpi.schemas import BELOW_MIN_WEIGHT, MIN_CHARGING_A, PHASE_PRIOR, PLAUSIBLE_PHASES
+from ocpi.schemas import BELOW_MIN_WEIGHT, DEFAULT_MAX_CURRENT_A, MIN_CHARGING_A, PHASE_PRIOR, PLAUSIBLE_PHASES
 
 ISP = timedelta(minutes=15)
 MAX_ACTIVATION = timedelta(minutes=15)
@@ -260,7 +260,7 @@ def shortest_cap(activation_start: datetime, end: datetime) -> timedelta:
 
 def _fit(power_kw: float, k: int, max_current_a: float | None) -> float:
     per_phase = power_kw * 1000.0 / (VOLTS_PER_PHASE * k)
-    if max_current_a and per_phase > max_current_a * (1 + MAX_CURRENT_TOLERANCE):
+    if per_phase > (max_current_a or DEFAULT_MAX_CURRENT_A) * (1 + MAX_CURRENT_TOLERANCE):
         return ABOVE_MAX_FIT
     if per_phase < MIN_CHARGING_A * (1 - MAX_CURRENT_TOLERANCE):
         return BELOW_MIN_WEIGHT

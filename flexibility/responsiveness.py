@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 
-from ocpi.models import SessionState
+from ocpi.models import ChargingProfileCall, SessionState
 from smatch import clock
 from smatch.db import update_from_values
 
@@ -70,10 +71,17 @@ def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
     for row in states.values_list("session_id", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a",
                                   "power_kw", "current_source").iterator(5000):
         readings[row[0]].append(_reading(*row[1:]))
+    # A cap acts from when the CSMS accepted its PUT, not from when it was planned (a busy dispatcher or a
+    # retry after TOO_OFTEN sends it seconds or minutes later): the grace counts from then.
+    accepted = dict(ChargingProfileCall.objects.filter(
+        kind=ChargingProfileCall.Kind.SET, purpose_id__in=[c[0] for c in caps], response_result="ACCEPTED",
+    ).values_list("purpose_id").annotate(at=Max("answered_at")).values_list("purpose_id", "at"))
     verdicts, per_evse = [], defaultdict(list)
     for pk, session_pk, starts, ends, restored, limit_a, session_start, phases, source, party_pk, evse, before, \
             max_a in caps:
-        v = delivery.judge(readings.get(session_pk, ()), cap_start=starts, cap_end=ends, session_start=session_start,
+        acting_from = max(starts, accepted.get(pk) or starts)
+        v = delivery.judge(readings.get(session_pk, ()), cap_start=acting_from, cap_end=ends,
+                           session_start=session_start,
                            phases=plausible_phases(phases, source), restored_at=restored,
                            rule=delivery.Rule(limit_a, r.tolerance_a, r.tolerance_kw, r.grace, r.resume_window),
                            before_a=before, max_current_a=max_a)

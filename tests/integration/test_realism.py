@@ -105,7 +105,7 @@ class Outcome:
     expected_kw: float  # the product's expected shed of the caps it sent
     true_shed_kw: float  # counterfactual minus actual, mean over the window the caps were in force
     skipped: dict = field(default_factory=dict)
-    preview_kw: tuple[float, float] = (0.0, 0.0)  # the preview's expected shed range just before the signal
+    preview_kw: tuple[float, float] = (0.0, 0.0)  # the preview's low-high expected shed just before the signal
 
     @property
     def missed(self) -> set[str]:
@@ -140,7 +140,7 @@ def caps_applied(sim, activation_id: int, above: set[str]) -> bool:
 def run_activation(sim, brp, external_id: str, seconds: int, *, check_applied: bool = False) -> Outcome:
     """Relay one signal lasting `seconds`, wait for its restore, and judge it by the truth; with
     `check_applied`, first wait (within the window) until the simulator holds the caps."""
-    preview = dispatch.preview()  # the range the product shows; the activation stores its low end only
+    preview = dispatch.preview()  # the range the product shows beside its best estimate
     end = clock.now() + timedelta(seconds=seconds)
     signal = services.receive_signal(brp, external_id, "reduce_consumption", end_time=end).signal
     activation = wait_for(lambda: Activation.objects.filter(signal=signal).exclude(status="dispatching").first(),
@@ -157,7 +157,7 @@ def run_activation(sim, brp, external_id: str, seconds: int, *, check_applied: b
     expected_kw = sum(sent.values_list("expected_kw", flat=True))
     return Outcome(activation.pk, above, capped, expected_kw,
                    true_shed_kw(sim, activation.relayed_at + timedelta(seconds=8), activation.ends_at),
-                   activation.skipped, (preview.expected_kw, preview.expected_kw_high))
+                   activation.skipped, (preview.expected_kw_low, preview.expected_kw_high))
 
 
 def true_shed_kw(sim, t0: datetime, t1: datetime) -> float:
