@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -170,8 +171,32 @@ def bench_standard_figures(celery_worker_process, live_server, settings):
                                 int(st.phases)))
         flagged = sorted(e.upper() for e in EvseResponsiveness.objects.filter(flagged=True)
                          .values_list("evse_uid", flat=True))
+        if dump := os.environ.get("REALISM_DUMP"):  # what the judge saw of each cap, to study wrong verdicts
+            Path(dump).write_text(json.dumps(_cap_dump(sim), default=str))
     run = RunSeen(seed, interval_s, acts, caps, flagged, skipped)
     Path(os.environ["REALISM_RUN"]).write_text(json.dumps(asdict(run)))
+
+
+def _cap_dump(sim) -> list[dict]:
+    from flexibility.models import Curtailment
+    from ocpi.models import ChargingProfileCall, SessionState
+
+    out = []
+    for cap in Curtailment.objects.exclude(delivery="").select_related("session"):
+        s = cap.session
+        st = sim.session_truth(s.session_id)
+        calls = list(ChargingProfileCall.objects.filter(purpose_id=cap.pk).values_list(
+            "kind", "sent_at", "answered_at", "response_result", "result"))
+        states = list(SessionState.objects.filter(session=s, timestamp__gte=cap.starts_at - timedelta(minutes=2),
+                                                  timestamp__lte=cap.restored_at + timedelta(minutes=1))
+                      .order_by("timestamp").values_list("timestamp", "kwh", "power_kw", "current_source"))
+        out.append({"session": s.session_id, "delivery": cap.delivery, "ignored": bool(st.evse_ignored_limit),
+                    "phases_true": int(st.phases), "phases": s.phases, "phases_source": s.phases_source,
+                    "max_current_a": s.max_current_a, "starts_at": cap.starts_at, "ends_at": cap.ends_at,
+                    "restored_at": cap.restored_at, "calls": calls, "states": states,
+                    "true_kw": [float(x) for x in sim.session_power_kw(
+                        s.session_id, cap.starts_at - timedelta(seconds=30), cap.restored_at)[::5]]})
+    return out
 
 
 def run_seed(seed: int, state_interval_s: int) -> dict:
@@ -207,19 +232,20 @@ def rows_of(found: list[dict]) -> list[Row]:
 
 INTRO = """# Realism: the product against the simulator's `standard` profile
 
-Written by `bench/realism.py` (issue #10, "Done means"); the coordinator folds it into docs/accuracy.md.
-Each seed is one end-to-end run of `tests/integration/test_realism.py::test_standard_figures`: real
-PostgreSQL, Redis, Celery worker and the simulator over HTTP, sending only `kwh` and ENERGY/TIME
-charging periods (states every 5 s), 240 charge points, 5 % of EVSEs answering ACCEPTED and ignoring
-the limit, three activations of 30 s. Everything is judged by the simulator's truth:
+Written by `bench/realism.py` (issue #10, "Done means"); the summary is in docs/accuracy.md. Each
+seed is one end-to-end run of `bench_standard_figures` (in bench/realism.py): real PostgreSQL, Redis,
+Celery worker and the simulator over HTTP, sending only `kwh` and ENERGY/TIME charging periods
+(states every 5 s unless said), 240 charge points, 5 % of EVSEs answering ACCEPTED and ignoring the
+limit, three activations of 30 s; the CPO's Locations pulled first (the steady state of a party
+registered a while ago). Everything is judged by the simulator's truth:
 
 - capped: sessions truly above 8 A per phase at the signal that were capped (target >= 98 %);
-- shed error: |expected - true| / true over the activations, where expected = the product's expected
-  shed of the caps it sent and true = counterfactual minus actual fleet power, mean over the window
-  (target <= 15 %); in brackets the signed error of single activations;
+- shed error: |expected - true| / true over the activations, where expected = the product's best
+  estimate of the shed of the caps it sent (stored on the caps) and true = counterfactual minus
+  actual fleet power, mean over the window (target <= 15 %); in brackets the signed error of single
+  activations;
 - preview range: the low-high expected shed the product's preview showed just before each signal
-  (summed; the activation itself stores only the low end), and in how many activations the truth fell
-  inside it;
+  (summed), and in how many activations the truth fell inside it;
 - verdicts: caps judged responded / did not respond as the truth says (target >= 95 %), no-data
   verdicts apart;
 - flags: precision over the flagged EVSEs, recall over the EVSEs that truly ignored a limit in at
