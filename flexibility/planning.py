@@ -140,6 +140,8 @@ SKIP_REASONS = (SKIP_NOT_ACTIVE, SKIP_NOT_REGISTERED, SKIP_STALE, SKIP_DRAW_UNKN
 # Session.phases_source values whose phase count is the session's own (a connector only bounds it:
 # a one-phase car on a three-phase connector draws on one phase).
 FIRM_PHASE_SOURCES = frozenset({"reported", "power_current"})
+# Session.phases_source "power": the session drew more than fewer phases carry, `phases` is a lower bound.
+PHASES_AT_LEAST = "power"
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ def plausible_phases(view: SessionView) -> tuple[int, ...]:
     (up to the connector's), less those that would need more current than the connector gives."""
     if view.phases and (view.phases_source in FIRM_PHASE_SOURCES or view.phases == 1):
         return (view.phases,)
-    counts = tuple(n for n in PLAUSIBLE_PHASES if not view.phases or n <= view.phases)
+    counts = tuple(n for n in PLAUSIBLE_PHASES if not view.phases or (
+        n >= view.phases if view.phases_source == PHASES_AT_LEAST else n <= view.phases))
     if view.max_current_a and _uses_power(view):
         limit = view.max_current_a * (1 + MAX_CURRENT_TOLERANCE)
         fitting = tuple(n for n in counts if _per_phase_a(view, n) <= limit)

@@ -47,6 +47,8 @@ def plausible_phases(phases: int | None, source: str) -> tuple[int, ...]:
     plausible count up to what is known (a connector's phases only bound the car's)."""
     if phases and (source in planning.FIRM_PHASE_SOURCES or phases == 1):
         return (phases,)
+    if phases and source == planning.PHASES_AT_LEAST:  # a lower bound proved by the power drawn
+        return tuple(k for k in planning.PLAUSIBLE_PHASES if k >= phases)
     return tuple(k for k in planning.PLAUSIBLE_PHASES if not phases or k <= phases)
 
 
