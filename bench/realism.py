@@ -2,11 +2,12 @@
 
     python bench/realism.py [--seeds 1,2,3] [--state-interval-s 5] [--quick] [--json OUT] [--doc docs/realism.md]
 
-Each seed is one end-to-end run of `tests/integration/test_realism.py::test_standard_figures`
-(real PostgreSQL, Redis, a Celery worker, the simulator over HTTP, the `standard` profile: `kwh`
-and ENERGY/TIME periods only; 240 charge points, 5 % of EVSEs answer ACCEPTED and ignore the limit;
-three activations of 30 s so the N-of-M rule can flag). The test writes its figures, judged by the
-simulator's truth, to a JSON file this script reads:
+Each seed is one end-to-end run of `bench_standard_figures` below, which this script runs under pytest
+in a child process (pytest-django gives it a fresh database, the integration fixtures a Celery worker
+and the live server): real PostgreSQL, Redis, a Celery worker, the simulator over HTTP, the `standard`
+profile (`kwh` and ENERGY/TIME periods only), 240 charge points, 5 % of EVSEs answer ACCEPTED and
+ignore the limit, three activations of 30 s so the N-of-M rule can flag. The run writes what it saw,
+judged by the simulator's truth, to a JSON file; `figures` (pure) turns it into:
 
 - capped share: sessions truly above 8 A per phase at the signal that the product capped (>= 98 %);
 - shed error: |expected - true| / true, the expected shed of the caps sent vs the counterfactual
@@ -14,6 +15,9 @@ simulator's truth, to a JSON file this script reads:
   signed range per activation;
 - verdicts right: caps judged responded / did not respond as the truth says (>= 95 %);
 - flag precision and recall over the EVSEs that truly ignored a limit at least N times (0.95 / 0.9).
+
+The targets are judged here, not by the test suite (tests/bench/test_realism_figures.py checks `figures`
+on a hand-computed case).
 
 Services: BENCH_REALISM_DB (PostgreSQL URL; pytest-django creates test_<name>) and
 BENCH_REALISM_BROKER (Redis URL), defaults below.
@@ -26,7 +30,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -35,7 +43,9 @@ from bench.common import ROOT, Row, bench_args, finish, fmt
 NAME = "realism"
 DB = os.environ.get("BENCH_REALISM_DB", "postgres://postgres@127.0.0.1:5432/bench_realism")
 BROKER = os.environ.get("BENCH_REALISM_BROKER", "redis://127.0.0.1:6379/12")
-TEST = "tests/integration/test_realism.py::test_standard_figures"
+TEST = "bench/realism.py::bench_standard_figures"
+FIGURE_ACTIVATIONS = 3  # the N-of-M rule (2 of 3 by default) needs at least N judged caps per EVSE
+FAILURES_N = 2  # RESPONSIVENESS_FAILURES_N's default
 # (figure key, metric, unit, target text, met?)
 METRICS = [
     ("capped_share", "sessions above 8 A capped", "%", ">= 98 %", lambda v: v >= 98.0),
@@ -48,18 +58,166 @@ PERCENT = {"capped_share", "shed_error", "verdicts_right"}
 READING = "<!-- READING: hand-written, kept by bench/realism.py -->"
 
 
+# --- what one run saw, and the figures from it (pure: checked on a hand-computed case) ------------------
+
+@dataclass
+class ActivationSeen:
+    above: list[str]  # upper-cased ids of the sessions truly above 8 A at the signal
+    capped: list[str]  # upper-cased ids of the sessions the product capped
+    expected_kw: float  # the product's expected shed of the caps it sent (stored on the caps)
+    true_shed_kw: float  # counterfactual minus actual, mean over the window
+    preview_kw: tuple[float, float] = (0.0, 0.0)  # the preview's low-high range just before the signal
+
+
+@dataclass
+class CapSeen:
+    session_id: str
+    evse: str  # upper case
+    delivery: str  # responded / not_responded / no_data
+    ignored: bool  # truth: the EVSE ignored the limit
+    phases: int  # truth: the EV's phases
+
+
+@dataclass
+class RunSeen:
+    seed: int
+    state_interval_s: int
+    activations: list[ActivationSeen]
+    caps: list[CapSeen]
+    flagged: list[str]  # upper-cased EVSE uids the product flagged
+    skipped: list[dict] = field(default_factory=list)
+
+
+def figures(run: RunSeen, failures_n: int = FAILURES_N) -> dict:
+    """The "Done means" figures of one run, judged by the simulator's truth."""
+    acts = run.activations
+    above = sum(len(a.above) for a in acts)
+    capped = sum(len(set(a.above) & set(a.capped)) for a in acts)
+    expected, truth = sum(a.expected_kw for a in acts), sum(a.true_shed_kw for a in acts)
+    errors = [(a.expected_kw - a.true_shed_kw) / a.true_shed_kw for a in acts if a.true_shed_kw > 0]
+    judged = [c for c in run.caps if c.delivery != "no_data"]
+    right = [c for c in judged if (c.delivery == "responded") == (not c.ignored)]
+    # EVSEs that truly ignored a limit in at least N of their judged caps (a no-data verdict included:
+    # the product not seeing it does not make the EVSE obey) are the ones the rule should flag.
+    ignored: dict[str, int] = {}
+    for c in run.caps:
+        if c.ignored:
+            ignored[c.evse] = ignored.get(c.evse, 0) + 1
+    flaggable = {e for e, n in ignored.items() if n >= failures_n}
+    flagged = set(run.flagged)
+    wrong_by_truth: dict[str, int] = {}
+    no_data_by_truth: dict[str, int] = {}
+    for c in run.caps:
+        kind = f"{c.phases}-phase {'ignoring' if c.ignored else 'obeying'}"
+        if c.delivery == "no_data":
+            no_data_by_truth[kind] = no_data_by_truth.get(kind, 0) + 1
+        elif c not in right:
+            wrong_by_truth[kind] = wrong_by_truth.get(kind, 0) + 1
+    return {
+        "seed": run.seed, "state_interval_s": run.state_interval_s,
+        "activations": len(acts), "above": above, "capped": capped, "capped_share": capped / above if above else 0,
+        "expected_kw": expected, "true_shed_kw": truth,
+        "shed_error": abs(expected - truth) / truth if truth else float("inf"),
+        "shed_error_range": [min(errors, default=0.0), max(errors, default=0.0)],
+        "preview_low_kw": sum(a.preview_kw[0] for a in acts), "preview_high_kw": sum(a.preview_kw[1] for a in acts),
+        "truth_in_preview_range": sum(a.preview_kw[0] <= a.true_shed_kw <= a.preview_kw[1] for a in acts),
+        "verdicts": len(judged), "verdicts_right": len(right) / len(judged) if judged else 0.0,
+        "no_data": len(run.caps) - len(judged),
+        "no_data_by_truth": no_data_by_truth,
+        "wrong_by_truth": wrong_by_truth,
+        "wrong_verdicts": [[c.session_id, c.delivery, c.phases] for c in judged if c not in right],
+        "not_flagged": sorted(flaggable - flagged),
+        "evses_ignoring": len(ignored), "evses_flaggable": len(flaggable), "flagged": len(flagged),
+        "precision": len(flagged & set(ignored)) / len(flagged) if flagged else 1.0,
+        "recall": len(flagged & flaggable) / len(flaggable) if flaggable else 1.0,
+        "skipped": run.skipped,
+    }
+
+
+# --- the end-to-end run (pytest collects this only when the bench asks: bench/ is outside testpaths) -----
+
+@pytest.mark.services
+def bench_standard_figures(celery_worker_process, live_server, settings):
+    """One seed: three activations on the `standard` profile, everything the figures need, as JSON."""
+    from flexibility import services
+    from flexibility.models import Brp, Curtailment, EvseResponsiveness
+    from ocpi.models import OcpiParty
+    from ocpi.services import locations
+    from simulator.batch import evse_uid
+    from tests.integration.conftest import wait_for
+    from tests.integration.test_realism import run_activation, simulator_for
+
+    seed = int(os.environ.get("REALISM_SEED", "1"))
+    interval_s = int(os.environ.get("REALISM_STATE_INTERVAL_S", "5"))  # a real CSMS: 60-900 s
+    with simulator_for(live_server.url, settings, "standard", "non-responding=0.05", seed=seed, points=240,
+                       state_interval_s=interval_s) as sim:
+        # The steady state of a CPO registered a while ago: its Locations pulled (the daily pull's first
+        # run is one beat after registration), so the sessions have their connectors' bounds.
+        for party in OcpiParty.objects.filter(status=OcpiParty.Status.REGISTERED):
+            locations.pull_locations(party)
+        brp, _ = services.create_brp("auto BRP figures", Brp.Policy.AUTO)
+        acts, skipped = [], []
+        for n in range(FIGURE_ACTIVATIONS):
+            o = run_activation(sim, brp, f"figures-{seed}-{n}", seconds=max(30, 4 * interval_s))
+            judged = Curtailment.objects.filter(activation_id=o.activation_id, status="restored")
+            wait_for(lambda j=judged: not j.filter(delivery="").exists(), 60 + 2 * interval_s, "every cap judged")
+            acts.append(ActivationSeen(sorted(o.above), sorted(o.capped), o.expected_kw, o.true_shed_kw,
+                                       o.preview_kw))
+            skipped.append(o.skipped)
+        caps = []
+        for sid, delivery in Curtailment.objects.exclude(delivery="").values_list("session__session_id", "delivery"):
+            st = sim.session_truth(sid)  # the simulator reads ids without case
+            caps.append(CapSeen(sid, evse_uid(st.point).upper(), delivery, bool(st.evse_ignored_limit),
+                                int(st.phases)))
+        flagged = sorted(e.upper() for e in EvseResponsiveness.objects.filter(flagged=True)
+                         .values_list("evse_uid", flat=True))
+        if dump := os.environ.get("REALISM_DUMP"):  # what the judge saw of each cap, to study wrong verdicts
+            Path(dump).write_text(json.dumps(_cap_dump(sim), default=str))
+    run = RunSeen(seed, interval_s, acts, caps, flagged, skipped)
+    Path(os.environ["REALISM_RUN"]).write_text(json.dumps(asdict(run)))
+
+
+def _cap_dump(sim) -> list[dict]:
+    from flexibility.models import Curtailment
+    from ocpi.models import ChargingProfileCall, SessionState
+
+    out = []
+    for cap in Curtailment.objects.exclude(delivery="").select_related("session"):
+        s = cap.session
+        st = sim.session_truth(s.session_id)
+        calls = list(ChargingProfileCall.objects.filter(purpose_id=cap.pk).values_list(
+            "kind", "sent_at", "answered_at", "response_result", "result"))
+        states = list(SessionState.objects.filter(session=s, timestamp__gte=cap.starts_at - timedelta(minutes=2),
+                                                  timestamp__lte=cap.restored_at + timedelta(minutes=1))
+                      .order_by("timestamp").values_list("timestamp", "kwh", "power_kw", "current_source"))
+        out.append({"session": s.session_id, "delivery": cap.delivery, "ignored": bool(st.evse_ignored_limit),
+                    "phases_true": int(st.phases), "phases": s.phases, "phases_source": s.phases_source,
+                    "max_current_a": s.max_current_a, "starts_at": cap.starts_at, "ends_at": cap.ends_at,
+                    "restored_at": cap.restored_at, "calls": calls, "states": states,
+                    "true_kw": [float(x) for x in sim.session_power_kw(
+                        s.session_id, cap.starts_at - timedelta(seconds=30), cap.restored_at)[::5]]})
+    return out
+
+
 def run_seed(seed: int, state_interval_s: int) -> dict:
-    """One end-to-end run; its figures (the test writes them before asserting the targets)."""
+    """One end-to-end run in a child pytest (a fresh test database), and its figures."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "figures.json"
+        out = Path(tmp) / "run.json"
         env = {**os.environ, "DATABASE_URL": DB, "CELERY_BROKER_URL": BROKER, "CI": "true",
-               "REALISM_SEED": str(seed), "REALISM_FIGURES": str(out),
-               "REALISM_STATE_INTERVAL_S": str(state_interval_s), "DB_CONN_MAX_AGE": "0"}
-        proc = subprocess.run([sys.executable, "-m", "pytest", TEST, "-q", "-p", "no:cacheprovider"], cwd=ROOT,
-                              env=env, capture_output=True, text=True, check=False)
+               "REALISM_SEED": str(seed), "REALISM_RUN": str(out),
+               "REALISM_STATE_INTERVAL_S": str(state_interval_s), "DB_CONN_MAX_AGE": "0",
+               # Judging within seconds rather than minutes: states every few seconds, a short grace.
+               "DELIVERY_GRACE_S": "8", "DELIVERY_RESUME_WINDOW_S": "15", "SWEEP_INTERVAL_S": "1"}
+        proc = subprocess.run([sys.executable, "-m", "pytest", TEST, "-q", "-p", "no:cacheprovider",
+                               "-p", "tests.conftest", "-p", "tests.integration.conftest",
+                               "-o", "python_functions=bench_*"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if not out.exists():
             raise RuntimeError(f"seed {seed}: no figures\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
-        return json.loads(out.read_text())
+        raw = json.loads(out.read_text())
+    run = RunSeen(raw["seed"], raw["state_interval_s"], [ActivationSeen(**a) for a in raw["activations"]],
+                  [CapSeen(**c) for c in raw["caps"]], raw["flagged"], raw["skipped"])
+    return figures(run)
 
 
 def rows_of(found: list[dict]) -> list[Row]:
@@ -74,19 +232,20 @@ def rows_of(found: list[dict]) -> list[Row]:
 
 INTRO = """# Realism: the product against the simulator's `standard` profile
 
-Written by `bench/realism.py` (issue #10, "Done means"); the coordinator folds it into docs/accuracy.md.
-Each seed is one end-to-end run of `tests/integration/test_realism.py::test_standard_figures`: real
-PostgreSQL, Redis, Celery worker and the simulator over HTTP, sending only `kwh` and ENERGY/TIME
-charging periods (states every 5 s), 240 charge points, 5 % of EVSEs answering ACCEPTED and ignoring
-the limit, three activations of 30 s. Everything is judged by the simulator's truth:
+Written by `bench/realism.py` (issue #10, "Done means"); the summary is in docs/accuracy.md. Each
+seed is one end-to-end run of `bench_standard_figures` (in bench/realism.py): real PostgreSQL, Redis,
+Celery worker and the simulator over HTTP, sending only `kwh` and ENERGY/TIME charging periods
+(states every 5 s unless said), 240 charge points, 5 % of EVSEs answering ACCEPTED and ignoring the
+limit, three activations of 30 s; the CPO's Locations pulled first (the steady state of a party
+registered a while ago). Everything is judged by the simulator's truth:
 
 - capped: sessions truly above 8 A per phase at the signal that were capped (target >= 98 %);
-- shed error: |expected - true| / true over the activations, where expected = the product's expected
-  shed of the caps it sent and true = counterfactual minus actual fleet power, mean over the window
-  (target <= 15 %); in brackets the signed error of single activations;
+- shed error: |expected - true| / true over the activations, where expected = the product's best
+  estimate of the shed of the caps it sent (stored on the caps) and true = counterfactual minus
+  actual fleet power, mean over the window (target <= 15 %); in brackets the signed error of single
+  activations;
 - preview range: the low-high expected shed the product's preview showed just before each signal
-  (summed; the activation itself stores only the low end), and in how many activations the truth fell
-  inside it;
+  (summed), and in how many activations the truth fell inside it;
 - verdicts: caps judged responded / did not respond as the truth says (target >= 95 %), no-data
   verdicts apart;
 - flags: precision over the flagged EVSEs, recall over the EVSEs that truly ignored a limit in at

@@ -118,7 +118,7 @@ class SignalAdmin(admin.ModelAdmin):
         plan = activations.preview()
         skipped = ", ".join(f"{k}: {v}" for k, v in plan.skipped.items() if v)
         src = plan.by_source
-        shed = f"{plan.expected_kw:.1f}-{plan.expected_kw_high:.1f} kW"
+        shed = f"{plan.expected_kw:.1f} kW ({plan.expected_kw_low:.1f}-{plan.expected_kw_high:.1f})"
         return (f"{len(plan.caps)} sessions eligible, expected shed {shed} "
                 f"(draw measured {src.get('measured', 0)} / from POWER {src.get('power', 0)} / from kWh "
                 f"{src.get('kwh', 0)} / phases assumed {src.get('assumed', 0)}); skipped: {skipped or 'none'}")

@@ -29,6 +29,7 @@ SKIP_WORDS = {
     planning.SKIP_OPTED_OUT: "opted out by a steering rule",
     planning.SKIP_CAP: "30-minute budget in 4 hours used up",
     planning.SKIP_ALREADY: "already capped by another activation",
+    planning.SKIP_TOO_SHORT: "started too late in the activation for a cap to matter",
 }
 # Cap state -> what the operator reads; the order is the order shown.
 CAP_STATE_WORDS = {

@@ -5,8 +5,11 @@ One rule, a pure function (no ORM), so the dispatcher and settlement judge alike
 - a reading's per-phase draw is its measured current when there is one; else its power (the POWER
   dimension, or the average between two states from their kWh difference, energy-conserving)
   compared with the cap converted at 230 V on the session's phases. When the phase count is not
-  firm, every plausible count is tried and a power reading decides only when they all agree
-  (a 3.7 kW draw is at the cap on three phases and far above it on one): no false verdict;
+  firm, every plausible count is weighed: the fleet prior (`ocpi.schemas.PHASE_PRIOR`) times how well
+  each of the session's power readings fits it (an EV draws at least 6 A per phase unless finishing,
+  at most the connector's max_amperage); the count does not change within a session, so a 3.7 kW draw
+  that was 3.7 kW before the cap too is a one-phase EV at 16 A, not a three-phase one at 5.3 A. A
+  reading decides when the counts holding at least DECISIVE of the weight agree; else it is left out;
 - a session is judged only on its own readings after the cap started (a session that began after
   the signal from its own start), after a grace period for the charger to act, until the restore;
   an average from kWh counts only when both its states lie in that window;
@@ -27,10 +30,13 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from .planning import phase_weights
+
 VOLTS_PER_PHASE = 230.0
 
 RESPONDED, NOT_RESPONDED, NO_DATA = "responded", "not_responded", "no_data"
 RESUMED, NOT_RESUMED = "resumed", "not_resumed"
+DECISIVE = 0.8  # share of the phase-count weight that must agree for a power reading to decide
 
 
 @dataclass(frozen=True)
@@ -65,24 +71,36 @@ class _Level:
     at_or_below: bool | None  # at or below the cap plus its tolerance; None: the phase counts disagree
 
 
-def _power_level(power_kw: float, phases: Sequence[int], rule: Rule) -> bool | None:
-    verdicts = {power_kw <= rule.limit_a * VOLTS_PER_PHASE * k / 1000 + rule.tolerance_kw for k in phases}
-    return verdicts.pop() if len(verdicts) == 1 else None
+def _power_level(power_kw: float, weights: dict[int, float], rule: Rule) -> bool | None:
+    cap_kw = {k: rule.limit_a * VOLTS_PER_PHASE * k / 1000 + rule.tolerance_kw for k in weights}
+    low = sum(w for k, w in weights.items() if power_kw <= cap_kw[k])
+    return True if low >= DECISIVE else False if low <= 1 - DECISIVE else None
 
 
-def _levels(readings: Iterable[Reading], phases: Sequence[int], rule: Rule) -> list[_Level]:
-    ordered = sorted(readings, key=lambda r: r.at)
-    out: list[_Level] = []
+def _powers(ordered: Sequence[Reading]) -> list[tuple[datetime, datetime, float | None, float | None]]:
+    """(start, end, current A, power kW) of each reading: an instant, or the span of a kWh average."""
+    out = []
     for i, r in enumerate(ordered):
-        if r.current_a is not None:
-            out.append(_Level(r.at, r.at, r.current_a <= rule.limit_a + rule.tolerance_a))
-        elif r.power_kw is not None:
-            out.append(_Level(r.at, r.at, _power_level(r.power_kw, phases, rule)))
+        if r.current_a is not None or r.power_kw is not None:
+            out.append((r.at, r.at, r.current_a, r.power_kw))
         elif i > 0:
             prev = ordered[i - 1]
             hours = (r.at - prev.at).total_seconds() / 3600
-            if hours > 0:
-                out.append(_Level(prev.at, r.at, _power_level((r.kwh - prev.kwh) / hours, phases, rule)))
+            if hours > 0 and r.kwh >= prev.kwh:
+                out.append((prev.at, r.at, None, (r.kwh - prev.kwh) / hours))
+    return out
+
+
+def _levels(readings: Iterable[Reading], phases: Sequence[int], rule: Rule,
+            max_current_a: float | None = None) -> list[_Level]:
+    spans = _powers(sorted(readings, key=lambda r: r.at))
+    weights = phase_weights((p for _, _, c, p in spans if c is None and p is not None), phases, max_current_a)
+    out: list[_Level] = []
+    for start, end, current_a, power_kw in spans:
+        if current_a is not None:
+            out.append(_Level(start, end, current_a <= rule.limit_a + rule.tolerance_a))
+        elif power_kw is not None:
+            out.append(_Level(start, end, _power_level(power_kw, weights, rule)))
     return [level for level in out if level.at_or_below is not None]
 
 
@@ -94,16 +112,18 @@ def _majority_low(levels: Sequence[_Level]) -> bool | None:
 
 def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime, session_start: datetime,
           phases: int | Sequence[int], restored_at: datetime | None = None, rule: Rule = Rule(),
-          before_a: float | None = None) -> Verdict:
-    """The verdict on one cap from the session's own readings (any order; others are ignored).
+          before_a: float | None = None, max_current_a: float | None = None) -> Verdict:
+    """The verdict on one cap from the session's own readings (any order; those outside the windows
+    only weigh the phase counts).
 
-    `phases`: the session's phase count, or the plausible counts when it is not firm. `before_a`:
+    `phases`: the session's phase count, or the plausible counts when it is not firm;
+    `max_current_a`: the connector's max_amperage, when known. `before_a`:
     the per-phase current measured when the cap was planned; already at the cap's level, the cap
     proves nothing (a session at 9 A ignoring it still reads "at 8 A"): no data either way.
     """
     if before_a is not None and before_a <= rule.limit_a + rule.tolerance_a:
         return Verdict(NO_DATA, NO_DATA if restored_at is not None else "")
-    levels = _levels(readings, (phases,) if isinstance(phases, int) else tuple(phases), rule)
+    levels = _levels(readings, (phases,) if isinstance(phases, int) else tuple(phases), rule, max_current_a)
     judge_from = max(cap_start, session_start) + rule.grace
     until = min(cap_end, restored_at) if restored_at is not None else cap_end
     during = [lv for lv in levels if lv.start >= judge_from and lv.end <= until]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 # Re-exported: callers of planning take the one phase assumption from here too.
 from ocpi.schemas import ASSUMED_PHASES as ASSUMED_PHASES
-from ocpi.schemas import PLAUSIBLE_PHASES
+from ocpi.schemas import BELOW_MIN_WEIGHT, DEFAULT_MAX_CURRENT_A, MIN_CHARGING_A, PHASE_PRIOR, PLAUSIBLE_PHASES
 
 ISP = timedelta(minutes=15)
 MAX_ACTIVATION = timedelta(minutes=15)
@@ -133,12 +133,15 @@ SKIP_AT_OR_BELOW_MIN = "at_or_below_8a"
 SKIP_OPTED_OUT = "opted_out"
 SKIP_CAP = "cap_exhausted"
 SKIP_ALREADY = "already_throttled"
+SKIP_TOO_SHORT = "window_too_short"
 SKIP_REASONS = (SKIP_NOT_ACTIVE, SKIP_NOT_REGISTERED, SKIP_STALE, SKIP_DRAW_UNKNOWN, SKIP_AT_OR_BELOW_MIN,
-                SKIP_OPTED_OUT, SKIP_CAP, SKIP_ALREADY)
+                SKIP_OPTED_OUT, SKIP_CAP, SKIP_ALREADY, SKIP_TOO_SHORT)
 
 # Session.phases_source values whose phase count is the session's own (a connector only bounds it:
 # a one-phase car on a three-phase connector draws on one phase).
 FIRM_PHASE_SOURCES = frozenset({"reported", "power_current"})
+# Session.phases_source "power": the session drew more than fewer phases carry, `phases` is a lower bound.
+PHASES_AT_LEAST = "power"
 
 
 @dataclass(frozen=True)
@@ -170,8 +173,9 @@ class CapPlan:
     starts_at: datetime
     ends_at: datetime
     limit_a: float
-    expected_kw: float  # the low end of the expected shed: what we can promise
+    expected_kw: float  # the best estimate of the shed (phase counts weighed, see `phase_weights`)
     expected_kw_high: float | None = None  # the high end (None: the same as expected_kw)
+    expected_kw_low: float | None = None  # the low end: what we can promise (None: the same as expected_kw)
 
 
 @dataclass
@@ -184,8 +188,12 @@ class Plan:
 
     @property
     def expected_kw(self) -> float:
-        """Low end of the expected shed."""
+        """Best estimate of the expected shed."""
         return sum(c.expected_kw for c in self.caps)
+
+    @property
+    def expected_kw_low(self) -> float:
+        return sum(c.expected_kw if c.expected_kw_low is None else c.expected_kw_low for c in self.caps)
 
     @property
     def expected_kw_high(self) -> float:
@@ -205,7 +213,8 @@ def plausible_phases(view: SessionView) -> tuple[int, ...]:
     (up to the connector's), less those that would need more current than the connector gives."""
     if view.phases and (view.phases_source in FIRM_PHASE_SOURCES or view.phases == 1):
         return (view.phases,)
-    counts = tuple(n for n in PLAUSIBLE_PHASES if not view.phases or n <= view.phases)
+    counts = tuple(n for n in PLAUSIBLE_PHASES if not view.phases or (
+        n >= view.phases if view.phases_source == PHASES_AT_LEAST else n <= view.phases))
     if view.max_current_a and _uses_power(view):
         limit = view.max_current_a * (1 + MAX_CURRENT_TOLERANCE)
         fitting = tuple(n for n in counts if _per_phase_a(view, n) <= limit)
@@ -244,12 +253,60 @@ def shed_range_kw(view: SessionView, limit_a: float = LIMIT_A) -> tuple[float, f
     return min(sheds), max(sheds)
 
 
+def shortest_cap(activation_start: datetime, end: datetime) -> timedelta:
+    """The shortest cap worth a PUT in an activation: MIN_THROTTLE, or the whole activation when the
+    BRP asked for a shorter one. A session capped late (it started, or its draw became known, during
+    the activation) with less left than this is not sent: the EVSE would barely apply the limit
+    before the DELETE, and its result would come after the cap was cleared."""
+    return min(MIN_THROTTLE, end - activation_start)
+
+
+def _fit(power_kw: float, k: int, max_current_a: float | None) -> float:
+    per_phase = power_kw * 1000.0 / (VOLTS_PER_PHASE * k)
+    if per_phase > (max_current_a or DEFAULT_MAX_CURRENT_A) * (1 + MAX_CURRENT_TOLERANCE):
+        return ABOVE_MAX_FIT
+    if per_phase < MIN_CHARGING_A * (1 - MAX_CURRENT_TOLERANCE):
+        return BELOW_MIN_WEIGHT
+    return 1.0
+
+
+# How well one power reading fits a phase count: 1 between 6 A and the connector's max_amperage; less
+# below (an EV finishing its charge) or above (a kWh average is coarse: never 0, so one noisy average
+# cannot rule the truth out; planning's `plausible_phases` applies the connector's maximum as a rule).
+ABOVE_MAX_FIT = 0.02
+
+
+def phase_weights(powers_kw: Iterable[float], phases: Sequence[int], max_current_a: float | None = None,
+                  prior: dict[int, float] = PHASE_PRIOR) -> dict[int, float]:
+    """Weight of each plausible phase count given all of a session's power readings (sums to 1)."""
+    weights = {k: prior.get(k, 0.0) or 1e-3 for k in phases}
+    for p in powers_kw:
+        if p > 0:  # a car drawing nothing fits every count alike
+            weights = {k: w * _fit(p, k, max_current_a) for k, w in weights.items()}
+            total = sum(weights.values())
+            weights = {k: w / total for k, w in weights.items()}
+    total = sum(weights.values())
+    return {k: w / total for k, w in weights.items()}
+
+
+def shed_estimate_kw(view: SessionView, limit_a: float = LIMIT_A) -> float:
+    """The best estimate of the power freed by the cap: the shed on each plausible phase count,
+    weighed by how likely the count is (`phase_weights`); 0 when unresponsive."""
+    if view.unresponsive or not draw_known(view):
+        return 0.0
+    counts = plausible_phases(view)
+    powers = [view.last_power_kw] if _uses_power(view) and view.last_power_kw is not None else []
+    weights = phase_weights(powers, counts, view.max_current_a)
+    return sum(w * shed_kw(_per_phase_a(view, n), n, limit_a) for n, w in weights.items())
+
+
 def classify(view: SessionView, start: datetime, end: datetime,
-             stale_after: timedelta = STALE_AFTER) -> tuple[str, timedelta]:
+             stale_after: timedelta = STALE_AFTER, activation_start: datetime | None = None) -> tuple[str, timedelta]:
     """Why a session is skipped, or ELIGIBLE with how long it may be throttled.
 
     Capped when the draw could be above 8 A per phase on any plausible phase count: a cap at 8 A on
-    a session already below it changes nothing, a missed one loses its whole shed.
+    a session already below it changes nothing, a missed one loses its whole shed. `activation_start`:
+    when a cap is planned after the relay (a late session), its window must last `shortest_cap`.
     """
     if view.status != "ACTIVE":
         return SKIP_NOT_ACTIVE, timedelta(0)
@@ -265,6 +322,8 @@ def classify(view: SessionView, start: datetime, end: datetime,
         return SKIP_OPTED_OUT, timedelta(0)
     if any(s < end and e > start for s, e in view.past):
         return SKIP_ALREADY, timedelta(0)
+    if activation_start is not None and end - start < shortest_cap(activation_start, end):
+        return SKIP_TOO_SHORT, timedelta(0)
     allowed = cap_allowance(view.past, start, end - start)
     if allowed < min(MIN_THROTTLE, end - start):
         return SKIP_CAP, timedelta(0)
@@ -272,19 +331,21 @@ def classify(view: SessionView, start: datetime, end: datetime,
 
 
 def plan_caps(views: Iterable[SessionView], start: datetime, end: datetime,
-              stale_after: timedelta = STALE_AFTER) -> Plan:
-    """Decide, for every session, whether and until when it is capped at 8 A in [start, end)."""
+              stale_after: timedelta = STALE_AFTER, activation_start: datetime | None = None) -> Plan:
+    """Decide, for every session, whether and until when it is capped at 8 A in [start, end).
+    `activation_start`: the relay, when planning late sessions of a running activation."""
     start, end = _aware(start), _aware(end)
     if end - start > MAX_ACTIVATION:
         raise PlanningError("an activation lasts at most 15 minutes")
     plan = Plan()
     for view in views:
-        verdict, allowed = classify(view, start, end, stale_after)
+        verdict, allowed = classify(view, start, end, stale_after, activation_start)
         if verdict != ELIGIBLE:
             plan.skipped[verdict] += 1
             continue
         low, high = shed_range_kw(view)
-        plan.caps.append(CapPlan(view.session_pk, start, start + allowed, LIMIT_A, low, high))
+        best = min(high, max(low, shed_estimate_kw(view)))
+        plan.caps.append(CapPlan(view.session_pk, start, start + allowed, LIMIT_A, best, high, low))
         source = view.current_source or "measured"  # a bare current (no provenance given) is a reading
         plan.by_source[source] = plan.by_source.get(source, 0) + 1
     return plan

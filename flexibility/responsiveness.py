@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 
-from ocpi.models import SessionState
+from ocpi.models import ChargingProfileCall, SessionState
 from smatch import clock
 from smatch.db import update_from_values
 
@@ -21,6 +22,7 @@ from .models import Curtailment, EvseResponsiveness
 S = Curtailment.Status
 JUDGED_STATES = (S.PENDING, S.IN_FORCE, S.NO_RESULT)  # caps the CSMS was asked to apply and did not refuse
 RECENT_KEPT = 20
+PHASE_EVIDENCE = timedelta(minutes=15)  # states before a cap that weigh the session's phase count
 
 
 def rule() -> delivery.Rule:
@@ -45,6 +47,8 @@ def plausible_phases(phases: int | None, source: str) -> tuple[int, ...]:
     plausible count up to what is known (a connector's phases only bound the car's)."""
     if phases and (source in planning.FIRM_PHASE_SOURCES or phases == 1):
         return (phases,)
+    if phases and source == planning.PHASES_AT_LEAST:  # a lower bound proved by the power drawn
+        return tuple(k for k in planning.PLAUSIBLE_PHASES if k >= phases)
     return tuple(k for k in planning.PLAUSIBLE_PHASES if not phases or k <= phases)
 
 
@@ -57,23 +61,32 @@ def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
         status=S.RESTORED, restored_from__in=JUDGED_STATES, delivery="", restored_at__lte=ready_before,
     ).values_list("pk", "session_id", "starts_at", "ends_at", "restored_at", "limit_a", "session__start_date_time",
                   "session__phases", "session__phases_source", "session__party_id", "session__evse_uid",
-                  "before_a")[:batch])
+                  "before_a", "session__max_current_a")[:batch])
     if not caps:
         return 0
     lo = min(c[2] for c in caps)
     hi = max(c[4] for c in caps) + r.grace + r.resume_window
     readings: dict[int, list[delivery.Reading]] = defaultdict(list)
-    states = SessionState.objects.filter(session_id__in={c[1] for c in caps}, timestamp__gte=lo - r.grace,
+    # States from before the cap too: the full draw is what tells a session's phase count best.
+    states = SessionState.objects.filter(session_id__in={c[1] for c in caps}, timestamp__gte=lo - PHASE_EVIDENCE,
                                          timestamp__lte=hi)
     for row in states.values_list("session_id", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a",
                                   "power_kw", "current_source").iterator(5000):
         readings[row[0]].append(_reading(*row[1:]))
+    # A cap acts from when the CSMS accepted its PUT, not from when it was planned (a busy dispatcher or a
+    # retry after TOO_OFTEN sends it seconds or minutes later): the grace counts from then.
+    accepted = dict(ChargingProfileCall.objects.filter(
+        kind=ChargingProfileCall.Kind.SET, purpose_id__in=[c[0] for c in caps], response_result="ACCEPTED",
+    ).values_list("purpose_id").annotate(at=Max("answered_at")).values_list("purpose_id", "at"))
     verdicts, per_evse = [], defaultdict(list)
-    for pk, session_pk, starts, ends, restored, limit_a, session_start, phases, source, party_pk, evse, before in caps:
-        v = delivery.judge(readings.get(session_pk, ()), cap_start=starts, cap_end=ends, session_start=session_start,
+    for pk, session_pk, starts, ends, restored, limit_a, session_start, phases, source, party_pk, evse, before, \
+            max_a in caps:
+        acting_from = max(starts, accepted.get(pk) or starts)
+        v = delivery.judge(readings.get(session_pk, ()), cap_start=acting_from, cap_end=ends,
+                           session_start=session_start,
                            phases=plausible_phases(phases, source), restored_at=restored,
                            rule=delivery.Rule(limit_a, r.tolerance_a, r.tolerance_kw, r.grace, r.resume_window),
-                           before_a=before)
+                           before_a=before, max_current_a=max_a)
         verdicts.append({"pk": pk, "delivery": v.delivery, "resumption": v.resumption})
         per_evse[(party_pk, evse)].append(v)
     with transaction.atomic():

@@ -116,10 +116,12 @@ class CallFailed(OcpiClientError):
     """An outbound call failed: `reason` is short and safe to show ("timeout", "HTTP 401", "OCPI status
     2001", "address not allowed"); `http_status` is the HTTP status when there was an answer."""
 
-    def __init__(self, what: str, reason: str, *, transient: bool = False, http_status: int | None = None) -> None:
+    def __init__(self, what: str, reason: str, *, transient: bool = False, http_status: int | None = None,
+                 too_large: bool = False) -> None:
         super().__init__(f"{what}: {reason}", transient=transient)
         self.reason = reason
         self.http_status = http_status
+        self.too_large = too_large  # the reply exceeded OUTBOUND_MAX_BYTES (a smaller page may fit)
 
 
 def auth_header(token: str, encoding: str = "base64") -> str:
@@ -179,7 +181,8 @@ def _fetch(method: str, url: str, headers: dict, body: Any, what: str) -> outbou
     try:
         return outbound.request_sync(method, url, headers=headers, data=data)
     except outbound.OutboundRefused as exc:
-        raise CallFailed(what, exc.reason, transient=exc.transient) from None
+        raise CallFailed(what, exc.reason, transient=exc.transient,
+                         too_large=exc.reason.startswith(outbound.TOO_LARGE)) from None
 
 
 def call_json(method: str, url: str, token: str, *, body: Any = None, what: str,
@@ -199,6 +202,20 @@ def _with_query(url: str, params: dict) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+DEFAULT_PAGE_LIMIT = 100  # what we assume a Sender used when its URL names no limit
+
+
+def _limit_of(url: str) -> int | None:
+    value = dict(parse_qsl(urlsplit(url).query)).get("limit")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _with_limit(url: str, limit: int) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "limit"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
 
 
 class OcpiClient:
@@ -288,12 +305,27 @@ class OcpiClient:
 
     # --- their Sender interfaces (sessions, locations) ---------------------------------------------------
     def iter_pages(self, url: str, params: dict | None = None, what: str = "GET") -> Iterator[dict]:
-        """Every object of a paginated Sender list, following `Link: <...>; rel="next"`."""
+        """Every object of a paginated Sender list, following `Link: <...>; rel="next"`.
+
+        A page larger than OUTBOUND_MAX_BYTES (sessions with long charging_periods) is asked again with
+        half the `limit`, down to one object; later pages keep the smaller limit (the spec lets the
+        client choose `limit`, and the next link normally repeats ours).
+        """
         next_url: str | None = _with_query(url, params) if params else url
+        fits: int | None = None  # the largest limit known to fit, once a page was too large
         for _ in range(MAX_PAGES):
             if next_url is None:
                 return
-            reply = _fetch("GET", next_url, self._headers(), None, what)
+            if fits is not None:
+                next_url = _with_limit(next_url, min(fits, _limit_of(next_url) or fits))
+            try:
+                reply = _fetch("GET", next_url, self._headers(), None, what)
+            except CallFailed as exc:
+                asked = _limit_of(next_url) or DEFAULT_PAGE_LIMIT
+                if not exc.too_large or asked <= 1:
+                    raise
+                fits = asked // 2
+                continue
             envelope = _envelope(reply, what)
             theirs = envelope_time(envelope)
             if theirs is not None:

@@ -29,10 +29,13 @@ CURRENT_SOURCES = (
 PHASES_REPORTED = "reported"  # x_phases / x_phase_currents_a extension
 PHASES_POWER_CURRENT = "power_current"  # a POWER / CURRENT pair in the same charging period
 PHASES_CONNECTOR = "connector"  # the connector's power_type from the Locations module
+# At least this many: the session drew more power than fewer phases allow at the connector's
+# max_amperage (32 A when unknown). Three is then certain; fewer is a lower bound.
+PHASES_POWER = "power"
 PHASES_UNKNOWN = ""
 PHASES_SOURCES = (
     (PHASES_REPORTED, "reported"), (PHASES_POWER_CURRENT, "POWER/CURRENT pair"),
-    (PHASES_CONNECTOR, "connector"), (PHASES_UNKNOWN, "unknown"),
+    (PHASES_CONNECTOR, "connector"), (PHASES_POWER, "at least, from the power drawn"), (PHASES_UNKNOWN, "unknown"),
 )
 
 

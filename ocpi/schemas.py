@@ -25,6 +25,18 @@ VOLTS_PER_PHASE = 230.0  # converting a POWER dimension (kW) to current per phas
 # consider every count in PLAUSIBLE_PHASES (flexibility.planning).
 ASSUMED_PHASES = 3
 PLAUSIBLE_PHASES = (1, 2, 3)
+# The fleet prior for a best estimate among the plausible counts: how many EVs charge on 1, 2 or 3
+# phases when nothing else is known (Europe: most BEVs have 11 kW three-phase on-board chargers, most
+# PHEVs and small BEVs one phase; two-phase chargers are rare). Weighs the expected shed and the
+# delivery verdicts; the range over PLAUSIBLE_PHASES is still shown beside it.
+PHASE_PRIOR = {1: 0.35, 2: 0.03, 3: 0.62}
+# IEC 61851-1: the least current a charger may offer an EV per phase; below it, it stops. A draw under
+# it on some phase count is only plausible for an EV finishing its charge (it asks for less itself).
+MIN_CHARGING_A = 6.0
+BELOW_MIN_WEIGHT = 0.1  # how much less likely such a finishing EV is than one charging normally
+# Without the connector's max_amperage (no Locations): AC charging draws at most 32 A per phase (IEC
+# 62196-2 type 2; 63 A sockets are rare). Only weighs phase counts, never rules one out for planning.
+DEFAULT_MAX_CURRENT_A = 32.0
 
 # RFC 3339 as OCPI restricts it; no designator means UTC. Offsets are accepted and converted.
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?$")

@@ -37,6 +37,7 @@ from django.conf import settings
 SCHEMES = frozenset({"http", "https"})
 USER_AGENT = "smatch-scsp/0.1"
 _CHUNK = 64 * 1024
+TOO_LARGE = "reply larger than"  # how a reason over the size cap starts (a caller may ask for less)
 
 
 class OutboundRefused(Exception):
@@ -143,12 +144,12 @@ async def request(http: aiohttp.ClientSession, method: str, url: str, *, headers
                                     allow_redirects=False, timeout=aiohttp.ClientTimeout(total=deadline)) as response:
                 declared = response.content_length
                 if declared is not None and declared > limit:
-                    raise OutboundRefused(f"reply larger than {limit} bytes")
+                    raise OutboundRefused(f"{TOO_LARGE} {limit} bytes")
                 body = bytearray()
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     body += chunk
                     if len(body) > limit:
-                        raise OutboundRefused(f"reply larger than {limit} bytes")
+                        raise OutboundRefused(f"{TOO_LARGE} {limit} bytes")
                 next_link = response.links.get("next", {}).get("url")
                 return Reply(response.status, dict(response.headers), bytes(body),
                              str(next_link) if next_link is not None else None)

@@ -117,7 +117,8 @@ def plan_in_chunks(activation_id: int, session_pks: Iterable[int] | None = None)
         already_planned = first_plan and bool(activation.skipped)
         if activation.status in RUNNING and now < activation.ends_at and not already_planned:
             views = load_views(now, session_pks)
-            plan = planning.plan_caps(views, now, activation.ends_at, stale_after())
+            late_from = activation.relayed_at if session_pks is not None else None  # late sessions: shortest_cap
+            plan = planning.plan_caps(views, now, activation.ends_at, stale_after(), late_from)
             before = {v.session_pk: v.last_current_a for v in views if v.current_source == "measured"}
     handed: set[int] = set()
     if plan is not None:

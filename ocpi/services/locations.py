@@ -21,7 +21,7 @@ from smatch import clock
 
 from ..client import client_for
 from ..errors import OcpiValidationError, UnknownObject
-from ..models import Connector, OcpiParty, Session
+from ..models import PHASES_POWER, Connector, OcpiParty, Session
 from ..schemas import cistring, number, obj, ocpi_datetime
 from . import clocks
 from .identity import own_identity
@@ -138,13 +138,18 @@ def _store(party: OcpiParty, rows: dict[ConnectorKey, dict]) -> dict[ConnectorKe
 def bound_sessions(party: OcpiParty, connectors: dict[ConnectorKey, Connector]) -> int:
     """Give the party's active sessions whose phases nobody reported their connector's bounds."""
     sessions = Session.objects.filter(party=party, status=Session.Status.ACTIVE).filter(
-        Q(phases_source="") | Q(phases_source="connector"))
+        Q(phases_source="") | Q(phases_source="connector") | Q(phases_source=PHASES_POWER))
     touched = []
     for session in sessions.only("pk", "location_id", "evse_uid", "connector_id", "phases", "phases_source"):
         connector = connectors.get(_key(session.location_id, session.evse_uid, session.connector_id))
         if connector is None:
             continue
-        for name, value in bounds_of(connector).items():
+        bounds = bounds_of(connector)
+        if session.phases_source == PHASES_POWER and (bounds.get("phases") or 3) >= (session.phases or 1):
+            # A count the session's own power proved stays: the connector's only bounds it from above
+            # (a connector with fewer phases than that wins: the estimate assumed 32 A without it).
+            bounds.pop("phases", None), bounds.pop("phases_source", None)
+        for name, value in bounds.items():
             setattr(session, name, value)
         touched.append(session)
     Session.objects.bulk_update(touched, ["phases", "phases_source", "max_current_a", "max_power_kw"],

@@ -22,11 +22,12 @@ from ..models import (
     CURRENT_MEASURED,
     CURRENT_UNKNOWN,
     PHASES_CONNECTOR,
+    PHASES_POWER,
     PHASES_POWER_CURRENT,
     PHASES_REPORTED,
     PHASES_UNKNOWN,
 )
-from ..schemas import ASSUMED_PHASES, VOLTS_PER_PHASE, SessionUpdate
+from ..schemas import ASSUMED_PHASES, DEFAULT_MAX_CURRENT_A, PLAUSIBLE_PHASES, VOLTS_PER_PHASE, SessionUpdate
 
 # A POWER / CURRENT pair names a phase count only when P / (230 V x I) lies this close to 1, 2 or 3.
 PAIR_TOLERANCE = 0.2
@@ -58,6 +59,36 @@ def phases_from_pair(current_a: float | None, power_kw: float | None) -> int | N
     return count if 1 <= count <= 3 and abs(ratio - count) <= PAIR_TOLERANCE else None
 
 
+MAX_CURRENT_TOLERANCE = 0.10  # a draw this much over max_amperage x phases still fits those phases
+# A kWh average proves phases only over at least this much energy: kWh sent with 3 decimals (Wh) are
+# then within 10 % (two states seconds apart must not prove a phase count by rounding).
+MIN_LEARNING_KWH = 0.01
+
+
+def phases_needed(power_kw: float, max_current_a: float | None) -> int:
+    """The fewest phases that can carry `power_kw` at the connector's max_amperage (32 A when unknown)."""
+    per_phase_kw = VOLTS_PER_PHASE * (max_current_a or DEFAULT_MAX_CURRENT_A) * (1 + MAX_CURRENT_TOLERANCE) / 1000
+    return next((k for k in PLAUSIBLE_PHASES if power_kw <= per_phase_kw * k), PLAUSIBLE_PHASES[-1])
+
+
+def is_firm(phases: int | None, source: str) -> bool:
+    """The session's own phase count is known for sure (a connector's or a power's count only bounds it)."""
+    return bool(phases) and (source in FIRM_PHASE_SOURCES or (source == PHASES_CONNECTOR and phases == 1)
+                             or (source == PHASES_POWER and phases == PLAUSIBLE_PHASES[-1]))
+
+
+def _learn_phases(power_kw: float, phases: int | None, source: str, max_current_a: float | None
+                  ) -> tuple[int | None, str]:
+    """A draw more than fewer phases allow proves a lower bound (the count does not change in a session)."""
+    if is_firm(phases, source):
+        return phases, source
+    needed = phases_needed(power_kw, max_current_a)
+    known_at_least = phases if source == PHASES_POWER else 1
+    if needed > (known_at_least or 1):
+        return needed, PHASES_POWER
+    return phases, source
+
+
 def kwh_power_kw(previous: tuple[datetime, float] | None, timestamp: datetime, kwh: float) -> float | None:
     """Average power (kW) between the state before (time, kWh) and this one; None when not derivable."""
     if previous is None:
@@ -69,16 +100,18 @@ def kwh_power_kw(previous: tuple[datetime, float] | None, timestamp: datetime, k
 
 
 def derive_reading(update: SessionUpdate, kwh: float, session_phases: int | None, session_phases_source: str,
-                   previous: tuple[datetime, float] | None, started: datetime | None = None) -> Reading:
+                   previous: tuple[datetime, float] | None, started: datetime | None = None,
+                   max_current_a: float | None = None) -> Reading:
     """The reading of one state. `previous` is the (timestamp, kWh) of the session's state before it;
-    `started` the session's start_date_time (its kWh were 0 then)."""
+    `started` the session's start_date_time (its kWh were 0 then); `max_current_a` the connector's
+    max_amperage (a power above what fewer phases carry at it proves more phases)."""
     phases, phases_source = session_phases, session_phases_source if session_phases else PHASES_UNKNOWN
     pair = phases_from_pair(update.current_dimension_a, update.power_kw)
     if update.phases:
         phases, phases_source = update.phases, PHASES_REPORTED
     elif pair and phases_source != PHASES_REPORTED:
         phases, phases_source = pair, PHASES_POWER_CURRENT
-    firm = phases_source in FIRM_PHASE_SOURCES or (phases_source == PHASES_CONNECTOR and phases == 1)
+    firm = is_firm(phases, phases_source)
     if update.currents_a is not None:
         return Reading(update.currents_a, update.power_kw, phases, phases_source, CURRENT_MEASURED)
     if update.current_dimension_a is not None:
@@ -86,17 +119,21 @@ def derive_reading(update: SessionUpdate, kwh: float, session_phases: int | None
         n = phases if firm and phases else 1
         currents = tuple(update.current_dimension_a if i < n else None for i in range(3))
         return Reading(currents, update.power_kw, phases, phases_source, CURRENT_MEASURED)  # type: ignore[arg-type]
-    power, source = update.power_kw, CURRENT_FROM_POWER
+    power, source, energy_kwh = update.power_kw, CURRENT_FROM_POWER, None
     if power is None:
         source = CURRENT_FROM_KWH
         power = kwh_power_kw(previous, update.last_updated, kwh)
+        energy_kwh = kwh - previous[1] if power is not None and previous is not None else None
         if power is None:
             power = update.period_power_kw
         if power is None and previous is None and started is not None:
-            power = kwh_power_kw((started, 0.0), update.last_updated, kwh)
+            power, energy_kwh = kwh_power_kw((started, 0.0), update.last_updated, kwh), kwh
     if power is None:
         return Reading((None, None, None), None, phases, phases_source, CURRENT_UNKNOWN)
-    n = phases if firm and phases else (phases or ASSUMED_PHASES)
+    if energy_kwh is None or energy_kwh >= MIN_LEARNING_KWH:
+        phases, phases_source = _learn_phases(power, phases, phases_source, max_current_a)
+    firm = is_firm(phases, phases_source)
+    n = phases if firm and phases else (ASSUMED_PHASES if phases_source == PHASES_POWER else phases or ASSUMED_PHASES)
     if not firm:
         source = CURRENT_ASSUMED
     per_phase = power * 1000.0 / (VOLTS_PER_PHASE * n)

@@ -89,7 +89,8 @@ def _apply(party: OcpiParty, country_code: str, party_id: str, session_id: str, 
         before = (session.states.filter(timestamp__lt=update.last_updated).order_by("-timestamp")
                   .values_list("timestamp", "kwh").first())
         started_at = session.start_date_time
-    reading = derive_reading(update, kwh, session.phases, session.phases_source, before, started_at)
+    reading = derive_reading(update, kwh, session.phases, session.phases_source, before, started_at,
+                             session.max_current_a)
     if newer and (reading.current_source or not session.current_source):
         # An update that tells nothing of the draw does not erase what the ones before told.
         session.phases, session.phases_source = reading.phases, reading.phases_source

@@ -36,9 +36,10 @@ def waiting(brp):
 
 def test_preview_counts_sessions_and_the_shed_range_by_hand(fleet):
     preview = console_figures.preview()
-    # 16 A on 3 phases: (16-8) x 3 x 230 V = 5.52 kW; unknown phases as 1: 1.84 kW, as 3: 5.52 kW.
+    # 16 A on 3 phases: (16-8) x 3 x 230 V = 5.52 kW; unknown phases as 1: 1.84 kW, as 3: 5.52 kW, and
+    # its best estimate by the fleet prior 0.35 / 0.03 / 0.62: 0.644 + 0.110 + 3.422 = 4.18 kW.
     assert preview.eligible == 2
-    assert preview.expected_kw == pytest.approx(7.4)  # 7.36 rounded to 0.1 kW
+    assert preview.expected_kw == pytest.approx(9.7)  # 5.52 + 4.18 = 9.70
     assert preview.expected_high_kw == pytest.approx(11.0)  # 11.04
     assert preview.skips == [("already at or below 8 A", 1)]
 
@@ -51,7 +52,7 @@ def test_operator_sees_the_waiting_signal_with_countdowns_and_buttons(client, op
     assert 'data-s="40"' in page  # waiting for 40 s
     assert 'data-s="620"' in page  # received 17:04:00, expires at 17:15:00: 660 s - 40 s
     assert "no policy: an operator decides" in page
-    assert "2</strong> sessions capped at 8 A" in page and "7.4 kW" in page
+    assert "2</strong> sessions capped at 8 A" in page and "9.7 kW" in page
     assert "1 already at or below 8 A" in page
     assert ">Relay</button>" in page and ">Veto</button>" in page
     assert "{" not in page.split('id="console"')[1].split("<script")[0]  # no raw dict anywhere

@@ -10,7 +10,7 @@ import pytest
 
 from flexibility import responsiveness, services
 from flexibility.models import Activation, Curtailment, EvseResponsiveness, Signal
-from ocpi.models import OcpiParty, Session, SessionState, hash_token
+from ocpi.models import ChargingProfileCall, OcpiParty, Session, SessionState, hash_token
 from tests.conftest import T0
 
 S = Curtailment.Status
@@ -61,6 +61,24 @@ def test_caps_are_judged_once_their_resumption_window_passed(brp, party, clock, 
                         "E-ignores": ("not_responded", "resumed"), "E-silent": ("responded", "no_data")}
     assert responsiveness.assess_due() == 0  # judged once
     assert {good.pk, stuck.pk, ignored.pk, silent.pk} == set(Curtailment.objects.values_list("pk", flat=True))
+
+
+def test_a_cap_is_judged_from_when_the_csms_accepted_it(brp, party, clock, settings):
+    """Planned at T0 but accepted only at T0 + 7 min (retries after TOO_OFTEN): the draw stays at 16 A
+    until then and is 8 A after. Judged from the plan (+ 120 s grace), 5 of 9 states say "did not
+    respond"; from the accepted PUT (+ 120 s), the states at 9 and 10 min say it responded."""
+    settings.DELIVERY_GRACE_S, settings.DELIVERY_RESUME_WINDOW_S = 120, 300
+    cap = _cap(brp, party, 1, "E-late", 8.0, 16.0)
+    SessionState.objects.filter(session=cap.session, timestamp__lt=T0 + timedelta(minutes=7)).update(
+        current_l1_a=16.0)
+    ChargingProfileCall.objects.create(session=cap.session, kind="SET", purpose_id=cap.pk, response_result="REJECTED",
+                                       answered_at=T0 + timedelta(seconds=10))  # refused: not when it acts
+    ChargingProfileCall.objects.create(session=cap.session, kind="SET", purpose_id=cap.pk, response_result="ACCEPTED",
+                                       answered_at=T0 + timedelta(minutes=7))
+    clock.advance((END - T0).total_seconds() + 420)
+    assert responsiveness.assess_due() == 1
+    cap.refresh_from_db()
+    assert cap.delivery == "responded"
 
 
 def test_an_evse_failing_n_of_its_last_m_is_flagged(brp, party, clock, settings):

@@ -17,7 +17,7 @@ from flexibility import services
 from flexibility.models import Activation, Brp, Curtailment, EvseResponsiveness
 from ocpi import services as ocpi
 from ocpi.models import Session, SessionState
-from simulator.config import Faults, SimConfig
+from simulator.config import Faults, SimConfig, with_knobs
 from simulator.server import SimulatorServer
 from smatch import clock
 from smatch.clock import SystemClock
@@ -35,9 +35,12 @@ FAST_JUDGING = {"DELIVERY_GRACE_S": "8", "DELIVERY_RESUME_WINDOW_S": "15", "RESP
 def test_verdicts_match_the_simulators_truth(celery_worker_process, live_server, settings, no_current_share):
     settings.OCPI_BASE_URL = f"{live_server.url}/ocpi"
     now = clock.now().replace(microsecond=0)
-    config = SimConfig(points=120, seed=11, start=now - timedelta(minutes=20), duration_s=3600,
-                       state_interval_s=4, state_jitter_s=1, complete_when_full_share=0.0, early_unplug_share=0.0,
-                       faults=Faults(non_responding_share=0.2, no_current_share=no_current_share))
+    # Pinned to the `extension` profile: per-phase currents (x_ fields) against none at all.
+    config = with_knobs(SimConfig(points=120, seed=11, start=now - timedelta(minutes=20), duration_s=3600,
+                                  state_interval_s=4, state_jitter_s=1, complete_when_full_share=0.0,
+                                  early_unplug_share=0.0,
+                                  faults=Faults(non_responding_share=0.2, no_current_share=no_current_share)),
+                        "extension")
     sim = SimulatorServer(config, SystemClock())
     url = sim.start_in_thread()
     try:

@@ -19,12 +19,12 @@ from flexibility.models import Activation, Brp, Curtailment, Signal
 from flexibility.summary import activation_summary
 from ocpi import services as ocpi
 from ocpi.models import ChargingProfileCall, Session, SessionState
-from simulator.config import Faults, SimConfig
+from simulator.config import Faults, SimConfig, with_knobs
 from simulator.server import SimulatorServer
 from smatch import clock
 from smatch.clock import SystemClock
 
-from .conftest import wait_for
+from .conftest import sim_knobs, sim_profile, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -39,8 +39,8 @@ def start_simulator(celery_worker_process, live_server, settings):
     def start(faults: Faults | None = None, points: int = 60, scscp_url: str | None = None, **kwargs):
         settings.OCPI_BASE_URL = f"{scscp_url or live_server.url}/ocpi"
         now = clock.now().replace(microsecond=0)
-        config = SimConfig(points=points, seed=3, start=now - timedelta(hours=2), duration_s=4 * 3600,
-                           faults=faults or Faults())
+        config = with_knobs(SimConfig(points=points, seed=3, start=now - timedelta(hours=2), duration_s=4 * 3600,
+                                      faults=faults or Faults()), sim_profile(), sim_knobs())
         sim = SimulatorServer(config, kwargs.pop("clock", SystemClock()), **kwargs)
         started.append(sim)
         url = sim.start_in_thread()

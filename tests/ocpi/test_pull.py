@@ -148,3 +148,38 @@ def test_the_pull_keeps_the_cpos_clock_skew(party, cpo_server, clock):
     services.pull_sessions(party, FROM, TO)
     party.refresh_from_db()
     assert party.clock_skew_s == 45.0
+
+
+def big_sessions(n: int, periods: int) -> list:
+    """Sessions with long charging_periods (~120 bytes a period: a day of 5-minute periods is ~35 kB)."""
+    out = []
+    for i in range(n):
+        session = session_payload(id=f"S{i}", evse_uid=f"E{i}", kwh=float(i))
+        session["charging_periods"] = [
+            {"start_date_time": f"2025-05-06T{16 + m // 60:02d}:{m % 60:02d}:00Z",
+             "dimensions": [{"type": "ENERGY", "volume": 0.5}, {"type": "TIME", "volume": 0.0167}]}
+            for m in range(periods)]
+        out.append(session)
+    return out
+
+
+def test_a_page_over_the_reply_cap_is_asked_again_with_a_smaller_limit(party, cpo_server, settings):
+    sessions = big_sessions(5, periods=40)  # ~5.7 kB each
+    settings.OUTBOUND_MAX_BYTES = 12_000  # two sessions fit (with the envelope), three do not
+    serve_sessions(cpo_server, sessions, server_limit=50)
+    report = services.pull_sessions(party, FROM, TO, page_limit=10)
+    assert (report.received, report.stored) == (5, 5)
+    assert Session.objects.get(session_id="S4").charging_periods[-1]["start_date_time"] == "2025-05-06T16:39:00Z"
+    gets = [(c.query["offset"], c.query["limit"]) for c in cpo_server.calls if c.method == "GET"]
+    # 10 and 5 were refused by size (never stored); 2 fits, and the next links keep it.
+    assert gets == [("0", "10"), ("0", "5"), ("0", "2"), ("2", "2"), ("4", "2")]
+
+
+def test_one_object_over_the_reply_cap_fails_the_pull_without_a_loop(party, cpo_server, settings):
+    settings.OUTBOUND_MAX_BYTES = 3_000  # one session of ~5.7 kB never fits
+    serve_sessions(cpo_server, big_sessions(3, periods=40), server_limit=50)
+    with pytest.raises(OcpiClientError, match="reply larger than"):
+        services.pull_sessions(party, FROM, TO, page_limit=4)
+    assert [c.query["limit"] for c in cpo_server.calls if c.method == "GET"] == ["4", "2", "1"]
+    party.refresh_from_db()
+    assert party.sessions_pulled_until is None  # nothing half-pulled is taken as done

@@ -85,8 +85,8 @@ def test_power_with_unknown_phases_assumes_three():
     periods = [{"start_date_time": "2025-05-06T17:00:00Z", "dimensions": [{"type": "POWER", "volume": 11.04}]}]
     update = validate_session(session_payload(x_phase_currents_a=None, charging_periods=periods), partial=False)
     currents, phases = state_currents(update, None)
-    # 11.04 kW / (3 * 230 V) = 16 A per phase
-    assert currents == pytest.approx([16.0, 16.0, 16.0]) and phases is None
+    # 11.04 kW / (3 * 230 V) = 16 A per phase; more than one phase carries at 32 A (8.1 kW): at least 2.
+    assert currents == pytest.approx([16.0, 16.0, 16.0]) and phases == 2
 
 
 def test_phases_counted_from_nonzero_extension_currents_else_x_phases():
@@ -177,7 +177,8 @@ def test_kwh_difference_gives_the_average_power_between_two_states():
     # Phases unknown: converted on the one assumption (3) and marked so.
     update = validate_session(session_payload(x_phase_currents_a=None), partial=False)
     reading = derive_reading(update, 1.5, None, "", (datetime(2025, 5, 6, 17, 0, tzinfo=UTC), 0.58))
-    assert reading.current_source == "assumed" and reading.phases is None
+    # 11.04 kW is more than one phase carries at 32 A (+10 %: 8.1 kW): at least two phases.
+    assert reading.current_source == "assumed" and (reading.phases, reading.phases_source) == (2, "power")
     assert reading.currents_a == pytest.approx((16.0, 16.0, 16.0))
     # One state only: the draw is unknown, not zero.
     reading = derive_reading(update, 1.5, None, "", None)
@@ -218,3 +219,26 @@ def test_energy_derived_readings_conserve_energy(kwh0, delta_kwh, minutes, phase
     assert reading.power_kw * minutes / 60 == pytest.approx(delta_kwh, abs=1e-9)
     known = [c for c in reading.currents_a if c is not None]
     assert len(known) == phases and sum(known) * 230 / 1000 == pytest.approx(reading.power_kw, abs=1e-9)
+
+
+def test_a_power_more_than_fewer_phases_carry_proves_the_phase_count():
+    """A three-phase car tapering to 5 A later is not a one-phase car at 15 A: its earlier 11 kW said so."""
+    at = datetime(2025, 5, 6, 17, 5, tzinfo=UTC)
+    update = validate_session(session_payload(x_phase_currents_a=None, last_updated="2025-05-06T17:05:00Z"),
+                              partial=False)
+    before = (datetime(2025, 5, 6, 17, 0, tzinfo=UTC), 0.58)
+    # 0.92 kWh in 5 min = 11.04 kW on a 16 A three-phase connector: two phases carry 2 x 16 A x 230 V
+    # (+10 %) = 8.1 kW at most, so three, for sure: converted on them ("kwh", not "assumed").
+    reading = derive_reading(update, 1.5, 3, "connector", before, max_current_a=16.0)
+    assert (reading.phases, reading.phases_source, reading.current_source) == (3, "power", "kwh")
+    # Later, 5 A per phase (3.45 kW): still three phases, the count does not change within a session.
+    later = derive_reading(update, 1.5, 3, "power", (at - timedelta(minutes=5), 1.5 - 0.2875), max_current_a=16.0)
+    assert (later.phases, later.phases_source) == (3, "power") and later.currents_a == pytest.approx((5.0,) * 3)
+    # 3.68 kW fits one phase at 16 A: nothing learned, the connector's bound stays.
+    low = derive_reading(update, 1.5, 3, "connector", (at - timedelta(minutes=5), 1.5 - 0.3067), max_current_a=16.0)
+    assert (low.phases, low.phases_source, low.current_source) == (3, "connector", "assumed")
+    # Two states 3 s apart: 0.009 kWh is too little energy to prove anything (Wh rounding), whatever it says.
+    quick = derive_reading(update, 1.5, 3, "connector", (at - timedelta(seconds=3), 1.491), max_current_a=16.0)
+    assert quick.power_kw == pytest.approx(10.8) and quick.phases_source == "connector"
+    # A one-phase connector is certain: a power above it proves nothing more.
+    assert derive_reading(update, 1.5, 1, "connector", before, max_current_a=16.0).phases == 1
