@@ -256,19 +256,21 @@ def party_chunks(curtailment_ids: Sequence[int]) -> list[list[int]]:
 def on_profile_result(sender, call_id, kind: str, purpose_id: int | None, result: str, **kwargs) -> str | None:
     """An async result for one of our PUTs: the CSMS put the cap in force, or refused it.
 
-    A result for a cap already restored changes nothing (answered as stale).
+    A result for a cap already restored changes nothing (answered as stale). The move comes first,
+    conditional on a running activation, so the usual result costs one statement; only a result
+    that moved nothing reads the cap to tell stale from merely repeated.
     """
     if kind != ChargingProfileCall.Kind.SET or purpose_id is None:
         return None
+    to = S.IN_FORCE if result == "ACCEPTED" else S.REFUSED if result in ASYNC_REFUSALS else None
+    if to is not None:
+        sources = [status for status, targets in TRANSITIONS.items() if to in targets]
+        if Curtailment.objects.filter(pk=purpose_id, status__in=sources).exclude(
+                activation__status=Activation.Status.RESTORED).update(status=to):
+            return None
     row = Curtailment.objects.filter(pk=purpose_id).values_list("status", "activation__status").first()
-    if row is None:
-        return None
-    if row[0] == S.RESTORED or row[1] == Activation.Status.RESTORED:  # too late to matter: nothing changes
-        return ocpi_services.STALE
-    if result == "ACCEPTED":
-        transition([purpose_id], S.IN_FORCE)
-    elif result in ASYNC_REFUSALS:
-        transition([purpose_id], S.REFUSED)
+    if row is not None and (row[0] == S.RESTORED or row[1] == Activation.Status.RESTORED):
+        return ocpi_services.STALE  # too late to matter: nothing changes
     return None
 
 

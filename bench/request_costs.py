@@ -1,0 +1,176 @@
+"""Cost of one request on each hot path: CPU milliseconds and database statements, in-process.
+
+    python bench/request_costs.py [--quick] [--repeat N] [--json OUT] [--n 2000] [--profile PATH]
+
+A fresh PostgreSQL database with production settings; the requests go through the whole Django
+stack (WSGI handler, middleware, our view) by `django.test.Client`, one at a time, so CPU time per
+request is this process's `time.process_time()` (not wall clock: robust on a shared box) and the
+statements are counted with a `connection.execute_wrapper` (what `CaptureQueriesContext` counts,
+without its 9,000-query log limit). Paths:
+
+- result POST: an async ChargingProfileResult ACCEPTED for a pending cap (the dispatcher moves it);
+- session PATCH: kWh, currents and charging periods of an ACTIVE session (a new state);
+- session PUT: a new session (201).
+
+PostgreSQL's own CPU is not in these figures (it runs in its own processes); docs/capacity.md
+uses them. `--profile PATH` writes a cProfile of the result POSTs (pstats) for a look at where the
+time goes.
+"""
+
+from __future__ import annotations
+
+import base64
+import cProfile
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Row, bench_args, finish, fresh_database, manage, production_env
+
+NAME = "request_costs"
+DB = "smatch_bench_request_costs"
+CC, PID = "NL", "RCB"
+
+
+def _setup_django() -> None:
+    env = production_env(fresh_database(DB))
+    manage(env, "migrate", "--noinput", "-v", "0")
+    for key in ("DJANGO_ENV", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL",
+                "SECURE_SSL_REDIRECT", "OUTBOUND_ALLOW_PRIVATE"):
+        os.environ[key] = env[key]
+    os.environ["DJANGO_SETTINGS_MODULE"] = "smatch.settings"
+    import django
+
+    django.setup()
+
+
+def _fleet(n: int):
+    """A registered CPO, n ACTIVE sessions, a running activation with one pending cap and call each."""
+    from flexibility.models import Activation, Curtailment, Signal
+    from flexibility.services import create_brp
+    from ocpi import services
+    from ocpi.models import ChargingProfileCall, OcpiParty, OcpiPartyRole, Session
+
+    party, token = services.issue_token("costs CPO")
+    OcpiParty.objects.filter(pk=party.pk).update(status=OcpiParty.Status.REGISTERED, country_code=CC, party_id=PID)
+    OcpiPartyRole.objects.create(party=party, country_code=CC, ocpi_party_id=PID, role="CPO")
+    now = datetime.now(UTC)
+    Session.objects.bulk_create(
+        [Session(party_id=party.pk, country_code=CC, ocpi_party_id=PID, session_id=f"S{i:07d}",
+                 location_id=f"L{i}", evse_uid=f"E{i}", connector_id="1", status="ACTIVE",
+                 start_date_time=now - timedelta(hours=1), kwh=1.0, last_updated=now - timedelta(minutes=30),
+                 phases=3, last_current_a=16.0, first_active_at=now) for i in range(n)], batch_size=2000)
+    sessions = list(Session.objects.order_by("pk").values_list("pk", flat=True))
+    brp, _ = create_brp(f"costs BRP {time.time_ns()}")
+    signal = Signal.objects.create(brp=brp, external_id="costs", direction="reduce_consumption",
+                                   end_time=now + timedelta(hours=1), status=Signal.Status.RELAYED)
+    activation = Activation.objects.create(signal=signal, relayed_at=now, ends_at=now + timedelta(hours=1),
+                                           status=Activation.Status.ACTIVE, skipped={"x": 0})
+    Curtailment.objects.bulk_create(
+        [Curtailment(activation=activation, session_id=pk, starts_at=now, ends_at=now + timedelta(hours=1),
+                     limit_a=8.0, expected_kw=5.0, status=Curtailment.Status.PENDING) for pk in sessions],
+        batch_size=2000)
+    caps = dict(Curtailment.objects.values_list("session_id", "pk"))
+    calls = [ChargingProfileCall(id=uuid.uuid4(), session_id=pk, kind="SET", purpose_id=caps[pk], created_at=now,
+                                 sent_at=now, answered_at=now, http_status=200, response_result="ACCEPTED")
+             for pk in sessions]
+    ChargingProfileCall.objects.bulk_create(calls, batch_size=2000)
+    return token, [c.id for c in calls], now
+
+
+def _period(start: datetime, amps: float, kwh: float) -> dict:
+    return {"start_date_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "dimensions": [
+        {"type": "CURRENT", "volume": amps}, {"type": "ENERGY", "volume": kwh}]}
+
+
+def _measure(client, requests: list[tuple[str, str, str]], auth: str, profile: cProfile.Profile | None = None):
+    """(CPU ms per request, statements per request, answers not OCPI 1000)."""
+    from django.db import connection
+
+    bad, statements = 0, [0]
+
+    def count(execute, sql, params, many, context):
+        statements[0] += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        cpu0 = time.process_time()
+        if profile:
+            profile.enable()
+        for method, path, body in requests:
+            answer = client.generic(method, path, body, content_type="application/json", HTTP_AUTHORIZATION=auth,
+                                    HTTP_HOST="127.0.0.1")
+            bad += answer.status_code >= 300 or b'"status_code":1000' not in answer.content
+        if profile:
+            profile.disable()
+        cpu = time.process_time() - cpu0
+    n = len(requests)
+    return cpu / n * 1000, statements[0] / n, bad
+
+
+def main() -> int:
+    p = bench_args(__doc__)
+    p.add_argument("--n", type=int, default=2000, help="requests per path and repetition")
+    p.add_argument("--profile", type=Path, help="write a cProfile (pstats) of the result POSTs here")
+    args = p.parse_args()
+    n = 300 if args.quick else args.n
+    _setup_django()
+    import json
+
+    from django.test import Client
+
+    samples: dict[str, tuple[list[float], list[float], list[int]]] = {
+        k: ([], [], []) for k in ("result POST", "session PATCH", "session PUT")}
+    for rep in range(args.repeat):
+        token, call_ids, now = _fleet(n)
+        auth = "Token " + base64.b64encode(token.encode()).decode()
+        client = Client()
+        base = f"/ocpi/2.2.1/sessions/{CC}/{PID}/"
+        profile = cProfile.Profile() if args.profile and rep == 0 else None
+        body = json.dumps({"result": "ACCEPTED"})
+        results = [("POST", f"/ocpi/2.2.1/chargingprofiles/results/{cid}", body) for cid in call_ids]
+        step = now.replace(microsecond=0)
+        patches = [("PATCH", f"{base}S{i:07d}", json.dumps({
+            "kwh": 2.5, "status": "ACTIVE", "last_updated": step.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "x_phase_currents_a": [8.0, 8.0, 8.0],
+            "charging_periods": [_period(step - timedelta(minutes=5), 8.0, 1.5)]})) for i in range(n)]
+        puts = [("PUT", f"{base}N{rep}x{i:06d}", json.dumps({
+            "country_code": CC, "party_id": PID, "id": f"N{rep}x{i:06d}",
+            "start_date_time": step.strftime("%Y-%m-%dT%H:%M:%SZ"), "kwh": 0.0,
+            "cdr_token": {"country_code": CC, "party_id": PID, "uid": f"U{i}", "type": "RFID", "contract_id": f"C{i}"},
+            "auth_method": "WHITELIST", "location_id": f"NL{i}", "evse_uid": f"NE{i}", "connector_id": "1",
+            "currency": "EUR", "status": "ACTIVE", "last_updated": step.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "x_phase_currents_a": [16.0, 16.0, 16.0]})) for i in range(n)]
+        if profile:  # profiled requests are slower: profile a separate share, measure the rest
+            _measure(client, results[: n // 4], auth, profile)
+            results = results[n // 4 :]
+        for label, reqs in (("result POST", results), ("session PATCH", patches), ("session PUT", puts)):
+            cpu_ms, statements, bad = _measure(client, reqs, auth)
+            for bucket, value in zip(samples[label], (cpu_ms, statements, bad), strict=True):
+                bucket.append(value)
+            print(f"rep {rep + 1} {label}: {cpu_ms:.2f} CPU ms, {statements:.2f} statements, {bad} not 1000",
+                  flush=True)
+        if profile:
+            args.profile.parent.mkdir(parents=True, exist_ok=True)
+            profile.dump_stats(str(args.profile))
+    rows: list[Row] = []
+    case = f"{n} requests, in-process"
+    for label, (cpu, statements, bad) in samples.items():
+        rows += [
+            Row.of(NAME, case, f"{label}: CPU per request", "ms", cpu,
+                   note="this process's CPU (Django stack + our code + driver); PostgreSQL's not included"),
+            Row.of(NAME, case, f"{label}: statements per request", "count", statements,
+                   note="statements sent by Django (execute_wrapper); BEGIN/COMMIT not counted"),
+            Row.of(NAME, case, f"{label}: answers not 1000", "count", bad, target="0", ok=lambda v: v == 0),
+        ]
+    finish(rows, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
