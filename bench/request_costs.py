@@ -10,11 +10,13 @@ without its 9,000-query log limit). Paths:
 
 - result POST: an async ChargingProfileResult ACCEPTED for a pending cap (the dispatcher moves it);
 - session PATCH: kWh, currents and charging periods of an ACTIVE session (a new state);
-- session PUT: a new session (201).
+- session PUT: a new session (201);
+- result POST from --threads concurrent clients (threads in this process, as gunicorn's gthread
+  workers run them): results that arrive together are written together.
 
 PostgreSQL's own CPU is not in these figures (it runs in its own processes); docs/capacity.md
-uses them. `--profile PATH` writes a cProfile of the result POSTs (pstats) for a look at where the
-time goes.
+uses them. `--profile PATH` writes a cProfile (pstats) of a quarter of each path's requests, for a look at
+where the time goes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from bench.common import Row, bench_args, finish, fresh_database, manage, produc
 
 NAME = "request_costs"
 DB = "smatch_bench_request_costs"
-CC, PID = "NL", "RCB"
+CC = "NL"
 
 
 def _setup_django() -> None:
@@ -49,25 +51,25 @@ def _setup_django() -> None:
     django.setup()
 
 
-def _fleet(n: int):
+def _fleet(n: int, pid: str):
     """A registered CPO, n ACTIVE sessions, a running activation with one pending cap and call each."""
     from flexibility.models import Activation, Curtailment, Signal
     from flexibility.services import create_brp
     from ocpi import services
     from ocpi.models import ChargingProfileCall, OcpiParty, OcpiPartyRole, Session
 
-    party, token = services.issue_token("costs CPO")
-    OcpiParty.objects.filter(pk=party.pk).update(status=OcpiParty.Status.REGISTERED, country_code=CC, party_id=PID)
-    OcpiPartyRole.objects.create(party=party, country_code=CC, ocpi_party_id=PID, role="CPO")
+    party, token = services.issue_token(f"costs CPO {pid} {time.time_ns()}")
+    OcpiParty.objects.filter(pk=party.pk).update(status=OcpiParty.Status.REGISTERED, country_code=CC, party_id=pid)
+    OcpiPartyRole.objects.create(party=party, country_code=CC, ocpi_party_id=pid, role="CPO")
     now = datetime.now(UTC)
     Session.objects.bulk_create(
-        [Session(party_id=party.pk, country_code=CC, ocpi_party_id=PID, session_id=f"S{i:07d}",
+        [Session(party_id=party.pk, country_code=CC, ocpi_party_id=pid, session_id=f"S{i:07d}",
                  location_id=f"L{i}", evse_uid=f"E{i}", connector_id="1", status="ACTIVE",
                  start_date_time=now - timedelta(hours=1), kwh=1.0, last_updated=now - timedelta(minutes=30),
                  phases=3, last_current_a=16.0, first_active_at=now) for i in range(n)], batch_size=2000)
-    sessions = list(Session.objects.order_by("pk").values_list("pk", flat=True))
+    sessions = list(Session.objects.filter(party_id=party.pk).order_by("pk").values_list("pk", flat=True))
     brp, _ = create_brp(f"costs BRP {time.time_ns()}")
-    signal = Signal.objects.create(brp=brp, external_id="costs", direction="reduce_consumption",
+    signal = Signal.objects.create(brp=brp, external_id=f"costs {pid}", direction="reduce_consumption",
                                    end_time=now + timedelta(hours=1), status=Signal.Status.RELAYED)
     activation = Activation.objects.create(signal=signal, relayed_at=now, ends_at=now + timedelta(hours=1),
                                            status=Activation.Status.ACTIVE, skipped={"x": 0})
@@ -75,7 +77,7 @@ def _fleet(n: int):
         [Curtailment(activation=activation, session_id=pk, starts_at=now, ends_at=now + timedelta(hours=1),
                      limit_a=8.0, expected_kw=5.0, status=Curtailment.Status.PENDING) for pk in sessions],
         batch_size=2000)
-    caps = dict(Curtailment.objects.values_list("session_id", "pk"))
+    caps = dict(Curtailment.objects.filter(activation=activation).values_list("session_id", "pk"))
     calls = [ChargingProfileCall(id=uuid.uuid4(), session_id=pk, kind="SET", purpose_id=caps[pk], created_at=now,
                                  sent_at=now, answered_at=now, http_status=200, response_result="ACCEPTED")
              for pk in sessions]
@@ -113,10 +115,48 @@ def _measure(client, requests: list[tuple[str, str, str]], auth: str, profile: c
     return cpu / n * 1000, statements[0] / n, bad
 
 
+def _measure_threads(requests: list[tuple[str, str, str]], auth: str, threads: int):
+    """The same from `threads` concurrent clients (as gunicorn's threads): CPU and statements per request."""
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    counts, lock = {"statements": 0, "bad": 0}, threading.Lock()
+
+    def run(share: list[tuple[str, str, str]]) -> None:
+        client, mine = Client(), {"statements": 0, "bad": 0}
+
+        def count(execute, sql, params, many, context):
+            mine["statements"] += 1
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(count):
+            for method, path, body in share:
+                answer = client.generic(method, path, body, content_type="application/json",
+                                        HTTP_AUTHORIZATION=auth, HTTP_HOST="127.0.0.1")
+                mine["bad"] += answer.status_code >= 300 or b'"status_code":1000' not in answer.content
+        connection.close()
+        with lock:
+            for key in counts:
+                counts[key] += mine[key]
+
+    workers = [threading.Thread(target=run, args=(requests[k::threads],)) for k in range(threads)]
+    cpu0 = time.process_time()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    n = len(requests)
+    return (time.process_time() - cpu0) / n * 1000, counts["statements"] / n, counts["bad"]
+
+
 def main() -> int:
     p = bench_args(__doc__)
     p.add_argument("--n", type=int, default=2000, help="requests per path and repetition")
-    p.add_argument("--profile", type=Path, help="write a cProfile (pstats) of the result POSTs here")
+    p.add_argument("--threads", type=int, default=16, help="concurrent clients of the threaded result phase")
+    p.add_argument("--profile", type=Path, help="write a cProfile (pstats) of a quarter of each path's "
+                   "requests to PROFILE.<path> (those are left out of the figures)")
     args = p.parse_args()
     n = 300 if args.quick else args.n
     _setup_django()
@@ -127,11 +167,11 @@ def main() -> int:
     samples: dict[str, tuple[list[float], list[float], list[int]]] = {
         k: ([], [], []) for k in ("result POST", "session PATCH", "session PUT")}
     for rep in range(args.repeat):
-        token, call_ids, now = _fleet(n)
+        pid = f"R{rep}"
+        token, call_ids, now = _fleet(n, pid)
         auth = "Token " + base64.b64encode(token.encode()).decode()
         client = Client()
-        base = f"/ocpi/2.2.1/sessions/{CC}/{PID}/"
-        profile = cProfile.Profile() if args.profile and rep == 0 else None
+        base = f"/ocpi/2.2.1/sessions/{CC}/{pid}/"
         body = json.dumps({"result": "ACCEPTED"})
         results = [("POST", f"/ocpi/2.2.1/chargingprofiles/results/{cid}", body) for cid in call_ids]
         step = now.replace(microsecond=0)
@@ -140,24 +180,32 @@ def main() -> int:
             "x_phase_currents_a": [8.0, 8.0, 8.0],
             "charging_periods": [_period(step - timedelta(minutes=5), 8.0, 1.5)]})) for i in range(n)]
         puts = [("PUT", f"{base}N{rep}x{i:06d}", json.dumps({
-            "country_code": CC, "party_id": PID, "id": f"N{rep}x{i:06d}",
+            "country_code": CC, "party_id": pid, "id": f"N{rep}x{i:06d}",
             "start_date_time": step.strftime("%Y-%m-%dT%H:%M:%SZ"), "kwh": 0.0,
-            "cdr_token": {"country_code": CC, "party_id": PID, "uid": f"U{i}", "type": "RFID", "contract_id": f"C{i}"},
+            "cdr_token": {"country_code": CC, "party_id": pid, "uid": f"U{i}", "type": "RFID", "contract_id": f"C{i}"},
             "auth_method": "WHITELIST", "location_id": f"NL{i}", "evse_uid": f"NE{i}", "connector_id": "1",
             "currency": "EUR", "status": "ACTIVE", "last_updated": step.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "x_phase_currents_a": [16.0, 16.0, 16.0]})) for i in range(n)]
-        if profile:  # profiled requests are slower: profile a separate share, measure the rest
-            _measure(client, results[: n // 4], auth, profile)
-            results = results[n // 4 :]
         for label, reqs in (("result POST", results), ("session PATCH", patches), ("session PUT", puts)):
+            if args.profile and rep == 0:  # profiled requests are slower: profile a separate share
+                profile = cProfile.Profile()
+                _measure(client, reqs[: n // 4], auth, profile)
+                reqs = reqs[n // 4 :]
+                args.profile.parent.mkdir(parents=True, exist_ok=True)
+                profile.dump_stats(f"{args.profile}.{label.replace(' ', '_')}")
             cpu_ms, statements, bad = _measure(client, reqs, auth)
             for bucket, value in zip(samples[label], (cpu_ms, statements, bad), strict=True):
                 bucket.append(value)
             print(f"rep {rep + 1} {label}: {cpu_ms:.2f} CPU ms, {statements:.2f} statements, {bad} not 1000",
                   flush=True)
-        if profile:
-            args.profile.parent.mkdir(parents=True, exist_ok=True)
-            profile.dump_stats(str(args.profile))
+        token, call_ids, now = _fleet(n, f"T{rep}")  # a second fleet: its results arrive from concurrent clients
+        auth = "Token " + base64.b64encode(token.encode()).decode()
+        label = f"result POST, {args.threads} threads"
+        cpu_ms, statements, bad = _measure_threads(
+            [("POST", f"/ocpi/2.2.1/chargingprofiles/results/{cid}", body) for cid in call_ids], auth, args.threads)
+        for bucket, value in zip(samples.setdefault(label, ([], [], [])), (cpu_ms, statements, bad), strict=True):
+            bucket.append(value)
+        print(f"rep {rep + 1} {label}: {cpu_ms:.2f} CPU ms, {statements:.2f} statements, {bad} not 1000", flush=True)
     rows: list[Row] = []
     case = f"{n} requests, in-process"
     for label, (cpu, statements, bad) in samples.items():

@@ -9,14 +9,14 @@ class FlexibilityConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from ocpi.signals import profile_result_received, session_started
+        from ocpi.signals import profile_results_received, session_started
         from smatch.celery import app
 
         from . import dispatch, roles, tasks
 
         post_migrate.connect(roles.ensure_groups, dispatch_uid="flexibility.roles")
         session_started.connect(tasks.on_sessions_started, dispatch_uid="flexibility.sessions_started")
-        profile_result_received.connect(dispatch.on_profile_result, dispatch_uid="flexibility.profile_result")
+        profile_results_received.connect(dispatch.on_profile_results, dispatch_uid="flexibility.profile_results")
         app.conf.beat_schedule["flexibility.sweep"] = {
             "task": "flexibility.sweep",
             "schedule": settings.SWEEP_INTERVAL_S,
