@@ -14,8 +14,9 @@ without its 9,000-query log limit). Paths:
 - result POST from --threads concurrent clients (threads in this process, as gunicorn's gthread
   workers run them): results that arrive together are written together.
 
-PostgreSQL's own CPU is not in these figures (it runs in its own processes); docs/capacity.md
-uses them. `--profile PATH` writes a cProfile (pstats) of a quarter of each path's requests, for a look at
+PostgreSQL's CPU is measured apart: the CPU of the backend process serving each client connection
+(read from /proc: PostgreSQL on this machine). docs/capacity.md uses these figures.
+`--profile PATH` writes a cProfile (pstats) of a quarter of each path's requests, for a look at
 where the time goes.
 """
 
@@ -90,11 +91,24 @@ def _period(start: datetime, amps: float, kwh: float) -> dict:
         {"type": "CURRENT", "volume": amps}, {"type": "ENERGY", "volume": kwh}]}
 
 
-def _measure(client, requests: list[tuple[str, str, str]], auth: str, profile: cProfile.Profile | None = None):
-    """(CPU ms per request, statements per request, answers not OCPI 1000)."""
+def _backend_pid() -> int:
+    """This thread's PostgreSQL backend process (its CPU is PostgreSQL's share of our requests)."""
     from django.db import connection
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def _measure(client, requests: list[tuple[str, str, str]], auth: str, profile: cProfile.Profile | None = None):
+    """(CPU ms per request, PostgreSQL CPU ms per request, statements per request, answers not OCPI 1000)."""
+    from django.db import connection
+
+    from bench.common import cpu_seconds
+
     bad, statements = 0, [0]
+    backend = _backend_pid()
+    pg0 = cpu_seconds([backend])
 
     def count(execute, sql, params, many, context):
         statements[0] += 1
@@ -112,7 +126,7 @@ def _measure(client, requests: list[tuple[str, str, str]], auth: str, profile: c
             profile.disable()
         cpu = time.process_time() - cpu0
     n = len(requests)
-    return cpu / n * 1000, statements[0] / n, bad
+    return cpu / n * 1000, (cpu_seconds([backend]) - pg0) / n * 1000, statements[0] / n, bad
 
 
 def _measure_threads(requests: list[tuple[str, str, str]], auth: str, threads: int):
@@ -122,10 +136,14 @@ def _measure_threads(requests: list[tuple[str, str, str]], auth: str, threads: i
     from django.db import connection
     from django.test import Client
 
-    counts, lock = {"statements": 0, "bad": 0}, threading.Lock()
+    from bench.common import cpu_seconds
+
+    counts, lock = {"statements": 0, "bad": 0, "pg": 0.0}, threading.Lock()
 
     def run(share: list[tuple[str, str, str]]) -> None:
-        client, mine = Client(), {"statements": 0, "bad": 0}
+        client, mine = Client(), {"statements": 0, "bad": 0, "pg": 0.0}
+        backend = _backend_pid()
+        pg0 = cpu_seconds([backend])
 
         def count(execute, sql, params, many, context):
             mine["statements"] += 1
@@ -136,6 +154,7 @@ def _measure_threads(requests: list[tuple[str, str, str]], auth: str, threads: i
                 answer = client.generic(method, path, body, content_type="application/json",
                                         HTTP_AUTHORIZATION=auth, HTTP_HOST="127.0.0.1")
                 mine["bad"] += answer.status_code >= 300 or b'"status_code":1000' not in answer.content
+        mine["pg"] = cpu_seconds([backend]) - pg0
         connection.close()
         with lock:
             for key in counts:
@@ -148,7 +167,8 @@ def _measure_threads(requests: list[tuple[str, str, str]], auth: str, threads: i
     for w in workers:
         w.join()
     n = len(requests)
-    return (time.process_time() - cpu0) / n * 1000, counts["statements"] / n, counts["bad"]
+    return ((time.process_time() - cpu0) / n * 1000, counts["pg"] / n * 1000, counts["statements"] / n,
+            counts["bad"])
 
 
 def main() -> int:
@@ -164,8 +184,8 @@ def main() -> int:
 
     from django.test import Client
 
-    samples: dict[str, tuple[list[float], list[float], list[int]]] = {
-        k: ([], [], []) for k in ("result POST", "session PATCH", "session PUT")}
+    samples: dict[str, tuple[list[float], ...]] = {
+        k: ([], [], [], []) for k in ("result POST", "session PATCH", "session PUT")}
     for rep in range(args.repeat):
         pid = f"R{rep}"
         token, call_ids, now = _fleet(n, pid)
@@ -193,25 +213,28 @@ def main() -> int:
                 reqs = reqs[n // 4 :]
                 args.profile.parent.mkdir(parents=True, exist_ok=True)
                 profile.dump_stats(f"{args.profile}.{label.replace(' ', '_')}")
-            cpu_ms, statements, bad = _measure(client, reqs, auth)
-            for bucket, value in zip(samples[label], (cpu_ms, statements, bad), strict=True):
+            figures = _measure(client, reqs, auth)
+            for bucket, value in zip(samples[label], figures, strict=True):
                 bucket.append(value)
-            print(f"rep {rep + 1} {label}: {cpu_ms:.2f} CPU ms, {statements:.2f} statements, {bad} not 1000",
-                  flush=True)
+            print(f"rep {rep + 1} {label}: {figures[0]:.2f} CPU ms, PostgreSQL {figures[1]:.2f} CPU ms, "
+                  f"{figures[2]:.2f} statements, {figures[3]} not 1000", flush=True)
         token, call_ids, now = _fleet(n, f"T{rep}")  # a second fleet: its results arrive from concurrent clients
         auth = "Token " + base64.b64encode(token.encode()).decode()
         label = f"result POST, {args.threads} threads"
-        cpu_ms, statements, bad = _measure_threads(
+        figures = _measure_threads(
             [("POST", f"/ocpi/2.2.1/chargingprofiles/results/{cid}", body) for cid in call_ids], auth, args.threads)
-        for bucket, value in zip(samples.setdefault(label, ([], [], [])), (cpu_ms, statements, bad), strict=True):
+        for bucket, value in zip(samples.setdefault(label, ([], [], [], [])), figures, strict=True):
             bucket.append(value)
-        print(f"rep {rep + 1} {label}: {cpu_ms:.2f} CPU ms, {statements:.2f} statements, {bad} not 1000", flush=True)
+        print(f"rep {rep + 1} {label}: {figures[0]:.2f} CPU ms, PostgreSQL {figures[1]:.2f} CPU ms, "
+              f"{figures[2]:.2f} statements, {figures[3]} not 1000", flush=True)
     rows: list[Row] = []
     case = f"{n} requests, in-process"
-    for label, (cpu, statements, bad) in samples.items():
+    for label, (cpu, pg, statements, bad) in samples.items():
         rows += [
             Row.of(NAME, case, f"{label}: CPU per request", "ms", cpu,
                    note="this process's CPU (Django stack + our code + driver); PostgreSQL's not included"),
+            Row.of(NAME, case, f"{label}: PostgreSQL CPU per request", "ms", pg,
+                   note="CPU of the PostgreSQL backend processes serving these requests (/proc)"),
             Row.of(NAME, case, f"{label}: statements per request", "count", statements,
                    note="statements sent by Django (execute_wrapper); BEGIN/COMMIT not counted"),
             Row.of(NAME, case, f"{label}: answers not 1000", "count", bad, target="0", ok=lambda v: v == 0),
