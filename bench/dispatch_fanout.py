@@ -138,6 +138,15 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def _backends() -> list[int]:
+    """The PostgreSQL backends serving this benchmark's database (web, worker and this process)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
 def load_fleet(session_ids: list[str], base: str) -> int:
     """The CPO party and its N ACTIVE sessions above 8 A, in bulk; returns the party id."""
     from flexibility.models import Activation, Curtailment, Decision, Signal
@@ -177,7 +186,7 @@ def wait(predicate, timeout_s: float, what: str, interval_s: float = 0.05):
 
 
 def one_activation(api: str, token: str, label: str, timeout_s: float, expect_results: bool,
-                   cpu=lambda: (0.0, 0.0)) -> dict[str, float]:
+                   cpu=lambda: (0.0, 0.0, 0.0)) -> dict[str, float]:
     """Signal -> caps answered -> async results -> cancel -> DELETEs answered; seconds from t0."""
     import requests
     from django.db.models import Max
@@ -227,7 +236,7 @@ def one_activation(api: str, token: str, label: str, timeout_s: float, expect_re
         "answered_s": (answered - t0).total_seconds(),
         "results_s": (results - t0).total_seconds() if results else float("nan"),
         "restore_s": (cleared - t1).total_seconds() if cleared else float("nan"),
-        "web_cpu_s": cpu1[0] - cpu0[0], "worker_cpu_s": cpu1[1] - cpu0[1],
+        "web_cpu_s": cpu1[0] - cpu0[0], "worker_cpu_s": cpu1[1] - cpu0[1], "pg_cpu_s": cpu1[2] - cpu0[2],
     }
 
 
@@ -276,8 +285,9 @@ def main() -> int:
             from bench.common import cpu_seconds
             from flexibility.services import create_brp
 
-            def cpu() -> tuple[float, float]:
-                return cpu_seconds(web.worker_pids()), cpu_seconds(_tree(worker.proc.pid))
+            def cpu() -> tuple[float, float, float]:
+                return (cpu_seconds(web.worker_pids()), cpu_seconds(_tree(worker.proc.pid)),
+                        cpu_seconds(_backends()))
 
             for n in sizes:
                 rows += measure_size(n, args, repeat, web.base, create_brp, cpu, web.description)
@@ -290,7 +300,7 @@ def measure_size(n: int, args, repeat: int, api: str, create_brp, cpu, server: s
 
     points = int(n / OCCUPANCY * 1.25) + 400  # occupancy varies a little with the fleet size
     samples: dict[str, list[float]] = {"answered_s": [], "results_s": [], "restore_s": [], "web_cpu_s": [],
-                                       "worker_cpu_s": []}
+                                       "worker_cpu_s": [], "pg_cpu_s": []}
     raw: list[float] = []
     results_seen: list[int] = []
     with SimulatorShards(points, args.sim_processes, results=not args.no_async_results) as sim:
@@ -336,6 +346,9 @@ def measure_size(n: int, args, repeat: int, api: str, create_brp, cpu, server: s
                     "(plan, claim, PUT, record the answers)"),
         Row.of(NAME, case, "web CPU per async result", "ms", [c / n * 1000 for c in samples["web_cpu_s"]],
                note="gunicorn workers' user+system CPU over the same span / N (mostly the result POSTs)"),
+        Row.of(NAME, case, "PostgreSQL CPU per PUT + result", "ms", [c / n * 1000 for c in samples["pg_cpu_s"]],
+               note="CPU of the backends of this database over the same span / N (a backend that closed "
+                    "meanwhile is not counted: a floor)"),
     ]
     if lost:
         rows.append(Row.of(NAME, case, "async results lost", "count", lost, target="0", ok=lambda v: v == 0,
