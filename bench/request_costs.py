@@ -171,6 +171,18 @@ def _measure_threads(requests: list[tuple[str, str, str]], auth: str, threads: i
             counts["bad"])
 
 
+def _json_ms(bodies: list[str]) -> float:
+    """CPU ms per request of the stdlib JSON work (parse the body, write the envelope): what orjson could save."""
+    import json
+
+    envelope = {"status_code": 1000, "timestamp": "2026-12-02T19:00:00Z"}
+    cpu0 = time.process_time()
+    for body in bodies:
+        json.loads(body.encode().decode("utf-8"))
+        json.dumps(envelope, separators=(",", ":"))
+    return (time.process_time() - cpu0) / len(bodies) * 1000
+
+
 def main() -> int:
     p = bench_args(__doc__)
     p.add_argument("--n", type=int, default=2000, help="requests per path and repetition")
@@ -206,6 +218,9 @@ def main() -> int:
             "auth_method": "WHITELIST", "location_id": f"NL{i}", "evse_uid": f"NE{i}", "connector_id": "1",
             "currency": "EUR", "status": "ACTIVE", "last_updated": step.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "x_phase_currents_a": [16.0, 16.0, 16.0]})) for i in range(n)]
+        for label, reqs in (("result POST", results), ("session PATCH", patches)):
+            samples.setdefault(f"{label}: JSON parse + envelope (stdlib)", ([],))[0].append(
+                _json_ms([body for _, _, body in reqs]))
         for label, reqs in (("result POST", results), ("session PATCH", patches), ("session PUT", puts)):
             if args.profile and rep == 0:  # profiled requests are slower: profile a separate share
                 profile = cProfile.Profile()
@@ -229,7 +244,11 @@ def main() -> int:
               f"{figures[2]:.2f} statements, {figures[3]} not 1000", flush=True)
     rows: list[Row] = []
     case = f"{n} requests, in-process"
-    for label, (cpu, pg, statements, bad) in samples.items():
+    for label, figures in samples.items():
+        if len(figures) == 1:
+            rows.append(Row.of(NAME, case, label, "ms", figures[0], note="json.loads + json.dumps, per request"))
+            continue
+        cpu, pg, statements, bad = figures
         rows += [
             Row.of(NAME, case, f"{label}: CPU per request", "ms", cpu,
                    note="this process's CPU (Django stack + our code + driver); PostgreSQL's not included"),
