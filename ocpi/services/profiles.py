@@ -6,7 +6,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from smatch import clock
 from smatch.db import update_from_values
@@ -91,8 +91,14 @@ _batches = _GroupCommit()
 
 def _write_batch(batch: list[_Pending]) -> None:
     try:
-        with transaction.atomic():
-            _apply_results(batch)
+        for attempt in range(3):  # a deadlock with a concurrent bulk update rolled everything back: redo
+            try:
+                with transaction.atomic():
+                    _apply_results(batch)
+                break
+            except OperationalError as exc:
+                if attempt == 2 or "deadlock" not in str(exc):
+                    raise
     except Exception as exc:  # the batch's requests get the error (500): none of them was answered 2xx
         for item in batch:
             item.error = exc
