@@ -7,10 +7,10 @@ class FlexibilityConfig(AppConfig):
 
     def ready(self) -> None:
         # Here, not at the top: Django imports apps.py before the models are ready.
-        from ocpi.signals import profile_result_received, session_started
+        from ocpi.signals import profile_results_received, session_started
 
         from . import tasks
         from .services import activations
 
         session_started.connect(tasks.on_sessions_started, dispatch_uid="flexibility.sessions_started")
-        profile_result_received.connect(activations.on_profile_result, dispatch_uid="flexibility.profile_result")
+        profile_results_received.connect(activations.on_profile_results, dispatch_uid="flexibility.profile_results")

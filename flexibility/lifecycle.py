@@ -105,6 +105,15 @@ def _move(rows: models.QuerySet, to: str, only_from: Sequence[str] | None = None
     return rows.filter(status__in=allowed).update(status=to, **fields)
 
 
+def _move_caps(rows: models.QuerySet, to: str, only_from: Sequence[str] | None = None, **fields) -> int:
+    """`_move` for a batch of caps, taking the row locks in id order first: a batch of results,
+    a send's claim and a restore touch overlapping caps at once, and an UPDATE locks rows in the
+    order it happens to scan them, so two batches could each wait for the other (a deadlock)."""
+    with transaction.atomic():
+        ids = list(rows.order_by("pk").select_for_update(of=("self",)).values_list("pk", flat=True))
+        return _move(Curtailment.objects.filter(pk__in=ids), to, only_from, **fields)
+
+
 # --- signal ---------------------------------------------------------------------------------------
 
 
@@ -158,14 +167,14 @@ def move_caps(ids: Iterable[int], to: str, **fields) -> int:
     ended in `restored_from`."""
     if to == Cap.RESTORED:
         fields.setdefault("restored_from", F("status"))
-    return _move(Curtailment.objects.filter(pk__in=list(ids)), to, **fields)
+    return _move_caps(Curtailment.objects.filter(pk__in=list(ids)), to, **fields)
 
 
 def cap_results(ids: Iterable[int], to: str) -> int:
     """The CSMS's asynchronous results (in force or refused), while their activation is not
     restored: after that they are too late to matter."""
     rows = Curtailment.objects.filter(pk__in=list(ids)).exclude(activation__status=Act.RESTORED)
-    return _move(rows, to)
+    return _move_caps(rows, to)
 
 
 def claim_caps(ids: Iterable[int], now: datetime, lease_until: datetime) -> list[int]:
@@ -180,7 +189,7 @@ def claim_caps(ids: Iterable[int], now: datetime, lease_until: datetime) -> list
             Q(status=Cap.PLANNED) | Q(status=Cap.SENT, due_at__lte=now),
             pk__in=list(ids), activation__status__in=RUNNING, activation__ends_at__gt=now, ends_at__gt=now,
         )
-        claimed = list(claimable.select_for_update(of=("self",)).values_list("pk", flat=True))
+        claimed = list(claimable.order_by("pk").select_for_update(of=("self",)).values_list("pk", flat=True))
         Curtailment.objects.filter(pk__in=claimed).update(status=Cap.SENT, due_at=lease_until)
     return claimed
 
@@ -188,7 +197,7 @@ def claim_caps(ids: Iterable[int], now: datetime, lease_until: datetime) -> list
 def answer_caps(ids: Iterable[int], to: str, **fields) -> int:
     """The synchronous answer to a PUT: only caps still sent move (pending, refused or planned
     again); a restore that ran meanwhile has the last word."""
-    return _move(Curtailment.objects.filter(pk__in=list(ids)), to, only_from=[Cap.SENT], **fields)
+    return _move_caps(Curtailment.objects.filter(pk__in=list(ids)), to, only_from=[Cap.SENT], **fields)
 
 
 def give_up_caps(ids: Iterable[int]) -> int:

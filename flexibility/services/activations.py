@@ -22,6 +22,7 @@ from django.db.models.functions import Least
 from ocpi import services as ocpi_services
 from ocpi.client import ACCEPTED, RETRY
 from ocpi.models import ChargingProfileCall, Session
+from ocpi.signals import ProfileResult
 from smatch import clock
 
 from .. import lifecycle, planning, summary
@@ -245,24 +246,29 @@ def party_chunks(curtailment_ids: Sequence[int]) -> list[list[int]]:
     return [ids[i : i + size] for ids in by_party.values() for i in range(0, len(ids), size)]
 
 
-def on_profile_result(sender, call_id, kind: str, purpose_id: int | None, result: str, **kwargs) -> str | None:
-    """An async result for one of our PUTs: the CSMS put the cap in force, or refused it.
+def on_profile_results(sender, results: Sequence[ProfileResult], **kwargs) -> set:
+    """Async results for our PUTs: the CSMS put each cap in force, or refused it. Returns the call
+    ids of results that came too late (their cap or its activation is restored: nothing changes).
 
-    `purpose_id` (ocpi's name) is the Curtailment's id. A result for a cap already restored
-    changes nothing (answered as stale). The move comes first, conditional on an activation not
-    restored, so the usual result costs one statement; only a result that moved nothing reads the
-    cap to tell stale from merely repeated.
+    `purpose_id` (ocpi's name) is the Curtailment's id. The moves come first, one conditional
+    UPDATE per target status for the whole batch, so the usual batch costs one statement per
+    status; the caps are read only when some result moved nothing, to tell stale from merely
+    repeated.
     """
-    cap_id = purpose_id
-    if kind != ChargingProfileCall.Kind.SET or cap_id is None:
-        return None
-    to = S.IN_FORCE if result == "ACCEPTED" else S.REFUSED if result in ASYNC_REFUSALS else None
-    if to is not None and lifecycle.cap_results([cap_id], to):
-        return None
-    row = Curtailment.objects.filter(pk=cap_id).values_list("status", "activation__status").first()
-    if row is not None and (row[0] == S.RESTORED or row[1] == Activation.Status.RESTORED):
-        return ocpi_services.STALE  # too late to matter: nothing changes
-    return None
+    sets = [r for r in results if r.kind == ChargingProfileCall.Kind.SET and r.purpose_id is not None]
+    targets: dict[str, set[int]] = defaultdict(set)
+    for r in sets:
+        if r.result == "ACCEPTED":
+            targets[S.IN_FORCE].add(r.purpose_id)
+        elif r.result in ASYNC_REFUSALS:
+            targets[S.REFUSED].add(r.purpose_id)
+    moved = sum(lifecycle.cap_results(ids, to) for to, ids in targets.items())
+    if moved == len({r.purpose_id for r in sets}):
+        return set()
+    rows = Curtailment.objects.filter(pk__in={r.purpose_id for r in sets}).values_list(
+        "pk", "status", "activation__status")
+    over = {pk for pk, status, activation in rows if status == S.RESTORED or activation == Activation.Status.RESTORED}
+    return {r.call_id for r in sets if r.purpose_id in over}
 
 
 def expire_pending(now: datetime | None = None) -> int:
