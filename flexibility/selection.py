@@ -1,0 +1,115 @@
+"""Target-kW activations: which eligible sessions to cap so the expected shed covers a BRP's target.
+
+Pure: callers hand in plain candidates (from `planning.plan_caps` plus what the database knows
+of each session) and get back the chosen session ids. No ORM here, so the rules are property-tested
+(tests/flexibility/test_selection.py) and cheap for 16,000 sessions (bench/selection.py).
+
+Order, fair for drivers: the most remaining 4-hour budget first, then sessions not throttled yet
+today, then the longest plugged-in, then the session id (deterministic). Walking that order, a
+session is taken while the counted shed is still below target x (1 + margin); the counted shed of a
+session is its expected shed (the low end: what we can promise) times its EVSE's responsiveness
+weight (1 = follows caps, 0 = flagged: it never helps reach the target, so it is never chosen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import planning
+
+
+@dataclass(frozen=True)
+class Candidate:
+    session_pk: int
+    expected_kw: float  # the cap's expected shed, low end (planning.CapPlan.expected_kw)
+    budget_left_s: float  # throttle seconds left in the session's 4-hour window before this activation
+    throttled_today: bool  # capped at least once since 00:00 UTC
+    plugged_in_at: datetime
+    weight: float = 1.0  # EVSE responsiveness: 1 follows caps, 0 flagged (counted out), between: partly
+
+
+@dataclass(frozen=True)
+class Selection:
+    chosen: tuple[int, ...]  # session ids, in the fairness order
+    target_kw: float
+    needed_kw: float  # target x (1 + margin): what the choice aims to cover
+    counted_kw: float  # sum of expected x weight over the chosen sessions
+    shortfall_kw: float  # target - counted when even every usable session falls short, else 0
+
+    @property
+    def covered(self) -> bool:
+        return self.shortfall_kw == 0.0
+
+
+def counted_kw(c: Candidate) -> float:
+    return max(0.0, c.expected_kw) * min(1.0, max(0.0, c.weight))
+
+
+def fairness_key(c: Candidate) -> tuple:
+    """Sort key: most budget left, not throttled today, plugged in longest, then the id."""
+    return (-c.budget_left_s, c.throttled_today, c.plugged_in_at, c.session_pk)
+
+
+def usable(c: Candidate) -> bool:
+    """A session with no budget left or nothing to give is never chosen."""
+    return c.budget_left_s > 0 and counted_kw(c) > 0
+
+
+def select(candidates: Iterable[Candidate], target_kw: float, margin: float) -> Selection:
+    """The fewest sessions, in the fairness order, whose counted shed reaches target x (1 + margin).
+
+    When all usable sessions together fall short of the target, they are all chosen and the
+    shortfall says by how much (against the target itself, not the margin).
+    """
+    if target_kw <= 0:
+        raise ValueError("target_kw must be positive")
+    if margin < 0:
+        raise ValueError("margin must not be negative")
+    needed = target_kw * (1.0 + margin)
+    chosen: list[int] = []
+    total = 0.0
+    for c in sorted(filter(usable, candidates), key=fairness_key):
+        if total >= needed:
+            break
+        chosen.append(c.session_pk)
+        total += counted_kw(c)
+    shortfall = max(0.0, target_kw - total)
+    return Selection(tuple(chosen), target_kw, needed, total, shortfall)
+
+
+def budget_left_s(past: Sequence[planning.Interval], at: datetime) -> float:
+    """Throttle seconds a session has left in the 4-hour window ending at `at`."""
+    lo = at - planning.CAP_WINDOW
+    used = sum(max(0.0, (min(e, at) - max(s, lo)).total_seconds()) for s, e in past)
+    return max(0.0, planning.CAP_BUDGET.total_seconds() - used)
+
+
+def throttled_since(past: Sequence[planning.Interval], since: datetime) -> bool:
+    return any(e > since for _, e in past)
+
+
+def day_start(at: datetime) -> datetime:
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def candidates_from_plan(plan: planning.Plan, pasts: dict[int, Sequence[planning.Interval]],
+                         plugged_in: dict[int, datetime], weights: dict[int, float], at: datetime,
+                         today_pasts: dict[int, Sequence[planning.Interval]] | None = None) -> list[Candidate]:
+    """One candidate per planned cap; `today_pasts` (throttles since 00:00) defaults to `pasts`."""
+    today = day_start(at)
+    today_pasts = pasts if today_pasts is None else today_pasts
+    return [Candidate(c.session_pk, c.expected_kw, budget_left_s(pasts.get(c.session_pk, ()), at),
+                      throttled_since(today_pasts.get(c.session_pk, ()), today),
+                      plugged_in.get(c.session_pk, at), weights.get(c.session_pk, 1.0))
+            for c in plan.caps]
+
+
+def narrow(plan: planning.Plan, selection: Selection) -> planning.Plan:
+    """The plan with only the chosen caps; skip counts are kept (what was eligible but not chosen is
+    not a skip: the activation records it as `eligible - len(caps)`)."""
+    keep = set(selection.chosen)
+    return planning.Plan(caps=[c for c in plan.caps if c.session_pk in keep], skipped=dict(plan.skipped),
+                         by_source=dict(plan.by_source))
+
