@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
+
+import numpy as np
 
 from . import planning
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):  # a tuple, not a dataclass: 16,000 of them are built per plan
     session_pk: int
     expected_kw: float  # the cap's expected shed, low end (planning.CapPlan.expected_kw)
     budget_left_s: float  # throttle seconds left in the session's 4-hour window before this activation
@@ -43,7 +45,12 @@ class Selection:
         return self.shortfall_kw == 0.0
 
 
+FULL_BUDGET_S = planning.CAP_BUDGET.total_seconds()
+
+
 def counted_kw(c: Candidate) -> float:
+    if c.weight == 1.0:
+        return max(0.0, c.expected_kw)
     return max(0.0, c.expected_kw) * min(1.0, max(0.0, c.weight))
 
 
@@ -68,19 +75,28 @@ def select(candidates: Iterable[Candidate], target_kw: float, margin: float) -> 
     if margin < 0:
         raise ValueError("margin must not be negative")
     needed = target_kw * (1.0 + margin)
-    chosen: list[int] = []
-    total = 0.0
-    for c in sorted(filter(usable, candidates), key=fairness_key):
-        if total >= needed:
-            break
-        chosen.append(c.session_pk)
-        total += counted_kw(c)
+    cands = [c for c in candidates if c.budget_left_s > 0]
+    kw = np.fromiter((counted_kw(c) for c in cands), float, len(cands))
+    keep = np.flatnonzero(kw > 0)
+    # The fairness_key as one lexsort (last key first): 16,000 sessions in a few ms, not tens.
+    order = keep[np.lexsort((
+        np.fromiter((cands[i].session_pk for i in keep), np.int64, len(keep)),
+        np.fromiter((cands[i].plugged_in_at.timestamp() for i in keep), float, len(keep)),
+        np.fromiter((cands[i].throttled_today for i in keep), bool, len(keep)),
+        -np.fromiter((cands[i].budget_left_s for i in keep), float, len(keep)),
+    ))]
+    running = np.cumsum(kw[order])  # sequential sums: the same figures as adding one by one
+    count = min(len(order), int(np.searchsorted(running, needed, side="left")) + 1)
+    chosen = [cands[i].session_pk for i in order[:count]]
+    total = float(running[count - 1]) if count else 0.0
     shortfall = max(0.0, target_kw - total)
     return Selection(tuple(chosen), target_kw, needed, total, shortfall)
 
 
 def budget_left_s(past: Sequence[planning.Interval], at: datetime) -> float:
     """Throttle seconds a session has left in the 4-hour window ending at `at`."""
+    if not past:
+        return planning.CAP_BUDGET.total_seconds()
     lo = at - planning.CAP_WINDOW
     used = sum(max(0.0, (min(e, at) - max(s, lo)).total_seconds()) for s, e in past)
     return max(0.0, planning.CAP_BUDGET.total_seconds() - used)
@@ -100,10 +116,14 @@ def candidates_from_plan(plan: planning.Plan, pasts: dict[int, Sequence[planning
     """One candidate per planned cap; `today_pasts` (throttles since 00:00) defaults to `pasts`."""
     today = day_start(at)
     today_pasts = pasts if today_pasts is None else today_pasts
-    return [Candidate(c.session_pk, c.expected_kw, budget_left_s(pasts.get(c.session_pk, ()), at),
-                      throttled_since(today_pasts.get(c.session_pk, ()), today),
-                      plugged_in.get(c.session_pk, at), weights.get(c.session_pk, 1.0))
-            for c in plan.caps]
+    out = []
+    for c in plan.caps:
+        pk = c.session_pk
+        past, past_today = pasts.get(pk, ()), today_pasts.get(pk, ())
+        out.append(Candidate(pk, c.expected_kw, budget_left_s(past, at) if past else FULL_BUDGET_S,
+                             bool(past_today) and throttled_since(past_today, today),
+                             plugged_in.get(pk, at), weights.get(pk, 1.0)))
+    return out
 
 
 def narrow(plan: planning.Plan, selection: Selection) -> planning.Plan:
