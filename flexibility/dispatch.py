@@ -24,7 +24,7 @@ from ocpi.client import ACCEPTED, RETRY
 from ocpi.models import ChargingProfileCall, Session
 from smatch import clock
 
-from . import planning
+from . import planning, targeting
 from .models import LIVE, TRANSITIONS, Activation, Curtailment, Signal, SteeringRule
 from .responsiveness import flagged_evse_keys
 
@@ -127,6 +127,7 @@ def plan_activation(activation_id: int, session_pks: Iterable[int] | None = None
         if activation.status in RUNNING and now < activation.ends_at and not already_planned:
             views = load_views(now, session_pks)
             plan = planning.plan_caps(views, now, activation.ends_at, stale_after())
+            plan = targeting.apply(plan, activation, now, first=session_pks is None)
             before = {v.session_pk: v.last_current_a for v in views if v.current_source == "measured"}
     handed: set[int] = set()
     if plan is not None:

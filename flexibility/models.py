@@ -63,6 +63,7 @@ class Signal(models.Model):
     auto_relay_at = models.DateTimeField(null=True, blank=True, help_text="policy deadline, if any")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
     veto_reason = models.TextField(blank=True)
+    target_kw = models.FloatField(null=True, blank=True, help_text="kW wanted; empty: every eligible session")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["brp", "external_id"], name="signal_unique_per_brp")]
@@ -116,6 +117,11 @@ class Activation(models.Model):
     skipped = models.JSONField(default=dict, help_text="sessions skipped, by reason")
     expected_kw = models.FloatField(default=0.0)
     dispatched_kw = models.FloatField(default=0.0, help_text="expected shed of the sessions that accepted")
+    # Target-kW activations (flexibility/targeting.py): the target, what the eligible fleet lacked to
+    # reach it, and the shed measured from the states pushed during the activation.
+    target_kw = models.FloatField(null=True, blank=True)
+    shortfall_kw = models.FloatField(null=True, blank=True)
+    measured_kw = models.FloatField(null=True, blank=True)
     restored_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -1,0 +1,129 @@
+"""Target-kW signals: refusals with codes (nothing stored), and the plan narrowed to the fair selection."""
+
+from datetime import timedelta
+
+import pytest
+from rest_framework.test import APIClient
+
+from flexibility import dispatch, services, targeting
+from flexibility.models import Activation, Curtailment, Signal
+from ocpi.models import OcpiParty, Session, hash_token
+from tests.conftest import T0
+
+URL = "/api/v1/signals/"
+SHED_16A_3PH_KW = (16 - 8) * 3 * 230 / 1000  # 5.52 kW per session
+MAX_32A_3PH_KW = (32 - 8) * 3 * 230 / 1000  # 16.56 kW per session: no connectors known, 32 A assumed
+
+
+def post(brp, **fields):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {brp.api_token}")
+    return client.post(URL, {"external_id": "sig-t", "direction": "reduce_consumption", **fields}, format="json")
+
+
+@pytest.fixture
+def cpo(db) -> OcpiParty:
+    return OcpiParty.objects.create(
+        name="Fair CPO", country_code="NL", party_id="CPO", role="CPO", status=OcpiParty.Status.REGISTERED,
+        token_ours_hash=hash_token("cpo-token"), token_theirs="scsp-token", versions_url="http://cpo.test/versions",
+        endpoints=[],
+    )
+
+
+@pytest.fixture
+def five_drivers(cpo, clock) -> list[Session]:
+    """Five cars at 16 A on 3 phases; S0 plugged in 5 h ago, S4 1 h ago."""
+    return Session.objects.bulk_create(
+        Session(party=cpo, country_code="NL", ocpi_party_id="CPO", session_id=f"S{i}", location_id="L1",
+                evse_uid=f"E{i}", connector_id="1", status="ACTIVE", start_date_time=T0 - timedelta(hours=5 - i),
+                kwh=5.0, last_updated=T0, phases=3, phases_source="reported", last_current_a=16.0,
+                current_source="measured")
+        for i in range(5)
+    )
+
+
+@pytest.mark.parametrize("bad", [0, -5, "ten", True, None])
+def test_target_not_a_positive_number_is_400_with_its_code_and_nothing_stored(brp, five_drivers, bad):
+    if bad is None:  # null means "no target": accepted, today's behaviour
+        assert post(brp, target_kw=bad).status_code == 202
+        return
+    response = post(brp, target_kw=bad)
+    assert response.status_code == 400
+    assert response.json()["code"] == "target_not_positive"
+    assert not Signal.objects.exists()
+
+
+def test_target_above_the_fleet_maximum_is_400(brp, five_drivers):
+    response = post(brp, target_kw=5 * MAX_32A_3PH_KW + 1)
+    assert response.status_code == 400 and response.json()["code"] == "target_above_fleet_max"
+    assert not Signal.objects.exists()
+
+
+def test_target_on_a_direction_not_actionable_is_400(brp, five_drivers):
+    response = post(brp, target_kw=10, direction="increase_consumption")
+    assert response.status_code == 400 and response.json()["code"] == "target_direction_not_actionable"
+    assert not Signal.objects.exists()
+
+
+def test_target_is_stored_shown_and_a_repeat_with_another_target_is_409(brp, five_drivers):
+    first = post(brp, target_kw=10)
+    assert first.status_code == 202 and first.json()["target_kw"] == 10
+    assert Signal.objects.get().target_kw == 10
+    assert post(brp, target_kw=10).status_code == 200
+    again = post(brp, target_kw=12)
+    assert again.status_code == 409 and again.json()["code"] == "target_conflict"
+
+
+def _activation(brp, target_kw) -> Activation:
+    signal = targeting.receive_signal(brp, "plan-1", "reduce_consumption", target_kw=target_kw).signal
+    Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.RELAYED)
+    return Activation.objects.create(signal=signal, relayed_at=T0, ends_at=T0 + timedelta(minutes=10))
+
+
+def test_plan_caps_the_fewest_longest_plugged_in_sessions_covering_target_and_margin(brp, five_drivers, settings):
+    settings.TARGET_MARGIN = 0.15
+    activation = _activation(brp, 10.0)  # needed 11.5 kW: 2 x 5.52 = 11.04 is short, 3 x 5.52 = 16.56 covers it
+    dispatch.plan_activation(activation.pk)
+    capped = set(Curtailment.objects.filter(activation=activation).values_list("session__session_id", flat=True))
+    assert capped == {"S0", "S1", "S2"}  # all with full budget, none throttled today: longest plugged in
+    activation.refresh_from_db()
+    assert activation.target_kw == 10.0 and activation.shortfall_kw == 0.0
+    assert activation.expected_kw == pytest.approx(3 * SHED_16A_3PH_KW)
+
+
+def test_a_session_throttled_today_goes_after_those_not_yet(brp, five_drivers, settings):
+    settings.TARGET_MARGIN = 0.0
+    earlier = Activation.objects.create(signal=services.receive_signal(brp, "old", "reduce_consumption").signal,
+                                        relayed_at=T0 - timedelta(hours=5), ends_at=T0 - timedelta(hours=5) +
+                                        timedelta(minutes=5), status=Activation.Status.RESTORED)
+    # S0 was capped 5 minutes more than 4 h ago: full budget again, but throttled today (T0 is 10:00 or later).
+    Curtailment.objects.create(activation=earlier, session=five_drivers[0], starts_at=earlier.relayed_at,
+                               ends_at=earlier.ends_at, restored_at=earlier.ends_at, limit_a=8, expected_kw=5.52,
+                               status=Curtailment.Status.RESTORED)
+    activation = _activation(brp, 5.0)  # one session (5.52 kW) covers it without margin
+    dispatch.plan_activation(activation.pk)
+    assert list(Curtailment.objects.filter(activation=activation).values_list("session__session_id", flat=True)) \
+        == ["S1"]
+
+
+def test_short_fleet_caps_everything_and_records_the_shortfall(brp, five_drivers):
+    activation = _activation(brp, 50.0)
+    dispatch.plan_activation(activation.pk)
+    assert Curtailment.objects.filter(activation=activation).count() == 5
+    activation.refresh_from_db()
+    assert activation.shortfall_kw == pytest.approx(50.0 - 5 * SHED_16A_3PH_KW)
+
+
+def test_sessions_joining_a_target_activation_are_kept_for_top_up(brp, five_drivers):
+    activation = _activation(brp, 4.0)  # 4 x 1.15 = 4.6 kW: one session
+    dispatch.plan_activation(activation.pk)
+    dispatch.plan_activation(activation.pk, [five_drivers[4].pk])
+    assert Curtailment.objects.filter(activation=activation).count() == 1
+
+
+def test_without_target_every_eligible_session_is_capped(brp, five_drivers):
+    signal = services.receive_signal(brp, "all", "reduce_consumption").signal
+    activation = Activation.objects.create(signal=signal, relayed_at=T0, ends_at=T0 + timedelta(minutes=10))
+    dispatch.plan_activation(activation.pk)
+    assert Curtailment.objects.filter(activation=activation).count() == 5
+    assert Activation.objects.get(pk=activation.pk).target_kw is None
