@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from rest_framework.test import APIClient
 
-from flexibility import dispatch, services, targeting
+from flexibility import dispatch, services, target_figures, targeting
 from flexibility.models import Activation, Curtailment, Signal
 from ocpi.models import OcpiParty, Session, hash_token
 from tests.conftest import T0
@@ -127,3 +127,12 @@ def test_without_target_every_eligible_session_is_capped(brp, five_drivers):
     dispatch.plan_activation(activation.pk)
     assert Curtailment.objects.filter(activation=activation).count() == 5
     assert Activation.objects.get(pk=activation.pk).target_kw is None
+
+
+def test_console_previews_what_a_waiting_target_would_cap(brp, five_drivers, operator, client):
+    targeting.receive_signal(brp, "wait-1", "reduce_consumption", target_kw=10.0)
+    (preview,) = target_figures.previews()
+    assert (preview.sessions, preview.eligible, preview.expected_kw, preview.shortfall_kw) == (3, 5, 16.6, 0.0)
+    client.force_login(operator)
+    page = client.get("/admin/console/").content.decode()
+    assert "wait-1 asks for" in page and 'class="chosen">3</strong>' in page
