@@ -93,6 +93,25 @@ def select(candidates: Iterable[Candidate], target_kw: float, margin: float) -> 
     return Selection(tuple(chosen), target_kw, needed, total, shortfall)
 
 
+class CapSoFar(NamedTuple):
+    expected_kw: float
+    standing: bool  # the CSMS was asked and has not refused, and measurement does not say it was ignored
+    responded: bool  # measurement says the draw fell to the cap
+
+
+def standing_and_measured_kw(caps: Iterable[CapSoFar]) -> tuple[float, float]:
+    """(shed still expected from caps not refused nor measured as ignored, shed of caps measured as responded).
+
+    A cap without a verdict yet (within its grace, no reading) still stands: a top-up answers a
+    refusal or a measured failure, never the mere wait for the next state.
+    """
+    standing = measured = 0.0
+    for cap in caps:
+        standing += cap.expected_kw if cap.standing else 0.0
+        measured += cap.expected_kw if cap.responded else 0.0
+    return standing, measured
+
+
 def budget_left_s(past: Sequence[planning.Interval], at: datetime) -> float:
     """Throttle seconds a session has left in the 4-hour window ending at `at`."""
     if not past:

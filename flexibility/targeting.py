@@ -5,13 +5,17 @@ direction, and at most what the fleet could physically shed; a refused signal is
 planning, the eligible caps of the first plan are narrowed to the fewest sessions, fairly chosen,
 whose expected shed covers the target with `TARGET_MARGIN`; the activation records the target and
 the shortfall when even every eligible session falls short (then all of them are capped).
-Sessions that start during a target-kW activation are not capped: they are kept for a top-up.
+Top-up: while it runs, the sweep judges the caps from the states pushed since they started
+(`delivery.judge`); when the caps still standing (not refused, not measured above the cap) fall
+short of the target, more sessions are chosen, the same fair way, from the eligible ones left.
+Sessions that start during a target-kW activation are used only for such a top-up.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -19,9 +23,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from ocpi.models import Connector, Session
+from ocpi.models import Connector, Session, SessionState
 
-from . import planning, selection, services
+from . import delivery, planning, responsiveness, selection, services
 from .models import LIVE, Activation, Brp, Curtailment, Signal
 
 PHASES_BY_POWER_TYPE = {"AC_1_PHASE": 1, "AC_2_PHASE": 2, "AC_2_PHASE_SPLIT": 2, "AC_3_PHASE": 3}
@@ -97,16 +101,76 @@ def receive_signal(brp: Brp, external_id: str, direction: str, target_kw: float 
 
 
 def apply(plan: planning.Plan, activation: Activation, now: datetime, first: bool) -> planning.Plan:
-    """The plan narrowed to the target's selection (first plan), or nothing (sessions that joined
-    later: kept for a top-up); the plan unchanged when the signal has no target."""
+    """The plan narrowed to the target's selection; the plan unchanged when the signal has no target.
+
+    First plan: the fewest sessions covering target x (1 + margin). Later plans (sessions that
+    started meanwhile, or the sweep's top-up over every active session): only what the caps still
+    standing lack, judged from the states that arrived since the caps started.
+    """
     target_kw = Signal.objects.filter(pk=activation.signal_id).values_list("target_kw", flat=True).first()
     if target_kw is None:
         return plan
-    if not first:
+    if first:
+        chosen = selection.select(load_candidates(plan, now), target_kw, settings.TARGET_MARGIN)
+        Activation.objects.filter(pk=activation.pk).update(target_kw=target_kw, shortfall_kw=chosen.shortfall_kw)
+        return selection.narrow(plan, chosen)
+    standing_kw, _ = judge_so_far(activation.pk, now)
+    if standing_kw >= target_kw or not plan.caps:
         return planning.Plan(skipped=dict.fromkeys(planning.SKIP_REASONS, 0))
-    chosen = selection.select(load_candidates(plan, now), target_kw, settings.TARGET_MARGIN)
-    Activation.objects.filter(pk=activation.pk).update(target_kw=target_kw, shortfall_kw=chosen.shortfall_kw)
+    chosen = selection.select(load_candidates(plan, now), target_kw - standing_kw, settings.TARGET_MARGIN)
     return selection.narrow(plan, chosen)
+
+
+def judge_so_far(activation_id: int, now: datetime) -> tuple[float, float]:
+    """(standing, measured) shed of an activation's caps from the states pushed since they started
+    (`delivery.judge` up to now); records the measured shed on the activation."""
+    caps = list(Curtailment.objects.filter(activation_id=activation_id).values_list(
+        "session_id", "status", "expected_kw", "starts_at", "limit_a", "before_a", "session__start_date_time",
+        "session__phases", "session__phases_source"))
+    if not caps:
+        return 0.0, 0.0
+    readings = load_readings({c[0] for c in caps}, min(c[3] for c in caps), now)
+    base = responsiveness.rule()
+    so_far = []
+    for session_pk, status, expected_kw, starts_at, limit_a, before_a, session_start, phases, source in caps:
+        verdict = delivery.judge(readings.get(session_pk, ()), cap_start=starts_at, cap_end=now,
+                                 session_start=session_start, phases=responsiveness.plausible_phases(phases, source),
+                                 rule=replace(base, limit_a=limit_a), before_a=before_a).delivery
+        standing = status in (*LIVE, Curtailment.Status.PLANNED) and verdict != delivery.NOT_RESPONDED
+        so_far.append(selection.CapSoFar(expected_kw, standing, verdict == delivery.RESPONDED))
+    standing_kw, measured_kw = selection.standing_and_measured_kw(so_far)
+    Activation.objects.filter(pk=activation_id).update(measured_kw=measured_kw)
+    return standing_kw, measured_kw
+
+
+def load_readings(session_pks: set[int], since: datetime, until: datetime) -> dict[int, list[delivery.Reading]]:
+    """States as the delivery rule reads them: the highest measured phase current, else POWER, else kWh."""
+    out: dict[int, list[delivery.Reading]] = defaultdict(list)
+    rows = SessionState.objects.filter(session_id__in=session_pks, timestamp__gte=since, timestamp__lte=until)
+    for pk, at, kwh, l1, l2, l3, power_kw, source in rows.values_list(
+            "session_id", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a", "power_kw",
+            "current_source").iterator(5000):
+        currents = [c for c in (l1, l2, l3) if c is not None]
+        if currents and source in ("measured", ""):
+            out[pk].append(delivery.Reading(at, kwh, current_a=max(currents)))
+        else:  # a kWh-derived average is not a POWER reading: the rule derives it from the kWh itself
+            out[pk].append(delivery.Reading(at, kwh, power_kw=power_kw if source in ("power", "assumed", "") else None))
+    return out
+
+
+def top_up_due(now: datetime) -> dict[int, list[int]]:
+    """Running target-kW activations whose standing caps fall short of the target, each with the
+    active sessions not capped in it (the top-up chooses among them: `apply`, later plan)."""
+    running = Activation.objects.filter(status__in=(Activation.Status.DISPATCHING, Activation.Status.ACTIVE),
+                                        ends_at__gt=now, target_kw__isnull=False)
+    out = {}
+    for activation_id, target_kw in running.values_list("pk", "target_kw"):
+        standing_kw, _ = judge_so_far(activation_id, now)
+        if standing_kw < target_kw:
+            capped = Curtailment.objects.filter(activation_id=activation_id).values("session_id")
+            out[activation_id] = list(Session.objects.filter(status=Session.Status.ACTIVE).exclude(pk__in=capped)
+                                      .order_by("pk").values_list("pk", flat=True))
+    return out
 
 
 def load_candidates(plan: planning.Plan, now: datetime) -> list[selection.Candidate]:

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from smatch import clock
 
-from . import dispatch, responsiveness, services
+from . import dispatch, responsiveness, services, targeting
 from .models import Activation
 
 
@@ -82,6 +82,8 @@ def sweep() -> None:
         pending = dispatch.plan_activation(activation_id, session_ids)
         if pending:
             _queue_sends(activation_id, pending)
+    for activation_id, session_ids in targeting.top_up_due(clock.now()).items():  # target-kW caps short of it
+        _queue_sends(activation_id, dispatch.plan_activation(activation_id, session_ids))
     dispatch.expire_pending()
     responsiveness.assess_due()
     dispatch.restore_curtailments()  # caps shortened by the budget end before their activation

@@ -7,7 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flexibility import planning
-from flexibility.selection import Candidate, budget_left_s, candidates_from_plan, counted_kw, narrow, select
+from flexibility.selection import (
+    Candidate,
+    CapSoFar,
+    budget_left_s,
+    candidates_from_plan,
+    counted_kw,
+    narrow,
+    select,
+    standing_and_measured_kw,
+)
 
 
 def t(h, m, s=0):
@@ -126,3 +135,11 @@ def test_same_input_same_choice_in_any_order(fleet, target_kw, margin, rnd):
 def test_shortfall_is_what_the_target_lacks(fleet, target_kw, margin):
     sel = select(fleet, target_kw, margin)
     assert sel.shortfall_kw == pytest.approx(max(0.0, target_kw - sel.counted_kw))
+
+
+def test_standing_and_measured_shed_of_the_caps_so_far():
+    caps = [CapSoFar(5.0, standing=True, responded=True),  # in force, measured at 8 A
+            CapSoFar(4.0, standing=True, responded=False),  # no verdict yet: still stands
+            CapSoFar(3.0, standing=False, responded=False),  # refused, or measured above the cap
+            ]
+    assert standing_and_measured_kw(caps) == (9.0, 5.0)

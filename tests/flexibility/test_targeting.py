@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from rest_framework.test import APIClient
 
-from flexibility import dispatch, services, target_figures, targeting
+from flexibility import dispatch, services, target_figures, targeting, tasks
 from flexibility.models import Activation, Curtailment, Signal
-from ocpi.models import OcpiParty, Session, hash_token
+from ocpi.models import OcpiParty, Session, SessionState, hash_token
 from tests.conftest import T0
 
 URL = "/api/v1/signals/"
@@ -136,3 +136,39 @@ def test_console_previews_what_a_waiting_target_would_cap(brp, five_drivers, ope
     client.force_login(operator)
     page = client.get("/admin/console/").content.decode()
     assert "wait-1 asks for" in page and 'class="chosen">3</strong>' in page
+
+
+def _state(session, at, current_a):
+    SessionState.objects.create(session=session, timestamp=at, kwh=6.0, current_l1_a=current_a,
+                                current_l2_a=current_a, current_l3_a=current_a, current_source="measured",
+                                status="ACTIVE")
+
+
+def test_top_up_when_the_capped_session_keeps_drawing_above_the_cap(brp, five_drivers, clock):
+    activation = _activation(brp, 4.0)  # one session: S0
+    dispatch.plan_activation(activation.pk)
+    Curtailment.objects.filter(activation=activation).update(status=Curtailment.Status.IN_FORCE, before_a=16.0)
+    _state(five_drivers[0], T0 + timedelta(minutes=3), 16.0)  # after the 120 s grace, still at 16 A
+    clock.advance(200)
+    tasks.sweep()
+    capped = Curtailment.objects.filter(activation=activation).order_by("pk")
+    assert list(capped.values_list("session__session_id", flat=True)) == ["S0", "S1"]  # the next fairest
+    assert Activation.objects.get(pk=activation.pk).measured_kw == 0.0
+
+
+def test_no_top_up_when_the_cap_is_measured_in_force(brp, five_drivers, clock):
+    activation = _activation(brp, 4.0)
+    dispatch.plan_activation(activation.pk)
+    Curtailment.objects.filter(activation=activation).update(status=Curtailment.Status.IN_FORCE, before_a=16.0)
+    _state(five_drivers[0], T0 + timedelta(minutes=3), 8.0)
+    clock.advance(200)
+    tasks.sweep()
+    assert Curtailment.objects.filter(activation=activation).count() == 1
+    assert Activation.objects.get(pk=activation.pk).measured_kw == pytest.approx(SHED_16A_3PH_KW)
+
+
+def test_a_refused_cap_is_topped_up_at_once(brp, five_drivers):
+    activation = _activation(brp, 4.0)
+    dispatch.plan_activation(activation.pk)
+    Curtailment.objects.filter(activation=activation).update(status=Curtailment.Status.REFUSED)
+    assert targeting.top_up_due(T0) == {activation.pk: [s.pk for s in five_drivers[1:]]}
