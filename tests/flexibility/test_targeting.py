@@ -1,8 +1,10 @@
 """Target-kW signals: refusals with codes (nothing stored), and the plan narrowed to the fair selection."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from flexibility import dispatch, services, target_figures, targeting, tasks
@@ -172,3 +174,59 @@ def test_a_refused_cap_is_topped_up_at_once(brp, five_drivers):
     dispatch.plan_activation(activation.pk)
     Curtailment.objects.filter(activation=activation).update(status=Curtailment.Status.REFUSED)
     assert targeting.top_up_due(T0) == {activation.pk: [s.pk for s in five_drivers[1:]]}
+
+
+FORECAST = "/api/v1/flexibility/"
+
+
+def get_forecast(brp, **params):
+    client = APIClient()
+    if brp is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {brp.api_token}")
+    return client.get(FORECAST, params)
+
+
+def test_forecast_needs_a_brp_token(db):
+    assert get_forecast(None, **{"from": "2025-05-06T17:00:00Z", "to": "2025-05-06T18:00:00Z"}).status_code == 401
+
+
+@pytest.mark.parametrize(("start", "end", "code"), [
+    ("2025-05-06T18:00:00Z", "2025-05-06T17:00:00Z", "window_backwards"),
+    ("2025-05-06T17:00:00Z", "2025-05-14T17:00:00Z", "window_too_long"),
+    ("2025-05-06T17:05:00Z", "2025-05-06T18:00:00Z", "window_not_on_isp_boundary"),
+    ("yesterday", "2025-05-06T18:00:00Z", "window_unreadable"),
+    (None, "2025-05-06T18:00:00Z", "window_unreadable"),
+])
+def test_forecast_refuses_a_bad_window_with_its_code(brp, start, end, code):
+    params = {"to": end} if start is None else {"from": start, "to": end}
+    response = get_forecast(brp, **params)
+    assert response.status_code == 400 and response.json()["code"] == code
+
+
+def test_forecast_gives_the_sheddable_power_now_and_a_band_per_isp(brp, five_drivers):
+    for day in range(1, 28):  # every day of the last four weeks the same cars drew 16 A just before 17:00
+        for i, session in enumerate(five_drivers):
+            _state(session, T0 - timedelta(days=day, minutes=5 + i), 16.0)
+    response = get_forecast(brp, **{"from": "2025-05-06T17:00:00Z", "to": "2025-05-06T18:00:00Z"})
+    assert response.status_code == 200
+    rows = response.json()
+    assert [r["isp_start"][11:16] for r in rows] == ["17:00", "17:15", "17:30", "17:45"]
+    assert rows[0]["sheddable_now_kw"] == pytest.approx(5 * SHED_16A_3PH_KW, abs=0.05)
+    assert all(r["sheddable_now_kw"] is None for r in rows[1:])
+    assert all(r["p10_kw"] <= r["p50_kw"] <= r["p90_kw"] for r in rows)
+    # The 17:00 slot pools 16:45 (0 kW), 17:00 (27.6 kW) and 17:15 (0 kW) of each weekday: a third at 27.6.
+    assert rows[0]["p90_kw"] == pytest.approx(5 * SHED_16A_3PH_KW, abs=0.05) and rows[0]["p10_kw"] == 0.0
+
+
+def test_forecast_command_prints_the_window(brp, five_drivers):
+    out = StringIO()
+    call_command("flexibility_forecast", "--from", "2025-05-06T17:00Z", "--to", "2025-05-06T17:30Z", stdout=out)
+    assert out.getvalue().count("2025-05-06T17:") == 2
+    with pytest.raises(CommandError, match="window_backwards"):
+        call_command("flexibility_forecast", "--from", "2025-05-06T17:30Z", "--to", "2025-05-06T17:00Z")
+
+
+def test_console_shows_the_forecast_panel(five_drivers, operator, client):
+    client.force_login(operator)
+    page = client.get("/admin/console/").content.decode()
+    assert "Flexibility: next two hours" in page and "27.6 kW" in page  # sheddable now: 5 x 5.52 kW
