@@ -129,7 +129,8 @@ def predict(prof: pd.DataFrame, isp_starts: list[datetime], now: datetime, now_k
     table = prof.reindex(pd.MultiIndex.from_tuples(keys, names=["day_type", "slot"])) if keys else prof.iloc[:0]
     now_key = (int(day_type(pd.DatetimeIndex([current]))[0]), int(slot(pd.DatetimeIndex([current]))[0]))
     median_now = prof["p50"].get(now_key, np.nan) if len(prof) else np.nan
-    ratio = now_kw / median_now if median_now and not math.isnan(median_now) and median_now > 0 else 1.0
+    known = not math.isnan(now_kw) and not math.isnan(median_now) and median_now > 0
+    ratio = now_kw / median_now if known else 1.0  # NaN now: the profile alone
     ratio = float(np.clip(ratio, *RATIO_BOUNDS))
     horizon_s = np.array([max(0.0, (t - now).total_seconds()) for t in index])
     factor = 1.0 + (ratio - 1.0) * np.exp(-horizon_s / FADE.total_seconds())
