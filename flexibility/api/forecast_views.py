@@ -23,7 +23,13 @@ class FlexibilityIspSerializer(serializers.Serializer):
     p90_kw = serializers.FloatField(allow_null=True)
 
 
+class WindowRefusedSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=[c.value for c in forecast.ForecastErrorCode])
+    detail = serializers.CharField(help_text="the rule the window breaks")
+
+
 REFUSED = OpenApiResponse(
+    response=WindowRefusedSerializer,
     description="a bad window; `code` names the rule: " + ", ".join(c.value for c in forecast.ForecastErrorCode),
     examples=[OpenApiExample("backwards", value={"code": "window_backwards", "detail": "to must be after from"})])
 
@@ -41,9 +47,11 @@ class FlexibilityForecastView(APIView):
                     OpenApiParameter("to", OpenApiTypes.DATETIME, required=True,
                                      description="an ISP boundary after `from`, at most 7 days later")],
         responses={200: FlexibilityIspSerializer(many=True), 400: REFUSED},
-        examples=[OpenApiExample("the next hour", response_only=True, value=[
-            {"isp_start": "2026-12-02T18:00:00Z", "horizon_min": 0, "sheddable_now_kw": 812.4, "p10_kw": 640.2,
-             "p50_kw": 805.0, "p90_kw": 950.7}])])
+        examples=[OpenApiExample("the ISP now (the list has one such row per ISP)", response_only=True,
+                                 status_codes=["200"],
+                                 value={"isp_start": "2026-12-02T18:00:00Z", "horizon_min": 0,
+                                        "sheddable_now_kw": 812.4, "p10_kw": 640.2, "p50_kw": 805.0,
+                                        "p90_kw": 950.7})])
     def get(self, request):
         try:
             rows = forecast_service.forecast_rows(request.query_params.get("from"), request.query_params.get("to"))
