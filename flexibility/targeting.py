@@ -104,13 +104,14 @@ def apply(plan: planning.Plan, activation: Activation, now: datetime, first: boo
     """The plan narrowed to the target's selection; the plan unchanged when the signal has no target.
 
     First plan: the fewest sessions covering target x (1 + margin). Later plans (sessions that
-    started meanwhile, or the sweep's top-up over every active session): only what the caps still
-    standing lack, judged from the states that arrived since the caps started.
+    started meanwhile, the sweep's top-up over every active session, or a first plan completed
+    after a crash): only what the caps already there and still standing lack, judged from the
+    states that arrived since the caps started.
     """
     target_kw = Signal.objects.filter(pk=activation.signal_id).values_list("target_kw", flat=True).first()
     if target_kw is None:
         return plan
-    if first:
+    if first and not Curtailment.objects.filter(activation_id=activation.pk).exists():
         chosen = selection.select(load_candidates(plan, now), target_kw, settings.TARGET_MARGIN)
         Activation.objects.filter(pk=activation.pk).update(target_kw=target_kw, shortfall_kw=chosen.shortfall_kw)
         return selection.narrow(plan, chosen)

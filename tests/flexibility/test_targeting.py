@@ -230,3 +230,12 @@ def test_console_shows_the_forecast_panel(five_drivers, operator, client):
     client.force_login(operator)
     page = client.get("/admin/console/").content.decode()
     assert "Flexibility: next two hours" in page and "27.6 kW" in page  # sheddable now: 5 x 5.52 kW
+
+
+def test_a_first_plan_completed_after_a_crash_does_not_choose_a_second_set(brp, five_drivers):
+    activation = _activation(brp, 4.0)  # one session: S0
+    dispatch.plan_activation(activation.pk)
+    Activation.objects.filter(pk=activation.pk).update(skipped={})  # as if the crash came before the figures
+    Curtailment.objects.filter(activation=activation).update(status=Curtailment.Status.SENT)  # its PUT went out
+    dispatch.plan_activation(activation.pk)
+    assert Curtailment.objects.filter(activation=activation).count() == 1
