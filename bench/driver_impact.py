@@ -78,6 +78,12 @@ def replay(result: batch.BatchResult, config: SimConfig, signals, target_share: 
     }
 
 
+def cell(value: float | int) -> str:
+    if isinstance(value, float):
+        return "-" if np.isnan(value) else f"{value:.1f}"
+    return str(value)
+
+
 def main() -> None:
     p = bench_args(__doc__, default_repeat=1)
     p.add_argument("--points", type=int, default=400)
@@ -95,8 +101,7 @@ def main() -> None:
     keys = list(next(iter(modes.values())))
     lines = ["| | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
     for k in keys:
-        lines.append(f"| {k} | " + " | ".join(f"{m[k]:.1f}" if isinstance(m[k], float) else str(m[k])
-                                            for m in modes.values()) + " |")
+        lines.append(f"| {k} | " + " | ".join(cell(m[k]) for m in modes.values()) + " |")
     table = "\n".join(lines)
     print(table)
     if args.doc:
