@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from flexibility import dispatch, services, target_figures, targeting, tasks
 from flexibility.models import Activation, Curtailment, Signal
-from ocpi.models import OcpiParty, Session, SessionState, hash_token
+from ocpi.models import Connector, OcpiParty, Session, SessionState, hash_token
 from tests.conftest import T0
 
 URL = "/api/v1/signals/"
@@ -239,3 +239,15 @@ def test_a_first_plan_completed_after_a_crash_does_not_choose_a_second_set(brp, 
     Curtailment.objects.filter(activation=activation).update(status=Curtailment.Status.SENT)  # its PUT went out
     dispatch.plan_activation(activation.pk)
     assert Curtailment.objects.filter(activation=activation).count() == 1
+
+
+def test_fleet_maximum_comes_from_the_connectors_when_locations_are_known(cpo, five_drivers):
+    common = {"party": cpo, "country_code": "NL", "ocpi_party_id": "CPO", "location_id": "L1", "connector_id": "1",
+              "last_updated": T0}
+    Connector.objects.create(evse_uid="E0", power_type="AC_3_PHASE", max_amperage_a=32.0, **common)  # 16.56 kW
+    Connector.objects.create(evse_uid="E1", power_type="AC_1_PHASE", max_amperage_a=16.0, **common)  # 1.84 kW
+    Connector.objects.create(evse_uid="E2", power_type="DC", max_amperage_a=200.0, **common)  # not steered
+    assert targeting.fleet_max_kw() == pytest.approx(16.56 + 1.84)
+    with pytest.raises(targeting.TargetRefused) as refused:
+        targeting.check_target("reduce_consumption", 18.5, targeting.fleet_max_kw())
+    assert refused.value.code == targeting.TargetErrorCode.TARGET_ABOVE_FLEET_MAX
