@@ -112,6 +112,12 @@ def standing_and_measured_kw(caps: Iterable[CapSoFar]) -> tuple[float, float]:
     return standing, measured
 
 
+def responsiveness_weight(recent: Sequence[bool]) -> float:
+    """How much of an EVSE's expected shed to count: the share of its recent judged caps it
+    responded to (none judged: 1). An EVSE that ignored one cap in four counts for 0.75."""
+    return sum(1 for ok in recent if ok) / len(recent) if recent else 1.0
+
+
 def budget_left_s(past: Sequence[planning.Interval], at: datetime) -> float:
     """Throttle seconds a session has left in the 4-hour window ending at `at`."""
     if not past:

@@ -26,7 +26,7 @@ from django.db.models import Q
 from ocpi.models import Connector, Session, SessionState
 
 from . import delivery, planning, responsiveness, selection, services
-from .models import LIVE, Activation, Brp, Curtailment, Signal
+from .models import LIVE, Activation, Brp, Curtailment, EvseResponsiveness, Signal
 
 PHASES_BY_POWER_TYPE = {"AC_1_PHASE": 1, "AC_2_PHASE": 2, "AC_2_PHASE_SPLIT": 2, "AC_3_PHASE": 3}
 FALLBACK_MAX_A = 32.0  # a connector or session whose max amperage nobody told us: the usual AC ceiling
@@ -175,14 +175,21 @@ def top_up_due(now: datetime) -> dict[int, list[int]]:
 
 
 def load_candidates(plan: planning.Plan, now: datetime) -> list[selection.Candidate]:
-    """Each planned cap with its session's plug-in time and throttles since 00:00 or 4 h ago."""
+    """Each planned cap with its session's plug-in time, throttles since 00:00 or 4 h ago, and its
+    EVSE's record of judged caps (a flagged EVSE's expected shed is already 0 in the plan)."""
     pks = {c.session_pk for c in plan.caps}
     since = min(selection.day_start(now), now - planning.CAP_WINDOW)
-    plugged = {pk: t for pk, t in Session.objects.filter(status=Session.Status.ACTIVE)
-               .values_list("pk", "start_date_time").iterator(5000) if pk in pks}
+    plugged, evse_of = {}, {}
+    for pk, started, party_pk, evse_uid in Session.objects.filter(status=Session.Status.ACTIVE).values_list(
+            "pk", "start_date_time", "party_id", "evse_uid").iterator(5000):
+        if pk in pks:
+            plugged[pk], evse_of[pk] = started, (party_pk, evse_uid.upper())
     pasts: dict[int, list[planning.Interval]] = defaultdict(list)
     rows = Curtailment.objects.filter(Q(ends_at__gt=since), status__in=THROTTLED, starts_at__lt=now)
     for pk, start, end, restored in rows.values_list("session_id", "starts_at", "ends_at", "restored_at"):
         if pk in pks:
             pasts[pk].append((start, min(end, restored) if restored else end))
-    return selection.candidates_from_plan(plan, pasts, plugged, {}, now)
+    records = {(party_pk, key): recent for party_pk, key, recent in
+               EvseResponsiveness.objects.filter(judged__gt=0).values_list("party_id", "evse_key", "recent")}
+    weights = {pk: selection.responsiveness_weight(records[evse]) for pk, evse in evse_of.items() if evse in records}
+    return selection.candidates_from_plan(plan, pasts, plugged, weights, now)

@@ -14,6 +14,7 @@ from flexibility.selection import (
     candidates_from_plan,
     counted_kw,
     narrow,
+    responsiveness_weight,
     select,
     standing_and_measured_kw,
 )
@@ -143,3 +144,8 @@ def test_standing_and_measured_shed_of_the_caps_so_far():
             CapSoFar(3.0, standing=False, responded=False),  # refused, or measured above the cap
             ]
     assert standing_and_measured_kw(caps) == (9.0, 5.0)
+
+
+def test_responsiveness_weight_is_the_share_of_recent_caps_responded_to():
+    assert responsiveness_weight([True, False, True, True]) == 0.75
+    assert responsiveness_weight([]) == 1.0

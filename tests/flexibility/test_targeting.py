@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from flexibility import dispatch, services, target_figures, targeting, tasks
-from flexibility.models import Activation, Curtailment, Signal
+from flexibility.models import Activation, Curtailment, EvseResponsiveness, Signal
 from ocpi.models import Connector, OcpiParty, Session, SessionState, hash_token
 from tests.conftest import T0
 
@@ -251,3 +251,14 @@ def test_fleet_maximum_comes_from_the_connectors_when_locations_are_known(cpo, f
     with pytest.raises(targeting.TargetRefused) as refused:
         targeting.check_target("reduce_consumption", 18.5, targeting.fleet_max_kw())
     assert refused.value.code == targeting.TargetErrorCode.TARGET_ABOVE_FLEET_MAX
+
+
+def test_an_evse_that_often_ignores_caps_counts_for_less(brp, five_drivers, cpo, settings):
+    settings.TARGET_MARGIN = 0.0
+    # S0 (plugged in longest) sits on an EVSE that responded to 1 of its last 4 caps: 5.52 x 0.25 = 1.38 kW.
+    EvseResponsiveness.objects.create(party=cpo, evse_uid="e0", recent=[False, True, False, False], judged=4,
+                                      failures=3)
+    activation = _activation(brp, 5.0)  # S0 at full weight (5.52) alone would cover it; at 1.38 it needs S1 too
+    dispatch.plan_activation(activation.pk)
+    capped = set(Curtailment.objects.filter(activation=activation).values_list("session__session_id", flat=True))
+    assert capped == {"S0", "S1"}
