@@ -262,3 +262,13 @@ def test_an_evse_that_often_ignores_caps_counts_for_less(brp, five_drivers, cpo,
     dispatch.plan_activation(activation.pk)
     capped = set(Curtailment.objects.filter(activation=activation).values_list("session__session_id", flat=True))
     assert capped == {"S0", "S1"}
+
+
+def test_the_brp_reads_target_expected_and_shortfall_on_its_signal(brp, five_drivers):
+    activation = _activation(brp, 50.0)
+    dispatch.plan_activation(activation.pk)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {brp.api_token}")
+    target = client.get(f"{URL}{activation.signal_id}/").json()["activation"]["target"]
+    assert target == {"target_kw": 50.0, "expected_kw": pytest.approx(27.6), "shortfall_kw": pytest.approx(22.4),
+                      "measured_kw": None}
