@@ -26,11 +26,15 @@ from django.db.models import Q
 from ocpi.models import Connector, Session, SessionState
 
 from . import delivery, planning, responsiveness, selection, services
-from .models import LIVE, Activation, Brp, Curtailment, EvseResponsiveness, Signal
+from .models import Activation, Brp, Curtailment, EvseResponsiveness, Signal
 
 PHASES_BY_POWER_TYPE = {"AC_1_PHASE": 1, "AC_2_PHASE": 2, "AC_2_PHASE_SPLIT": 2, "AC_3_PHASE": 3}
 FALLBACK_MAX_A = 32.0  # a connector or session whose max amperage nobody told us: the usual AC ceiling
-THROTTLED = (*LIVE, Curtailment.Status.RESTORED)
+# Caps that count against the budget: sent to the CSMS and not refused (what dispatch counts, listed
+# here by name so this module does not depend on where the lifecycle's tables live).
+_C = Curtailment.Status
+THROTTLED = (_C.SENT, _C.PENDING, _C.IN_FORCE, _C.NO_RESULT, _C.RESTORED)
+STANDING = (_C.PLANNED, _C.SENT, _C.PENDING, _C.IN_FORCE, _C.NO_RESULT)  # may still shed during the activation
 
 
 class TargetErrorCode(StrEnum):
@@ -137,7 +141,7 @@ def judge_so_far(activation_id: int, now: datetime) -> tuple[float, float]:
         verdict = delivery.judge(readings.get(session_pk, ()), cap_start=starts_at, cap_end=now,
                                  session_start=session_start, phases=responsiveness.plausible_phases(phases, source),
                                  rule=replace(base, limit_a=limit_a), before_a=before_a).delivery
-        standing = status in (*LIVE, Curtailment.Status.PLANNED) and verdict != delivery.NOT_RESPONDED
+        standing = status in STANDING and verdict != delivery.NOT_RESPONDED
         so_far.append(selection.CapSoFar(expected_kw, standing, verdict == delivery.RESPONDED))
     standing_kw, measured_kw = selection.standing_and_measured_kw(so_far)
     Activation.objects.filter(pk=activation_id).update(measured_kw=measured_kw)
