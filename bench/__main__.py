@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import PG_ADMIN_URL, REDIS_URL, ROOT, Row, fmt, load_rows, table
 
-BENCHMARKS = ["simulator_day", "settlement_throughput", "request_costs", "intake", "signal_api", "dispatch_fanout",
-              "realism"]
+BENCHMARKS = ["simulator_day", "selection", "settlement_throughput", "request_costs", "intake", "signal_api",
+              "dispatch_fanout", "realism"]
 NEEDS_SERVICES = {"settlement_throughput", "request_costs", "intake", "signal_api", "dispatch_fanout", "realism"}
 DOC = ROOT / "docs" / "benchmarks.md"
 READING_START, READING_END = "<!-- READING: hand-written, kept by the runner -->", "<!-- /READING -->"

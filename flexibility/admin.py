@@ -89,7 +89,7 @@ def _can_decide(request) -> bool:
 
 @admin.register(Signal)
 class SignalAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "brp", "status", "received_at", "end_time", "auto_relay_at"]
+    list_display = ["external_id", "brp", "status", "received_at", "end_time", "target_kw", "auto_relay_at"]
     list_filter = ["status", "brp"]
     list_select_related = ["brp"]
     search_fields = ["external_id"]
@@ -97,7 +97,7 @@ class SignalAdmin(admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = [
         "brp", "external_id", "direction", "status", "received_at", "end_time", "isp_start",
-        "auto_relay_at", "veto_reason", "preview", "activation_link",
+        "auto_relay_at", "veto_reason", "target_kw", "preview", "activation_link",
     ]
     inlines = [DecisionInline]
     actions = ["relay", "veto", "stop_now"]
@@ -192,7 +192,8 @@ class ActivationAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     list_select_related = ["signal", "signal__brp"]
     show_full_result_count = False
-    readonly_fields = ["signal", "status", "relayed_at", "ends_at", "restored_at", "stopped_early", "figures"]
+    readonly_fields = ["signal", "status", "relayed_at", "ends_at", "restored_at", "stopped_early", "target_kw",
+                       "shortfall_kw", "measured_kw", "figures"]
     fields = readonly_fields
 
     def get_queryset(self, request):

@@ -16,7 +16,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from . import console_figures as figures
-from . import services
+from . import forecast_service, services, target_figures
 from .models import Activation, Signal
 
 VIEW_PERM, DECIDE_PERM = "flexibility.view_signal", "flexibility.decide_signal"
@@ -40,7 +40,8 @@ def _panel_context(request: HttpRequest) -> dict:
 def page(request: HttpRequest, site) -> HttpResponse:
     _reader(request)
     context = {**site.each_context(request), **_panel_context(request), "title": "Operator console",
-               "preview": figures.preview(),
+               "preview": figures.preview(), "target_previews": target_figures.previews(),
+               "forecast": forecast_service.console_rows(),
                "refresh_ms": int(settings.CONSOLE_REFRESH_S * 1000)}
     return render(request, "admin/flexibility/console.html", context)
 

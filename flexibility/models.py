@@ -71,6 +71,7 @@ class Signal(models.Model):
     auto_relay_at = models.DateTimeField(null=True, blank=True, help_text="policy deadline, if any")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
     veto_reason = models.TextField(blank=True)
+    target_kw = models.FloatField(null=True, blank=True, help_text="kW wanted; empty: every eligible session")
 
     class Meta:
         constraints = [
@@ -127,6 +128,11 @@ class Activation(models.Model):
     eligible = models.PositiveIntegerField(default=0)
     skipped = models.JSONField(default=dict, help_text="sessions skipped, by reason")
     expected_kw = models.FloatField(default=0.0)
+    # Target-kW activations (flexibility/targeting.py): the target, what the eligible fleet lacked to
+    # reach it, and the shed measured from the states pushed during the activation.
+    target_kw = models.FloatField(null=True, blank=True)
+    shortfall_kw = models.FloatField(null=True, blank=True)
+    measured_kw = models.FloatField(null=True, blank=True)
     restored_at = models.DateTimeField(null=True, blank=True)
     # The figures counted from the caps and their PUTs (`summary.final_figures`): final once the
     # activation is restored, stored then so a list does not recount them per row. Null before.

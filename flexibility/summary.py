@@ -147,6 +147,7 @@ def activation_summary(activation: Activation, delivery: dict | None = None) -> 
         "sessions_skipped": activation.skipped,
         "expected_kw": round(activation.expected_kw, 3),
         "dispatched_kw": round(figures["dispatched_kw"], 3),
+        "target": target_figures(activation),
         "latency_ms": {
             "relayed": _ms(received, activation.relayed_at),
             "first_put": _ms(received, figures["first_put_at"]),
@@ -155,6 +156,14 @@ def activation_summary(activation: Activation, delivery: dict | None = None) -> 
             "restored": _ms(received, activation.restored_at),
         },
     }
+
+
+def target_figures(activation: Activation) -> dict | None:
+    """A target-kW activation: target, expected, shortfall (the eligible fleet fell short) and measured shed."""
+    if activation.target_kw is None:
+        return None
+    return {"target_kw": activation.target_kw, "expected_kw": round(activation.expected_kw, 3),
+            "shortfall_kw": round(activation.shortfall_kw or 0.0, 3), "measured_kw": activation.measured_kw}
 
 
 def activation_id_of(signal: Signal) -> int | None:

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from smatch import celery, clock
 
-from . import responsiveness
+from . import responsiveness, targeting
 from .services import activations, signals
 
 
@@ -79,6 +79,8 @@ def sweep() -> None:
     for activation_id, ids in activations.lost_sends().items():  # a lost retry, a killed send task
         _queue_sends(activation_id, ids)
     for activation_id, session_ids in activations.uncapped_new_sessions().items():  # a lost throttle_new_sessions
+        _queue_sends(activation_id, activations.plan_activation(activation_id, session_ids))
+    for activation_id, session_ids in targeting.top_up_due(clock.now()).items():  # target-kW caps short of it
         _queue_sends(activation_id, activations.plan_activation(activation_id, session_ids))
     activations.expire_pending()
     responsiveness.assess_due()

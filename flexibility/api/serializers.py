@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
@@ -16,11 +18,25 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field(OpenApiTypes.NUMBER)
+class TargetKwField(serializers.Field):
+    """Passed through as sent: `targeting.check_target` refuses a bad value with its code, not a field error."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class SignalCreateSerializer(serializers.Serializer):
     external_id = StrictCharField(max_length=100, help_text="your own id; repeating it is idempotent")
     direction = StrictCharField(max_length=40, help_text="only 'reduce_consumption' is actionable")
     end_time = serializers.DateTimeField(required=False, allow_null=True, help_text="at most 15 min ahead")
     isp_start = serializers.DateTimeField(required=False, allow_null=True, help_text="an ISP boundary, UTC")
+    target_kw = TargetKwField(required=False, allow_null=True,
+                              help_text="kW you need (positive, at most the fleet's maximum); omitted: every "
+                                        "eligible session is capped")
 
 
 class SignalSerializer(serializers.ModelSerializer):
@@ -31,7 +47,7 @@ class SignalSerializer(serializers.ModelSerializer):
         model = Signal
         fields = [
             "id", "url", "external_id", "direction", "status", "received_at", "end_time", "isp_start",
-            "veto_reason", "activation",
+            "veto_reason", "target_kw", "activation",
         ]
 
     def get_url(self, signal: Signal) -> str:

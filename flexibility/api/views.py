@@ -47,7 +47,14 @@ class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     @extend_schema(request=SignalCreateSerializer, responses={200: SignalSerializer, 202: SignalSerializer},
                    examples=[OpenApiExample("relay until the next ISP boundary", request_only=True,
                                             value={"external_id": "2025-05-06T17:04-1",
-                                                   "direction": "reduce_consumption"})])
+                                                   "direction": "reduce_consumption"}),
+                             OpenApiExample("ask for 800 kW: the fewest sessions, chosen fairly", request_only=True,
+                                            value={"external_id": "2025-05-06T17:04-2",
+                                                   "direction": "reduce_consumption", "target_kw": 800}),
+                             OpenApiExample("target refused", response_only=True, status_codes=["400"],
+                                            value={"code": "target_above_fleet_max",
+                                                   "detail": "target_kw 90000 is above the fleet's physical "
+                                                             "maximum of 41234 kW"})])
     def create(self, request):
         data = SignalCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)

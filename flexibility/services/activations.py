@@ -25,7 +25,7 @@ from ocpi.models import ChargingProfileCall, Session
 from ocpi.signals import ProfileResult
 from smatch import clock
 
-from .. import lifecycle, planning, summary
+from .. import lifecycle, planning, summary, targeting
 from ..lifecycle import LIVE, RUNNING
 from ..models import Activation, Curtailment, SteeringRule
 from ..responsiveness import flagged_evse_keys
@@ -120,6 +120,7 @@ def plan_in_chunks(activation_id: int, session_pks: Iterable[int] | None = None)
             views = load_views(now, session_pks)
             late_from = activation.relayed_at if session_pks is not None else None  # late sessions: shortest_cap
             plan = planning.plan_caps(views, now, activation.ends_at, stale_after(), late_from)
+            plan = targeting.apply(plan, activation, now, first=session_pks is None)
             before = {v.session_pk: v.last_current_a for v in views if v.current_source == "measured"}
     handed: set[int] = set()
     if plan is not None:

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from smatch import celery, clock
 from smatch.errors import Conflict, Refusal
 
-from .. import lifecycle, planning
+from .. import lifecycle, planning, targeting
 from ..error_codes import FlexibilityErrorCode as Code
 from ..models import Activation, Brp, Decision, Signal
 
@@ -54,11 +54,14 @@ def receive_signal(
     direction: str,
     end_time: datetime | None = None,
     isp_start: datetime | None = None,
+    target_kw: float | None = None,
 ) -> Intake:
-    """Store a BRP's signal (idempotent on the BRP's id) and apply the BRP's relay policy."""
+    """Store a BRP's signal (idempotent on the BRP's id) and apply the BRP's relay policy. With
+    `target_kw`, the activation caps only the sessions needed to shed it (`targeting`)."""
+    wanted = (direction, end_time, isp_start, target_kw)
     existing = Signal.objects.filter(brp=brp, external_id=external_id).first()
     if existing is not None:
-        return Intake(_same_or_conflict(existing, direction, end_time, isp_start), created=False)
+        return Intake(_same_or_conflict(existing, wanted), created=False)
     if direction != Signal.Direction.REDUCE:
         raise SignalRefused(Code.DIRECTION_NOT_ACTIONABLE,
                             f"direction {direction!r} is not actionable: only 'reduce_consumption' is")
@@ -70,6 +73,8 @@ def receive_signal(
     if isp_start is not None and isp_start != planning.isp_start(isp_start):
         raise SignalRefused(Code.ISP_START_NOT_A_BOUNDARY,
                             "isp_start must be an ISP boundary (HH:00, :15, :30 or :45 UTC)")
+    if target_kw is not None:
+        targeting.check_target(target_kw, targeting.fleet_max_kw())
     auto_at = None
     if brp.policy == Brp.Policy.AUTO_AFTER:
         auto_at = now + timedelta(seconds=brp.auto_after_s or 0)
@@ -79,17 +84,17 @@ def receive_signal(
         with transaction.atomic():
             signal = Signal.objects.create(
                 brp=brp, external_id=external_id, direction=direction, end_time=end_time,
-                isp_start=isp_start, received_at=now, auto_relay_at=auto_at,
+                isp_start=isp_start, received_at=now, auto_relay_at=auto_at, target_kw=target_kw,
             )
     except IntegrityError:  # the same id raced in from a parallel request: that one wins
         signal = Signal.objects.get(brp=brp, external_id=external_id)
-        return Intake(_same_or_conflict(signal, direction, end_time, isp_start), created=False)
+        return Intake(_same_or_conflict(signal, wanted), created=False)
     _apply_policy_on_arrival(signal)
     return Intake(signal, created=True)
 
 
-def _same_or_conflict(signal: Signal, direction: str, end_time, isp_start) -> Signal:
-    if (signal.direction, signal.end_time, signal.isp_start) != (direction, end_time, isp_start):
+def _same_or_conflict(signal: Signal, wanted: tuple) -> Signal:
+    if (signal.direction, signal.end_time, signal.isp_start, signal.target_kw) != wanted:
         raise SignalConflict(Code.EXTERNAL_ID_REUSED,
                              f"id {signal.external_id!r} was already used for a different signal")
     return signal

@@ -50,6 +50,8 @@ REST = [  # (url name, method, path(world), body, {caller: HTTP status})
      row(401, brp=200, other_brp=404, analyst=200, operator=403, superuser=200, staff=403)),
     ("evse-responsiveness-list", "GET", lambda w: "/api/v1/evse-responsiveness/", None,
      row(401, brp=403, other_brp=403, analyst=200, operator=200, superuser=200, staff=403)),
+    ("flexibility-forecast", "GET", lambda w: "/api/v1/flexibility/?from=2025-05-06T17:00:00Z&to=2025-05-06T18:00:00Z",
+     None, BRP_ONLY),
     ("schema", "GET", lambda w: "/api/schema/", None, row(200)),  # the API description is public
     ("api-docs", "GET", lambda w: "/api/docs/", None, row(200)),
     # First hour (H4): the landing page and Redoc are public; the operator console is admin (login, then roles).
