@@ -161,7 +161,7 @@ def test_the_preview_shows_the_shed_range_and_where_the_draw_came_from(brp, oper
     signal = services.receive_signal(brp, "preview-1", "reduce_consumption").signal
     client.force_login(operator)
     page = client.get(f"/admin/flexibility/signal/{signal.pk}/change/").content.decode()
-    assert "0 sessions eligible, expected shed 0.0-0.0 kW (draw measured 0 / from POWER 0 / from kWh 0" in page
+    assert "0 sessions eligible, expected shed 0.0 kW (0.0-0.0) (draw measured 0 / from POWER 0 / from kWh 0" in page
     assert "skipped: none" in page
 
 

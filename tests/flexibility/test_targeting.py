@@ -65,7 +65,7 @@ def test_target_above_the_fleet_maximum_is_400(brp, five_drivers):
 
 def test_target_on_a_direction_not_actionable_is_400(brp, five_drivers):
     response = post(brp, target_kw=10, direction="increase_consumption")
-    assert response.status_code == 400 and response.json()["code"] == "target_direction_not_actionable"
+    assert response.status_code == 400 and response.json()["code"] == "direction_not_actionable"
     assert not Signal.objects.exists()
 
 
@@ -251,7 +251,7 @@ def test_fleet_maximum_comes_from_the_connectors_when_locations_are_known(cpo, f
     Connector.objects.create(evse_uid="E2", power_type="DC", max_amperage_a=200.0, **common)  # not steered
     assert targeting.fleet_max_kw() == pytest.approx(16.56 + 1.84)
     with pytest.raises(targeting.TargetRefused) as refused:
-        targeting.check_target("reduce_consumption", 18.5, targeting.fleet_max_kw())
+        targeting.check_target(18.5, targeting.fleet_max_kw())
     assert refused.value.code == FlexibilityErrorCode.TARGET_ABOVE_FLEET_MAX
 
 
