@@ -42,6 +42,7 @@ from bench.common import (
     manage,
     production_env,
 )
+from smatch import waiting
 
 NAME = "dispatch_fanout"
 BROKER = os.environ.get("BENCH_DISPATCH_BROKER", "redis://127.0.0.1:6379/13")
@@ -176,13 +177,7 @@ def load_fleet(session_ids: list[str], base: str) -> int:
 
 
 def wait(predicate, timeout_s: float, what: str, interval_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
+    return waiting.wait_until(predicate, timeout_s, what, interval_s)
 
 
 def one_activation(api: str, token: str, label: str, timeout_s: float, expect_results: bool,

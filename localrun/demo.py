@@ -29,7 +29,7 @@ from ocpi import services as ocpi
 from ocpi.models import Session
 from simulator.config import SimConfig
 from simulator.server import SimulatorServer
-from smatch import clock
+from smatch import clock, waiting
 from smatch.embedded import start_embedded_worker
 
 SIM_START = datetime(2025, 5, 6, 17, 1, tzinfo=UTC)  # a Tuesday evening peak, early in an ISP
@@ -62,14 +62,8 @@ class DemoReport:
     same_every_run: dict[str, object]
 
 
-def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise TimeoutError("the demo waited too long; see the log above")
+def wait_until(predicate: Callable[[], object], timeout_s: float):
+    return waiting.wait_until(predicate, timeout_s, "the demo (see the log above)")
 
 
 def _aggregate_kw(truth, t0: datetime, t1: datetime) -> float:

@@ -7,6 +7,7 @@ import json
 import math
 import secrets
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -158,8 +159,21 @@ class CpoApi:
         q = request.query
         if "date_from" not in q:  # mod_sessions GET: date_from is required (Locations: optional)
             raise OcpiError(200, 2001, "date_from is required")
+        date_from, date_to, offset, limit = self.page_query(q)
+        cpo = self.addressed_cpo(request)
+        matching = [r for r in self.s.sessions.values()
+                    if r.last_updated >= date_from
+                    and (date_to is None or r.last_updated < date_to)
+                    and (cpo is None or self.s.config.owner(r.point) == cpo)]
+        page = [self.s.session_object(r) for r in matching[offset:offset + limit]]
+        return self.reply(page, headers=self.page_headers("sessions", q, len(matching), offset, limit),
+                          request=request)
+
+    @staticmethod
+    def page_query(q) -> tuple[datetime | None, datetime | None, int, int]:
+        """date_from, date_to, offset, limit of a paginated GET (transport_and_format: paginated responses)."""
         try:
-            date_from = ocpi.parse_dt(q["date_from"])
+            date_from = ocpi.parse_dt(q["date_from"]) if "date_from" in q else None
             date_to = ocpi.parse_dt(q["date_to"]) if "date_to" in q else None
             offset = int(q.get("offset", 0))
             limit = min(int(q.get("limit", MAX_PAGE)), MAX_PAGE)
@@ -167,18 +181,16 @@ class CpoApi:
             raise OcpiError(200, 2001, f"bad query parameter: {exc}") from exc
         if offset < 0 or limit < 1:
             raise OcpiError(200, 2001, "offset must be >= 0 and limit >= 1")
-        cpo = self.addressed_cpo(request)
-        matching = [r for r in self.s.sessions.values()
-                    if r.last_updated >= date_from
-                    and (date_to is None or r.last_updated < date_to)
-                    and (cpo is None or self.s.config.owner(r.point) == cpo)]
-        page = [self.s.session_object(r) for r in matching[offset:offset + limit]]
-        headers = {"X-Total-Count": str(len(matching)), "X-Limit": str(MAX_PAGE)}
-        if offset + limit < len(matching):
+        return date_from, date_to, offset, limit
+
+    def page_headers(self, module: str, q, total: int, offset: int, limit: int) -> dict[str, str]:
+        """X-Total-Count, X-Limit and, when more follow, the Link to the next page."""
+        headers = {"X-Total-Count": str(total), "X-Limit": str(MAX_PAGE)}
+        if offset + limit < total:
             params = {k: v for k, v in q.items() if k not in ("offset", "limit")}
             params.update(offset=str(offset + limit), limit=str(limit))
-            headers["Link"] = f'<{self.s.base_url}/{ocpi.VERSION}/sessions?{urlencode(params)}>; rel="next"'
-        return self.reply(page, headers=headers, request=request)
+            headers["Link"] = f'<{self.s.base_url}/{ocpi.VERSION}/{module}?{urlencode(params)}>; rel="next"'
+        return headers
 
     # --- locations (Sender) --------------------------------------------------------------------
     def location_objects(self, cpo: tuple[str, str] | None) -> list[dict[str, Any]]:
@@ -196,26 +208,14 @@ class CpoApi:
         """GET {locations}?date_from&date_to&offset&limit (mod_locations Sender, paginated)."""
         self.authorize(request)
         q = request.query
-        try:
-            date_from = ocpi.parse_dt(q["date_from"]) if "date_from" in q else None
-            date_to = ocpi.parse_dt(q["date_to"]) if "date_to" in q else None
-            offset = int(q.get("offset", 0))
-            limit = min(int(q.get("limit", MAX_PAGE)), MAX_PAGE)
-        except ValueError as exc:
-            raise OcpiError(200, 2001, f"bad query parameter: {exc}") from exc
-        if offset < 0 or limit < 1:
-            raise OcpiError(200, 2001, "offset must be >= 0 and limit >= 1")
+        date_from, date_to, offset, limit = self.page_query(q)
         start = self.s.config.start  # the stations never change during a run: last_updated is the run start
         if (date_from is not None and start < date_from) or (date_to is not None and start >= date_to):
             matching: list[dict[str, Any]] = []
         else:
             matching = self.location_objects(self.addressed_cpo(request))
-        headers = {"X-Total-Count": str(len(matching)), "X-Limit": str(MAX_PAGE)}
-        if offset + limit < len(matching):
-            params = {k: v for k, v in q.items() if k not in ("offset", "limit")}
-            params.update(offset=str(offset + limit), limit=str(limit))
-            headers["Link"] = f'<{self.s.base_url}/{ocpi.VERSION}/locations?{urlencode(params)}>; rel="next"'
-        return self.reply(matching[offset:offset + limit], headers=headers, request=request)
+        return self.reply(matching[offset:offset + limit], request=request,
+                          headers=self.page_headers("locations", q, len(matching), offset, limit))
 
     async def location(self, request: web.Request) -> web.Response:
         """GET {locations}/{location_id}: one Location (id is a CiString)."""

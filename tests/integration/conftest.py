@@ -18,6 +18,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from smatch import waiting
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -98,13 +100,7 @@ def celery_worker_process(real_services, transactional_db, live_server, tmp_path
 
 
 def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    return waiting.wait_until(predicate, timeout_s, what, interval_s, error=AssertionError)
 
 
 def free_port() -> int:
