@@ -32,7 +32,7 @@ def rule() -> delivery.Rule:
                          resume_window=timedelta(seconds=settings.DELIVERY_RESUME_WINDOW_S))
 
 
-def _reading(timestamp, kwh, l1, l2, l3, power_kw, source) -> delivery.Reading:
+def reading(timestamp, kwh, l1, l2, l3, power_kw, source) -> delivery.Reading:
     """A state as the rule reads it: measured currents; the POWER dimension; else kWh only."""
     currents = [c for c in (l1, l2, l3) if c is not None]
     if currents and source in ("measured", ""):
@@ -72,7 +72,7 @@ def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
                                          timestamp__lte=hi)
     for row in states.values_list("session_id", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a",
                                   "power_kw", "current_source").iterator(5000):
-        readings[row[0]].append(_reading(*row[1:]))
+        readings[row[0]].append(reading(*row[1:]))
     # A cap acts from when the CSMS accepted its PUT, not from when it was planned (a busy dispatcher or a
     # retry after TOO_OFTEN sends it seconds or minutes later): the grace counts from then.
     accepted = dict(ChargingProfileCall.objects.filter(

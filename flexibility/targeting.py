@@ -118,14 +118,9 @@ def load_readings(session_pks: set[int], since: datetime, until: datetime) -> di
     """States as the delivery rule reads them: the highest measured phase current, else POWER, else kWh."""
     out: dict[int, list[delivery.Reading]] = defaultdict(list)
     rows = SessionState.objects.filter(session_id__in=session_pks, timestamp__gte=since, timestamp__lte=until)
-    for pk, at, kwh, l1, l2, l3, power_kw, source in rows.values_list(
-            "session_id", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a", "power_kw",
-            "current_source").iterator(5000):
-        currents = [c for c in (l1, l2, l3) if c is not None]
-        if currents and source in ("measured", ""):
-            out[pk].append(delivery.Reading(at, kwh, current_a=max(currents)))
-        else:  # a kWh-derived average is not a POWER reading: the rule derives it from the kWh itself
-            out[pk].append(delivery.Reading(at, kwh, power_kw=power_kw if source in ("power", "assumed", "") else None))
+    for pk, *row in rows.values_list("session_id", "timestamp", "kwh", "current_l1_a", "current_l2_a",
+                                     "current_l3_a", "power_kw", "current_source").iterator(5000):
+        out[pk].append(responsiveness.reading(*row))
     return out
 
 
