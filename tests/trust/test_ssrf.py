@@ -34,7 +34,9 @@ TOKEN_C = "registered-party-token-c"
 class Listener:
     """A TCP listener that counts accepted connections and answers each with `reply` (or a 200 + SECRET)."""
 
-    def __init__(self, host: str = "127.0.0.1", reply: bytes | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", reply: bytes | None = None,
+                 hold: threading.Event | None = None) -> None:
+        self.hold = hold  # set: answer only once it is set (a slow party)
         body = SECRET
         self.reply = reply or (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                                + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
@@ -55,13 +57,18 @@ class Listener:
             except OSError:
                 continue
             self.accepted += 1
-            try:
-                conn.recv(65536)
-                conn.sendall(self.reply)
-            except OSError:
-                pass
-            finally:
-                conn.close()
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            if self.hold is not None:
+                self.hold.wait(10)
+            conn.sendall(self.reply)
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
     def close(self) -> None:
         self.stop.set()
@@ -78,6 +85,8 @@ def listener():
 
     yield make
     for one in made:
+        if one.hold is not None:
+            one.hold.set()
         one.close()
 
 
@@ -189,3 +198,30 @@ def test_repeated_attempts_lock_token_a(production, listener, settings):
     assert "too many failed credentials attempts" in locked["status_message"]
     assert inside.accepted == 2
     assert OcpiParty.objects.get(name="Mallory").token_locked_at is not None
+
+
+def test_one_exchange_at_a_time_per_token(production, listener, settings):
+    """A slow target holds one web thread per token, not one per request: while a credentials
+    exchange with a token is calling out, another one with the same token is refused at once
+    (429 / 2000) without a call; once the first has been answered (3001 timeout, counted), it may go."""
+    settings.OUTBOUND_ALLOW_PRIVATE = True  # the slow party is on loopback here
+    hold = threading.Event()
+    slow = listener(hold=hold)
+    token = token_a()
+    first: list[dict] = []
+    worker = threading.Thread(target=lambda: first.append(post_credentials(production, token, slow.url())))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while slow.accepted == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert slow.accepted == 1
+    started = time.monotonic()
+    busy = post_credentials(production, token, slow.url(), http_status=429)
+    assert time.monotonic() - started < 1.0
+    assert busy["status_code"] == 2000 and "already running" in busy["status_message"]
+    worker.join(10)
+    assert first[0]["status_message"] == "could not fetch your versions: timeout"
+    assert slow.accepted == 1  # the refused attempt made no call
+    hold.set()
+    assert post_credentials(production, token, slow.url())["status_code"] == 3001  # free again
+    assert slow.accepted == 2
