@@ -48,7 +48,11 @@ def check_window(start: datetime, end: datetime) -> list[datetime]:
     """The ISP starts of [start, end): both on ISP boundaries (UTC), end after start, at most 7 days."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ForecastRefused(ForecastErrorCode.WINDOW_UNREADABLE, "from and to need a time zone (UTC)")
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    try:
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+00:01 is before year 1 in UTC
+        raise ForecastRefused(ForecastErrorCode.WINDOW_UNREADABLE,
+                              "from and to must fall between years 1 and 9999 in UTC") from None
     for name, t in (("from", start), ("to", end)):
         if t != planning.isp_start(t):
             raise ForecastRefused(ForecastErrorCode.WINDOW_NOT_ON_ISP,

@@ -57,6 +57,14 @@ class TokenLocked(OcpiError):
     http_status = 401
 
 
+class CredentialsBusy(OcpiError):
+    """A credentials exchange with this token is already calling the caller's API: one at a time per
+    token, so a slow target holds at most one web thread per token, not all of them."""
+
+    status_code = 2000
+    http_status = 429
+
+
 class MethodNotAllowed(OcpiError):
     status_code = 2000
     http_status = 405

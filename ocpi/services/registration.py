@@ -21,6 +21,7 @@ from smatch import clock
 
 from ..client import call_json
 from ..errors import (
+    CredentialsBusy,
     MethodNotAllowed,
     NoMatchingEndpoints,
     OcpiClientError,
@@ -164,6 +165,20 @@ def accept_credentials(party: OcpiParty, payload: object, *, method: str) -> dic
                           "for a new one")
     creds = validate_credentials(payload)
     check_identities_free(party, creds["roles"])
+    # One exchange in flight per token: concurrent attempts would each hold a web thread for up to
+    # the outbound deadline before the first failure is even counted.
+    busy = f"ocpi:credentials-busy:{party.pk}"
+    if not cache.add(busy, 1, timeout=int(4 * settings.OCPI_HTTP_TIMEOUT_S) + 5):
+        raise CredentialsBusy("a credentials exchange with this token is already running: retry once it has "
+                              "been answered")
+    try:
+        return _exchange(party, creds)
+    finally:
+        cache.delete(busy)
+
+
+def _exchange(party: OcpiParty, creds: dict) -> dict:
+    """Fetch their endpoints (a failure counted against the token), then store them and issue token C."""
     try:
         endpoints, version, encoding = _discover_for_caller(creds, party.token_encoding)
     except OcpiError:

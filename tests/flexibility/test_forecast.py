@@ -1,6 +1,6 @@
 """Flexibility forecast, pure part: the window rule, erasable power from states, profile, correction."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,11 @@ NAIVE = datetime(2026, 11, 2)
     (MONDAY + timedelta(minutes=5), MONDAY + timedelta(hours=1), ForecastErrorCode.WINDOW_NOT_ON_ISP),
     (MONDAY, MONDAY + timedelta(hours=1, seconds=1), ForecastErrorCode.WINDOW_NOT_ON_ISP),
     (NAIVE, NAIVE + timedelta(hours=1), ForecastErrorCode.WINDOW_UNREADABLE),
+    # found by tests/trust/test_fuzz_api.py (was a 500): a zone that puts the time outside years 1..9999 in UTC
+    (datetime(1, 1, 1, 0, 0, 1, tzinfo=timezone(timedelta(minutes=1))), datetime(1, 1, 1, 1, 4, tzinfo=UTC),
+     ForecastErrorCode.WINDOW_UNREADABLE),
+    (datetime(9999, 12, 31, 23, 30, tzinfo=timezone(-timedelta(hours=1))), datetime(9999, 12, 31, 23, 45, tzinfo=UTC),
+     ForecastErrorCode.WINDOW_UNREADABLE),
 ])
 def test_bad_windows_are_refused_with_the_rule(start, end, code):
     with pytest.raises(ForecastRefused) as refused:
