@@ -1,6 +1,6 @@
 """Settlement accuracy against the simulator's ground truth; prints the tables of docs/accuracy.md.
 
-    .venv/bin/python bench/settlement_accuracy.py --seeds 4,5,6   # held-out seeds (docs/accuracy.md), ~10 min
+    .venv/bin/python bench/settlement_accuracy.py --seeds 4,5,6   # held-out seeds (docs/accuracy.md), 4-7 min
     .venv/bin/python bench/settlement_accuracy.py --seeds 1,2,3   # the seeds the baselines were designed on
 
 Per seed: one simulated day, 2025-05-06 00:00-24:00 UTC, with 30 minutes of margin on both sides (so
@@ -275,7 +275,8 @@ def main() -> None:
         ("mean", "ISP mean abs %", ".3f"), ("total", "day total % (worst seed)", "+.3f"),
         ("dpct", "delivered agg. %", "+.2f"), ("dmae", "delivered MAE kWh", ".2f"), ("thin", "thin", "")]))
 
-    print("\n## Shed per baseline vs truth (true shed = energy without - with activations), pooled over seeds\n")
+    print("\n## Shed per baseline vs the marginal truth (true shed = the copy without the activation - the run), "
+          "pooled over the activations of all seeds\n")
     rows = []
     for name in AGGREGATE_BASELINES:
         est = np.concatenate([r["true_power"][name] for r in runs])

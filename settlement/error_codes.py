@@ -1,15 +1,14 @@
 """Settlement's refusals: one code per rule (stable snake_case values, for programs and tests) and a
-sentence for people.
-
-Shaped after the project's refusal convention (smatch/errors.py on the "house" branch: a domain
-`StrEnum` and an exception carrying `code` first, then the message). Until that module is on this
-branch the exception is self-contained; adopting it is one line: `class SettlementError(Refusal)`,
-dropping the two members below.
+sentence for people, by the project's refusal convention (smatch/errors.py): `SettlementError` is a
+`Refusal` carrying a `SettlementErrorCode`, so the REST door's exception handler answers it as
+`{"code": ..., "detail": ...}` with HTTP 400 like every other domain's refusal.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from smatch.errors import Refusal
 
 
 class SettlementErrorCode(StrEnum):
@@ -29,14 +28,6 @@ class SettlementErrorCode(StrEnum):
     LEASE_LOST = "lease_lost"  # the sweep took the run away; this attempt's results were discarded
 
 
-class SettlementError(ValueError):
+class SettlementError(Refusal):
     """A settlement refused: `code` says which rule (a SettlementErrorCode), the message says it in
     words and where; nothing was written."""
-
-    def __init__(self, code: SettlementErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rest_framework import authentication, mixins, permissions, viewsets
-from rest_framework.exceptions import ValidationError
 
 from flexibility.api.auth import BrpTokenAuthentication, BrpUser
 from settlement import services
@@ -79,12 +78,10 @@ class RunViewSet(BodyLimitMixin, mixins.CreateModelMixin, mixins.ListModelMixin,
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        try:
-            serializer.instance = services.start_run(data["period_from"], data["period_to"], user=self.request.user,
-                                                     baseline=data.get("baseline", DEFAULT_BASELINE),
-                                                     grid_s=data.get("grid_s", 60.0))
-        except services.SettlementError as exc:
-            raise ValidationError({"code": str(exc.code), "detail": exc.message}) from exc
+        # A SettlementError is a Refusal: smatch.errors.exception_handler answers {"code", "detail"}, 400.
+        serializer.instance = services.start_run(data["period_from"], data["period_to"], user=self.request.user,
+                                                 baseline=data.get("baseline", DEFAULT_BASELINE),
+                                                 grid_s=data.get("grid_s", 60.0))
 
 
 class ActivationResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -110,6 +110,7 @@ def test_rest_analyst_starts_a_run(charged, analyst, django_capture_on_commit_ca
     bad = client.post("/api/v1/settlement/runs/", {"period_from": "2025-05-07T00:00:00Z",
                                                    "period_to": "2025-05-06T00:00:00Z"}, format="json")
     assert bad.status_code == 400 and bad.json()["code"] == SettlementErrorCode.EMPTY_PERIOD
+    assert bad.json() == {"code": "empty_period", "detail": "period_to must be after period_from"}  # as documented
 
 
 def test_admin_download(charged, analyst, client):

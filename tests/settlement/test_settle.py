@@ -9,6 +9,8 @@ import pytest
 from settlement.core import BASELINES, Baseline, register_baseline, settle_frames
 from settlement.core.baselines import flat_pre_signal, trapezoid
 from settlement.core.edges import detect_edges
+from settlement.core.reconstruction import ReconstructionParams
+from settlement.core.settle import SettleParams
 from settlement.core.valuation import isp_pieces, value_eur
 from tests.settlement.helpers import at, frame, sampled_session, truth_energy_kwh
 
@@ -59,6 +61,17 @@ def test_figure8_delivered_baseline_and_shed(figure8):
     assert list(figure8.activations.columns[:9]) == ["activation_id", "t_signal", "t_clear", "p_signal_kw",
                                                      "p_clear_kw", "baseline_kwh", "delivered_kwh", "shed_kwh",
                                                      "sessions"]
+
+
+@pytest.mark.parametrize(("shape", "error_pct"), [("step", 0.00), ("linear", 5.62), ("flat", 13.15)])
+def test_figure8_delivered_error_per_shape(shape, error_pct):
+    # The figures of docs/settlement.md (Reconstruction): on the paper-shaped case the step shape puts the
+    # cap where the energy says (0.00 %); a linear ramp between the end currents or a flat interval spreads
+    # the 16 A before the cap into the window and overstates the delivered energy.
+    truth = 40 * truth_energy_kwh(throttled, SIGNAL, CLEAR)
+    params = SettleParams(reconstruction=ReconstructionParams(shape=shape))
+    delivered = settle_frames(figure8_states(), activations(), params=params).activations["delivered_kwh"].iloc[0]
+    assert (delivered - truth) / truth * 100 == pytest.approx(error_pct, abs=0.01)
 
 
 def test_figure8_edges_are_found_near_the_given_times(figure8):
