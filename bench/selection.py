@@ -52,7 +52,8 @@ def main() -> None:
         plan = planning.plan_caps(views, now, end)
         t1 = time.perf_counter()
         cands = selection.candidates_from_plan(plan, pasts, plugged, {}, now)
-        chosen = selection.select(cands, plan.expected_kw / 2, margin=0.15)
+        chosen = selection.select(cands, plan.expected_kw / 2, margin=0.15, min_shed_kw=0.5,
+                                  min_above_a=1.5)
         narrowed = selection.narrow(plan, chosen)
         t2 = time.perf_counter()
         plan_ms.append((t1 - t0) * 1000)
