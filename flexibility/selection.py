@@ -96,20 +96,24 @@ def select(candidates: Iterable[Candidate], target_kw: float, margin: float, min
         raise ValueError("margin must not be negative")
     needed = target_kw * (1.0 + margin)
     cands = [c for c in candidates if c.budget_left_s > 0]
-    kw = np.fromiter((counted_kw(c) for c in cands), float, len(cands))
+    # Columns at once (a Candidate is a tuple): 16,000 sessions in a few ms, not tens.
+    pk, expected, budget, today, plugged, weight, above = zip(*cands, strict=True) if cands else ((),) * 7
+    kw = np.maximum(np.array(expected, float), 0.0)  # counted_kw, as arrays: the same figures
+    w = np.array(weight, float)
+    kw = np.where(w == 1.0, kw, kw * np.clip(w, 0.0, 1.0))
     keep = np.flatnonzero(kw > 0)
-    # The fairness_key as one lexsort (last key first): 16,000 sessions in a few ms, not tens.
+    small = (kw < min_shed_kw) | (np.array(above, float) < min_above_a)
+    # The fairness_key as one lexsort (last key first).
     order = keep[np.lexsort((
-        np.fromiter((cands[i].session_pk for i in keep), np.int64, len(keep)),
-        np.fromiter((cands[i].plugged_in_at.timestamp() for i in keep), float, len(keep)),
-        np.fromiter((cands[i].throttled_today for i in keep), bool, len(keep)),
-        -np.fromiter((cands[i].budget_left_s for i in keep), float, len(keep)),
-        (kw[keep] < min_shed_kw) | (np.fromiter((cands[i].above_limit_a for i in keep), float, len(keep))
-                                    < min_above_a),
+        np.array(pk, np.int64)[keep],
+        np.array([t.timestamp() for t in plugged], float)[keep],
+        np.array(today, bool)[keep],
+        -np.array(budget, float)[keep],
+        small[keep],
     ))]
     running = np.cumsum(kw[order])  # sequential sums: the same figures as adding one by one
     count = min(len(order), int(np.searchsorted(running, needed, side="left")) + 1)
-    chosen = [cands[i].session_pk for i in order[:count]]
+    chosen = [pk[i] for i in order[:count]]
     total = float(running[count - 1]) if count else 0.0
     shortfall = max(0.0, target_kw - total)
     return Selection(tuple(chosen), target_kw, needed, total, shortfall)
