@@ -6,9 +6,10 @@ One day of the simulator's batch mode (fleet generation as bench/simulator_day.p
 session's true per-phase current and phases. The same signals (`batch.random_activations`, each
 cleared at the next ISP boundary) are replayed twice through the product's own pure code:
 `planning.plan_caps` (eligibility, the 30-min-in-4-h budget, with each mode's own earlier caps as
-history) and, for target-kW, `selection.select` at TARGET_MARGIN 0.15 with the target set to half
-of that moment's preview (its expected shed, low end). Shed per activation is the expected shed of
-the caps from the true current at the signal (every EVSE obeys here): a plan figure, not a
+history) and, for target-kW, `selection.select` at TARGET_MARGIN 0.15 and the delivery tolerances
+1.5 A / 0.5 kW (the defaults) with the target set to half of that moment's preview (its expected shed; phases are
+known here). Shed per activation is the expected shed of the caps from the true current at the
+signal (every EVSE obeys here): a plan figure, not a
 measurement; the physics of the capped day is not re-simulated.
 """
 
@@ -30,6 +31,7 @@ from simulator.config import DA_PER_A, SimConfig
 
 NAME = "driver_impact"
 MARGIN = 0.15
+MIN_SHED_KW, MIN_ABOVE_A = 0.5, 1.5  # settings.DELIVERY_TOLERANCE_KW, _A defaults
 START, END = "<!-- IMPACT: written by bench/driver_impact.py -->", "<!-- /IMPACT -->"
 
 
@@ -56,7 +58,8 @@ def replay(result: batch.BatchResult, config: SimConfig, signals, target_share: 
         target = None
         if target_share is not None and plan.caps:
             target = plan.expected_kw * target_share
-            chosen = selection.select(selection.candidates_from_plan(plan, past, plugged, {}, start), target, MARGIN)
+            chosen = selection.select(selection.candidates_from_plan(plan, past, plugged, {}, start), target, MARGIN,
+                                      MIN_SHED_KW, MIN_ABOVE_A)
             plan = selection.narrow(plan, chosen)
         for cap in plan.caps:
             past[cap.session_pk].append((cap.starts_at, cap.ends_at))

@@ -22,7 +22,7 @@ HISTORY = timedelta(days=28)  # four of each weekday: the profile's samples
 
 
 def sheddable_now_kw(now: datetime) -> float:
-    """The expected shed (low end) if relayed now: sessions above 8 A with budget left, flagged EVSEs out."""
+    """The expected shed (best estimate) if relayed now: sessions above 8 A with budget left, flagged EVSEs out."""
     views = activations.load_views(now)
     return planning.plan_caps(views, now, planning.activation_end(now), activations.stale_after()).expected_kw
 

@@ -176,6 +176,7 @@ class CapPlan:
     expected_kw: float  # the best estimate of the shed (phase counts weighed, see `phase_weights`)
     expected_kw_high: float | None = None  # the high end (None: the same as expected_kw)
     expected_kw_low: float | None = None  # the low end: what we can promise (None: the same as expected_kw)
+    above_limit_a: float | None = None  # per-phase current above limit_a, highest plausible reading (None: unknown)
 
 
 @dataclass
@@ -345,7 +346,8 @@ def plan_caps(views: Iterable[SessionView], start: datetime, end: datetime,
             continue
         low, high = shed_range_kw(view)
         best = min(high, max(low, shed_estimate_kw(view)))
-        plan.caps.append(CapPlan(view.session_pk, start, start + allowed, LIMIT_A, best, high, low))
+        above = per_phase_current_range_a(view)[1] - LIMIT_A
+        plan.caps.append(CapPlan(view.session_pk, start, start + allowed, LIMIT_A, best, high, low, above))
         source = view.current_source or "measured"  # a bare current (no provenance given) is a reading
         plan.by_source[source] = plan.by_source.get(source, 0) + 1
     return plan

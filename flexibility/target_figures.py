@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
-
 from smatch import clock
 
-from . import planning, selection, targeting
+from . import planning, targeting
 from .models import Signal
 from .services import activations
 
@@ -20,7 +18,7 @@ class TargetPreview:
     target_kw: float
     sessions: int  # chosen
     eligible: int  # of which they are chosen
-    expected_kw: float  # counted shed of the chosen sessions (low end)
+    expected_kw: float  # counted shed of the chosen sessions (best estimate x responsiveness)
     shortfall_kw: float
 
 
@@ -35,7 +33,7 @@ def previews(now: datetime | None = None, limit: int = 20) -> list[TargetPreview
     candidates = targeting.load_candidates(plan, now)
     out = []
     for signal in waiting:
-        chosen = selection.select(candidates, signal.target_kw, settings.TARGET_MARGIN)
+        chosen = targeting.choose(candidates, signal.target_kw)
         out.append(TargetPreview(signal, signal.target_kw, len(chosen.chosen), len(plan.caps),
                                  round(chosen.counted_kw, 1), round(chosen.shortfall_kw, 1)))
     return out

@@ -3,7 +3,8 @@
 A signal may carry `target_kw`. At intake it must be a positive number, on the one actionable
 direction, and at most what the fleet could physically shed; a refused signal is not stored. At
 planning, the eligible caps of the first plan are narrowed to the fewest sessions, fairly chosen,
-whose expected shed covers the target with `TARGET_MARGIN`; the activation records the target and
+whose expected shed covers the target with `TARGET_MARGIN` (caps too small for the delivery
+judge to see come last); the activation records the target and
 the shortfall when even every eligible session falls short (then all of them are capped).
 Top-up: while it runs, the sweep judges the caps from the states pushed since they started
 (`delivery.judge`); when the caps still standing (not refused, not measured above the cap) fall
@@ -82,14 +83,21 @@ def apply(plan: planning.Plan, activation: Activation, now: datetime, first: boo
     if target_kw is None:
         return plan
     if first and not Curtailment.objects.filter(activation_id=activation.pk).exists():
-        chosen = selection.select(load_candidates(plan, now), target_kw, settings.TARGET_MARGIN)
+        chosen = choose(load_candidates(plan, now), target_kw)
         Activation.objects.filter(pk=activation.pk).update(target_kw=target_kw, shortfall_kw=chosen.shortfall_kw)
         return selection.narrow(plan, chosen)
     standing_kw, _ = judge_so_far(activation.pk, now)
     if standing_kw >= target_kw or not plan.caps:
         return planning.Plan(skipped=dict.fromkeys(planning.SKIP_REASONS, 0))
-    chosen = selection.select(load_candidates(plan, now), target_kw - standing_kw, settings.TARGET_MARGIN)
+    chosen = choose(load_candidates(plan, now), target_kw - standing_kw)
     return selection.narrow(plan, chosen)
+
+
+def choose(candidates: list[selection.Candidate], target_kw: float) -> selection.Selection:
+    """`selection.select` with TARGET_MARGIN; caps within the delivery judge's tolerance of the
+    limit (DELIVERY_TOLERANCE_A per phase, DELIVERY_TOLERANCE_KW) come last."""
+    return selection.select(candidates, target_kw, settings.TARGET_MARGIN, settings.DELIVERY_TOLERANCE_KW,
+                            settings.DELIVERY_TOLERANCE_A)
 
 
 def judge_so_far(activation_id: int, now: datetime) -> tuple[float, float]:

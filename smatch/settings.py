@@ -192,9 +192,11 @@ DELIVERY_RESUME_WINDOW_S = env.int("DELIVERY_RESUME_WINDOW_S", 300)  # after res
 # An EVSE that did not respond in N of its last M judged activations is flagged.
 RESPONSIVENESS_FAILURES_N = env.int("RESPONSIVENESS_FAILURES_N", 2)
 RESPONSIVENESS_WINDOW_M = env.int("RESPONSIVENESS_WINDOW_M", 3)
-# Target-kW activations pick sessions until their expected shed (low end) reaches target x (1 + margin):
-# the low end already discounts unknown phases and flagged EVSEs, the margin covers caps refused or ignored.
+# Target-kW activations pick sessions until their expected shed (best estimate, x the EVSE's share of
+# recent caps responded to) reaches target x (1 + margin): the margin covers caps refused, EVSEs not
+# judged yet, and the estimate's own error.
 TARGET_MARGIN = env.float("TARGET_MARGIN", 0.15)
+# (A session drawing within DELIVERY_TOLERANCE_A / _KW of the cap is chosen last: flexibility/selection.py.)
 
 # --- Settlement ---------------------------------------------------------------------------
 # Where database-door settlement runs write their CSV / XLSX / PNG files (one folder per run).

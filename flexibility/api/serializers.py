@@ -29,6 +29,30 @@ class TargetKwField(serializers.Field):
         return value
 
 
+_KW = {"type": "number", "format": "double"}
+# The activation summary (`summary.activation_summary`): its target-kW figures spelled out, the rest as it comes.
+ACTIVATION_SCHEMA = {
+    "type": "object", "nullable": True, "additionalProperties": True,
+    "description": "null before relay; counts, kW and latencies of the activation",
+    "properties": {
+        "status": {"type": "string"},
+        "expected_kw": {**_KW, "description": "expected shed of the caps planned (best estimate)"},
+        "target": {
+            "type": "object", "nullable": True,
+            "description": "null without target_kw",
+            "properties": {
+                "target_kw": {**_KW, "description": "what the signal asked for"},
+                "expected_kw": {**_KW, "description": "expected shed of the sessions chosen"},
+                "shortfall_kw": {**_KW, "description": "target - expected when every eligible session fell "
+                                                       "short, else 0"},
+                "measured_kw": {**_KW, "nullable": True,
+                                "description": "shed of the caps measured as responded so far: a lower bound"},
+            },
+        },
+    },
+}
+
+
 class SignalCreateSerializer(serializers.Serializer):
     external_id = StrictCharField(max_length=100, help_text="your own id; repeating it is idempotent")
     direction = StrictCharField(max_length=40, help_text="only 'reduce_consumption' is actionable")
@@ -53,6 +77,7 @@ class SignalSerializer(serializers.ModelSerializer):
     def get_url(self, signal: Signal) -> str:
         return reverse("signal-detail", args=[signal.pk], request=self.context.get("request"))
 
+    @extend_schema_field(ACTIVATION_SCHEMA)
     def get_activation(self, signal: Signal) -> dict | None:
         return signal_summary(signal, self.context.get("delivery"))  # a list page counted them at once
 

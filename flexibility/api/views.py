@@ -15,6 +15,15 @@ from ..models import Signal
 from .auth import BrpTokenAuthentication, IsBrp
 from .serializers import EvseResponsivenessSerializer, SignalCreateSerializer, SignalSerializer
 
+# A relayed target-kW signal as the BRP reads it (activation abridged: the summary has more counts).
+TARGET_SIGNAL_EXAMPLE = {
+    "id": 42, "url": "https://smatch.example/api/v1/signals/42/", "external_id": "2025-05-06T17:04-2",
+    "direction": "reduce_consumption", "status": "active", "received_at": "2025-05-06T17:04:00Z",
+    "end_time": None, "isp_start": None, "veto_reason": "", "target_kw": 800.0,
+    "activation": {"status": "active", "expected_kw": 861.2,
+                   "target": {"target_kw": 800.0, "expected_kw": 861.2, "shortfall_kw": 0.0, "measured_kw": 412.5}},
+}
+
 
 class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Imbalance signals of the calling BRP (a BRP sees only its own).
@@ -54,7 +63,9 @@ class SignalViewSet(BodyLimitMixin, mixins.ListModelMixin, mixins.RetrieveModelM
                              OpenApiExample("target refused", response_only=True, status_codes=["400"],
                                             value={"code": "target_above_fleet_max",
                                                    "detail": "target_kw 90000 is above the fleet's physical "
-                                                             "maximum of 41234 kW"})])
+                                                             "maximum of 41234 kW"}),
+                             OpenApiExample("the same target-kW signal sent again, after relay", response_only=True,
+                                            status_codes=["200"], value=TARGET_SIGNAL_EXAMPLE)])
     def create(self, request):
         data = SignalCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)

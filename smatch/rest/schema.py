@@ -9,6 +9,7 @@ conflict with the current state, 413 a body too large, 429 too many requests. Ev
 from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import build_examples_list
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 
@@ -58,7 +59,13 @@ class ApiSchema(AutoSchema):
         if getattr(self.view, "throttle_classes", None):
             refusals["429"] = _error("too many requests; retry after the Retry-After header", _DETAIL)
         for code, response in refusals.items():
-            responses.setdefault(code, response)
+            if code not in responses:
+                responses[code] = response
+                # The view's response examples for a refusal added here (spectacular drops them).
+                examples = [e for e in self.get_examples()
+                            if not e.request_only and code in {str(c) for c in e.status_codes or ()}]
+                if examples:
+                    response["content"]["application/json"]["examples"] = build_examples_list(examples)
         return responses
 
 

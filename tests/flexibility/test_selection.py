@@ -17,6 +17,7 @@ from flexibility.selection import (
     responsiveness_weight,
     select,
     standing_and_measured_kw,
+    unmeasurable,
 )
 
 
@@ -68,6 +69,26 @@ def test_partly_responsive_evse_counts_for_its_weight():
     assert select([half, full], target_kw=6.0, margin=0.0).chosen == (1, 2)
 
 
+def test_a_cap_too_small_to_measure_comes_after_the_others():
+    # GRETA, plugged in longest, draws 9 A per phase: 1 A above the cap, within the delivery judge's
+    # 1.5 A, so her cap could not be told from no response. She is chosen only when the others fall short.
+    greta = Candidate(7, 0.7, 1800, False, t(4, 0), above_limit_a=1.0)
+    hugo = Candidate(8, 3.0, 1800, False, t(5, 0), above_limit_a=4.0)
+    ida = Candidate(9, 3.0, 1800, False, t(6, 0))  # no per-phase figure: measurable
+    assert select([greta, hugo, ida], 5.0, 0.0).chosen == (7, 8, 9)  # without the rule: plugged in longest first
+    assert select([greta, hugo, ida], 5.0, 0.0, min_shed_kw=0.5, min_above_a=1.5).chosen == (8, 9)
+    assert select([greta, hugo, ida], 6.5, 0.0, min_shed_kw=0.5, min_above_a=1.5).chosen == (8, 9, 7)
+    tiny = Candidate(10, 0.3, 1800, False, t(3, 0), above_limit_a=2.0)  # above 1.5 A but under 0.5 kW
+    assert unmeasurable(tiny, 0.5, 1.5) and unmeasurable(greta, 0.5, 1.5) and not unmeasurable(ida, 0.5, 1.5)
+
+
+def test_candidates_carry_the_plans_current_above_the_cap():
+    view = planning.SessionView(1, "ACTIVE", 9.0, phases=3, phases_source="reported", current_source="measured")
+    plan = planning.plan_caps([view], t(9, 0), t(9, 15))
+    (cand,) = candidates_from_plan(plan, {}, {}, {}, t(9, 0))
+    assert cand.above_limit_a == pytest.approx(1.0)
+
+
 def test_refuses_non_positive_target():
     with pytest.raises(ValueError):
         select(FLEET, target_kw=0.0, margin=0.1)
@@ -98,6 +119,7 @@ candidate = st.builds(
     throttled_today=st.booleans(),
     plugged_in_at=st.integers(0, 600).map(lambda m: t(0, 0) + timedelta(minutes=m)),
     weight=st.sampled_from([0.0, 0.5, 1.0]),
+    above_limit_a=st.sampled_from([0.5, 1.0, 2.0, 10.0]),
 )
 fleets = st.lists(candidate, max_size=40, unique_by=lambda c: c.session_pk)
 
@@ -149,3 +171,17 @@ def test_standing_and_measured_shed_of_the_caps_so_far():
 def test_responsiveness_weight_is_the_share_of_recent_caps_responded_to():
     assert responsiveness_weight([True, False, True, True]) == 0.75
     assert responsiveness_weight([]) == 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(fleets, st.floats(0.1, 300), st.floats(0, 0.5))
+def test_an_unmeasurable_cap_only_when_every_measurable_one_is_taken(fleet, target_kw, margin):
+    sel = select(fleet, target_kw, margin, min_shed_kw=0.5, min_above_a=1.5)
+    by_pk = {c.session_pk: c for c in fleet}
+    counted = [counted_kw(by_pk[pk]) for pk in sel.chosen]
+    if sel.chosen:
+        assert sum(counted[:-1]) < sel.needed_kw  # still the fewest, in this order
+    if any(unmeasurable(by_pk[pk], 0.5, 1.5) for pk in sel.chosen):
+        measurable = {c.session_pk for c in fleet
+                      if c.budget_left_s > 0 and counted_kw(c) > 0 and not unmeasurable(c, 0.5, 1.5)}
+        assert measurable <= set(sel.chosen)

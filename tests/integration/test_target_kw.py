@@ -23,9 +23,11 @@ from .conftest import registered_simulator, wait_for
 
 pytestmark = pytest.mark.services
 
-# The margin is narrowed for this test: with phases known, the low end of the expected shed is close
-# to the truth, so the default 15 % margin alone would put the shed at the edge of the 15 % band.
-WORKER = {"TARGET_MARGIN": "0.05", "SWEEP_INTERVAL_S": "1", "DELIVERY_GRACE_S": "8"}
+# No margin here: the selection counts the best estimate (the figure the preview and the target are
+# stated in), which came within -6 %..+5 % of the simulator's truth over five runs, and none of these
+# EVSEs refuse or ignore caps (what TARGET_MARGIN, 15 % by default, is for): with 5 % the true shed
+# ran +6 %..+11 % above the target, toward the edge of the 15 % band, on 2 to 3 more sessions.
+WORKER = {"TARGET_MARGIN": "0.0", "SWEEP_INTERVAL_S": "1", "DELIVERY_GRACE_S": "8"}
 
 
 @pytest.mark.parametrize("worker_extra_env", [WORKER])
@@ -55,6 +57,8 @@ def test_half_the_preview_is_met_by_true_shed_with_about_half_the_sessions(celer
               f"shortfall {activation.shortfall_kw}")
         assert activation.target_kw == target_kw and activation.shortfall_kw == 0.0
         assert abs(true_shed - target_kw) <= 0.15 * target_kw
-        # "About half": the fair order ignores how much each session sheds, and the sessions just above
-        # 8 A shed little, so half the kW takes somewhat more than half the sessions (61 %, 69 % seen).
-        assert 0.3 <= touched / len(preview.caps) <= 0.75
+        # "About half": the fair order starts with the longest plugged-in, often finishing their charge
+        # just above 8 A; those within the delivery judge's tolerance of the cap (1.5 A, 0.5 kW) come
+        # last, but the rest still shed less than the average, and the best estimate sometimes ran
+        # 2-8 % below the truth: half the kW took 56-62 % of the sessions (docs/driver_impact.md).
+        assert 0.3 <= touched / len(preview.caps) <= 0.65

@@ -60,3 +60,33 @@ def test_signal_strings_must_be_strings(brp, fields):
     body = {"external_id": "sig-1", "direction": "reduce_consumption", **fields}
     response = client.post("/api/v1/signals/", body, format="json")
     assert response.status_code == 400 and response.json() == {k: ["Not a valid string."] for k in fields}
+
+
+def test_schema_documents_target_kw_and_the_forecast_endpoint_with_examples(client, db):
+    """Issue 16, "Done means": target_kw (request and reply), the target figures and the forecast endpoint."""
+    schema = client.get("/api/schema/?format=json").json()
+    components, paths = schema["components"]["schemas"], schema["paths"]
+    assert "positive" in components["SignalCreate"]["properties"]["target_kw"]["description"]
+    assert components["Signal"]["properties"]["target_kw"]["type"] == "number"
+    target = components["Signal"]["properties"]["activation"]["properties"]["target"]["properties"]
+    assert {"target_kw", "expected_kw", "shortfall_kw", "measured_kw"} <= set(target)
+    post = paths["/api/v1/signals/"]["post"]
+    requests = post["requestBody"]["content"]["application/json"]["examples"].values()
+    assert any(e["value"].get("target_kw") for e in requests)
+    refused = post["responses"]["400"]["content"]["application/json"]
+    assert {"target_not_positive", "target_above_fleet_max", "direction_not_actionable"} <= \
+        set(refused["schema"]["anyOf"][0]["properties"]["code"]["enum"])
+    assert [e["value"]["code"] for e in refused["examples"].values()] == ["target_above_fleet_max"]
+    replies = post["responses"]["200"]["content"]["application/json"]["examples"].values()
+    assert any(e["value"]["activation"]["target"]["target_kw"] for e in replies)
+
+    forecast = paths["/api/v1/flexibility/"]["get"]
+    assert {p["name"] for p in forecast["parameters"] if p["required"]} == {"from", "to"}
+    assert {"brpToken": []} in forecast["security"]
+    rows = forecast["responses"]["200"]["content"]["application/json"]["examples"].values()
+    assert all({"p10_kw", "p50_kw", "p90_kw", "sheddable_now_kw"} <= set(e["value"][0]) for e in rows)
+    window = forecast["responses"]["400"]["content"]["application/json"]
+    assert window["schema"] == {"$ref": "#/components/schemas/WindowRefused"}
+    for code in ("window_unreadable", "window_not_on_isp_boundary", "window_backwards", "window_too_long"):
+        assert code in forecast["responses"]["400"]["description"]
+    assert [e["value"]["code"] for e in window["examples"].values()] == ["window_backwards"]
