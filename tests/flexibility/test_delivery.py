@@ -51,14 +51,24 @@ def kwh_states(power_kw: float) -> list[Reading]:
 def test_with_unknown_phases_a_power_decides_on_the_phase_counts_it_fits():
     """8 A on 1, 2, 3 phases is 1.84, 3.68, 5.52 kW (+0.5 kW tolerance: 2.34, 4.18, 6.02 kW). 12 kW
     held before and during the cap is above it on any count: did not respond. 3.7 kW on one phase
-    (16 A) is above 2.34: did not respond. 5.5 kW is 8 A on three phases or 24 A on one: only a 16 A
-    connector (max_amperage) rules one phase out, and then it is at the cap: responded."""
+    (16 A) is above 2.34: did not respond. 5.5 kW from 2 min into the cap on (no state before it) is
+    8 A on three phases or 24 A on one: only a 16 A connector (max_amperage) rules one phase out, and
+    then it is at the cap: responded."""
     assert verdict(kwh_states(12.0), phases=(1, 2, 3)).delivery == "not_responded"
     assert verdict(kwh_states(3.7), phases=1).delivery == "not_responded"
     assert verdict(kwh_states(5.5), phases=(1, 2, 3)).delivery == "no_data"
-    bounded = judge(kwh_states(5.5), cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
+    bounded = judge(kwh_states(5.5)[4:], cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
                     phases=(1, 2, 3), rule=RULE, max_current_a=16.0)
     assert bounded.delivery == "responded"
+
+
+def test_a_draw_that_stayed_where_the_cap_may_not_bind_proves_no_obedience_either():
+    """5.5 kW before and during the cap on a 16 A connector: 8 A on three phases (the cap at 8 A +
+    tolerance, 6.02 kW, does not bind), 12 A on two (it binds: 4.18 kW), not one phase (24 A). The
+    weighed counts read "at the cap", but the draw did not fall: no data, not `responded`."""
+    stayed = judge(kwh_states(5.5), cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
+                   phases=(1, 2, 3), rule=RULE, max_current_a=16.0)
+    assert stayed.delivery == "no_data"
 
 
 def test_a_draw_the_cap_allows_on_some_phase_count_that_did_not_fall_is_undecidable():
@@ -75,7 +85,7 @@ def test_a_draw_the_cap_allows_on_some_phase_count_that_did_not_fall_is_undecida
 
 def test_a_draw_that_fell_to_the_cap_from_one_it_allows_on_some_count_still_responded():
     """3.7 kW before (16 A on one phase, or 5.4 A on three), 1.5 kW from the cap on (at the cap on
-    every count): the cap lowered it, whatever the count."""
+    every count): it fell by 2.2 kW, more than the 0.5 kW tolerance: the cap lowered it."""
     before = [Reading(at(-120 + 60 * i), 3.7 * i / 60) for i in range(3)]  # 0.1233 kWh at t = 0
     during = [Reading(at(60 * i), 3.7 * 2 / 60 + 1.5 * i / 60) for i in range(1, 6)]
     assert verdict(before + during, phases=(1, 2, 3)).delivery == "responded"
@@ -92,22 +102,25 @@ def test_a_draw_the_cap_allows_on_every_phase_count_proves_nothing():
     assert verdict(kwh_states(1.5)[2:], phases=(1, 2, 3)).delivery == "responded"
 
 
+def _fits(ordered, phases, session_start=T0 - timedelta(hours=1)):
+    b = delivery._before(ordered, phases, delivery.Rule(), T0, session_start)
+    return None if b is None else (b.some, b.every)
+
+
 def test_the_draw_before_the_cap_is_the_kwh_average_of_its_last_two_minutes():
     """0 kWh at -10 min, 2.0 kWh at -2 min (15 kW), 2.1 kWh at the cap start (0.1 kWh in 120 s =
     3 kW): the draw the cap could lower is 3 kW (2 min), not the 11.6 kW average over 10 min. With
     states 5 min apart, the last two give it: 0.25 kWh in 300 s = 3 kW."""
-    rule = delivery.Rule()
     ordered = [Reading(at(-600), 0.0), Reading(at(-120), 2.0), Reading(at(0), 2.1)]
-    assert delivery._before_fits(ordered, (1, 2, 3), rule, T0, T0 - timedelta(hours=1)) == (True, False)
-    assert delivery._before_fits(ordered[:2], (1, 2, 3), rule, T0, T0 - timedelta(hours=1)) == (False, False)
+    assert _fits(ordered, (1, 2, 3)) == (True, False)
+    assert _fits(ordered[:2], (1, 2, 3)) == (False, False)
     sparse = [Reading(at(-600), 0.0), Reading(at(-300), 1.0), Reading(at(0), 1.25)]
-    assert delivery._before_fits(sparse, (1,), rule, T0, T0 - timedelta(hours=1)) == (False, False)  # 3 > 2.34
-    assert delivery._before_fits(sparse, (3,), rule, T0, T0 - timedelta(hours=1)) == (True, True)  # 3 <= 6.02
-    assert delivery._before_fits(sparse, (3,), rule, T0, T0 - timedelta(seconds=10)) is None  # session began at -10 s
+    assert _fits(sparse, (1,)) == (False, False)  # 3 > 2.34
+    assert _fits(sparse, (3,)) == (True, True)  # 3 <= 6.02
+    assert _fits(sparse, (3,), T0 - timedelta(seconds=10)) is None  # session began at -10 s
     measured = [Reading(at(-60), 1.0, current_a=9.0), Reading(at(0), 1.1, current_a=16.0),
                 Reading(at(-30), 1.05, current_a=9.4)]  # median 9.4 A <= 9.5 A
-    assert delivery._before_fits(sorted(measured, key=lambda r: r.at), (1, 2, 3), rule, T0,
-                                 T0 - timedelta(hours=1)) == (True, True)
+    assert _fits(sorted(measured, key=lambda r: r.at), (1, 2, 3)) == (True, True)
 
 
 def test_a_reading_stamped_at_the_restore_instant_is_not_a_capped_one():
