@@ -12,7 +12,16 @@ One rule, a pure function (no ORM), so the dispatcher and settlement judge alike
   reading decides when the counts holding at least DECISIVE of the weight agree; else it is left out;
 - a session is judged only on its own readings after the cap started (a session that began after
   the signal from its own start), after a grace period for the charger to act, until the restore;
-  an average from kWh counts only when both its states lie in that window;
+  an average from kWh counts only when both its states lie in that window; a reading stamped at the
+  restore instant or later is not in it (an instant's reading at the restore is not a capped one);
+- the draw just before the cap (BEFORE_WINDOW before it: the median measured current or POWER, else
+  the kWh average) is what the cap could lower. At or below the cap (plus its tolerance) on every
+  plausible phase count, the cap asked for nothing: no data, whatever came after. At or below on
+  some count only, a draw that did not fall proves nothing either (a three-phase EV tapering at 4 A
+  per phase and a one-phase EV ignoring the cap at 12 A draw the same 2.8 kW before and during it):
+  no data rather than `not_responded`, so it never counts against the EVSE; `responded` only when
+  the draw fell to the cap's level, by more than the power tolerance (a draw that stayed where it
+  was proves obedience no more than defiance);
 - `responded` when the median judged reading is at or below the cap plus a tolerance,
   `not_responded` when above, `no_data` when no reading qualifies;
 - after the restore (grace, then a window): `resumed` when the median reading is above the cap plus
@@ -37,6 +46,9 @@ VOLTS_PER_PHASE = 230.0
 RESPONDED, NOT_RESPONDED, NO_DATA = "responded", "not_responded", "no_data"
 RESUMED, NOT_RESUMED = "resumed", "not_resumed"
 DECISIVE = 0.8  # share of the phase-count weight that must agree for a power reading to decide
+# The states before a cap its judges read (the dispatcher's sweep and settlement alike): the full draw
+# tells a session's phase count best, and the last of them the draw the cap could lower.
+PHASE_EVIDENCE = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class Rule:
     tolerance_kw: float = 0.5
     grace: timedelta = timedelta(seconds=120)
     resume_window: timedelta = timedelta(minutes=15)
+    before_window: timedelta = timedelta(minutes=2)  # the draw just before the cap: what it could lower
 
 
 @dataclass(frozen=True)
@@ -69,10 +82,11 @@ class _Level:
     start: datetime  # the reading applies over [start, end]: an instant, or the span of a kWh average
     end: datetime
     at_or_below: bool | None  # at or below the cap plus its tolerance; None: the phase counts disagree
+    power_kw: float | None = None  # the power it was judged from (None: a measured current)
 
 
 def _power_level(power_kw: float, weights: dict[int, float], rule: Rule) -> bool | None:
-    cap_kw = {k: rule.limit_a * VOLTS_PER_PHASE * k / 1000 + rule.tolerance_kw for k in weights}
+    cap_kw = {k: _cap_kw(k, rule) for k in weights}
     low = sum(w for k, w in weights.items() if power_kw <= cap_kw[k])
     return True if low >= DECISIVE else False if low <= 1 - DECISIVE else None
 
@@ -100,8 +114,45 @@ def _levels(readings: Iterable[Reading], phases: Sequence[int], rule: Rule,
         if current_a is not None:
             out.append(_Level(start, end, current_a <= rule.limit_a + rule.tolerance_a))
         elif power_kw is not None:
-            out.append(_Level(start, end, _power_level(power_kw, weights, rule)))
+            out.append(_Level(start, end, _power_level(power_kw, weights, rule), power_kw))
     return [level for level in out if level.at_or_below is not None]
+
+
+@dataclass(frozen=True)
+class _Before:
+    some: bool  # at or below what the cap allows on some plausible phase count (the cap may not bind)
+    every: bool  # on every plausible count (the cap asked for nothing)
+    power_kw: float | None  # the draw, when a power (not a current) told it
+
+
+def _before(ordered: Sequence[Reading], phases: Sequence[int], rule: Rule, cap_start: datetime,
+            session_start: datetime) -> _Before | None:
+    """The draw just before the cap against what the cap allows (plus its tolerance); None when the
+    session's states before the cap do not tell."""
+    pre = [r for r in ordered if session_start <= r.at <= cap_start]
+    if not pre:
+        return None
+    window = [r for r in pre if r.at >= pre[-1].at - rule.before_window]
+    currents = [r.current_a for r in window if r.current_a is not None]
+    if currents:
+        fits = statistics.median(currents) <= rule.limit_a + rule.tolerance_a
+        return _Before(fits, fits, None)
+    powers = [r.power_kw for r in window if r.power_kw is not None]
+    if powers:
+        power_kw = statistics.median(powers)
+    else:
+        if len(window) < 2:
+            window = pre[-2:]
+        hours = (window[-1].at - window[0].at).total_seconds() / 3600
+        if len(window) < 2 or hours <= 0 or window[-1].kwh < window[0].kwh:
+            return None
+        power_kw = (window[-1].kwh - window[0].kwh) / hours  # energy-conserving over the window
+    fits = [power_kw <= _cap_kw(k, rule) for k in phases]
+    return _Before(any(fits), all(fits), power_kw)
+
+
+def _cap_kw(phases: int, rule: Rule) -> float:
+    return rule.limit_a * VOLTS_PER_PHASE * phases / 1000 + rule.tolerance_kw
 
 
 def _majority_low(levels: Sequence[_Level]) -> bool | None:
@@ -119,16 +170,31 @@ def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime
     `phases`: the session's phase count, or the plausible counts when it is not firm;
     `max_current_a`: the connector's max_amperage, when known. `before_a`:
     the per-phase current measured when the cap was planned; already at the cap's level, the cap
-    proves nothing (a session at 9 A ignoring it still reads "at 8 A"): no data either way.
+    proves nothing (a session at 9 A ignoring it still reads "at 8 A"): no data either way; the same
+    from the session's own readings just before the cap (`_before`, see the module's text).
     """
     if before_a is not None and before_a <= rule.limit_a + rule.tolerance_a:
         return Verdict(NO_DATA, NO_DATA if restored_at is not None else "")
-    levels = _levels(readings, (phases,) if isinstance(phases, int) else tuple(phases), rule, max_current_a)
+    counts = (phases,) if isinstance(phases, int) else tuple(phases)
+    ordered = sorted(readings, key=lambda r: r.at)
+    before = _before(ordered, counts, rule, cap_start, session_start)
+    if before is not None and before.every:  # at or below the cap on every count: it asked for nothing
+        return Verdict(NO_DATA, NO_DATA if restored_at is not None else "")
+    levels = _levels(ordered, counts, rule, max_current_a)
     judge_from = max(cap_start, session_start) + rule.grace
     until = min(cap_end, restored_at) if restored_at is not None else cap_end
-    during = [lv for lv in levels if lv.start >= judge_from and lv.end <= until]
+    # An instant's reading counts while the cap holds (before `until`); a kWh average when it ends by then.
+    during = [lv for lv in levels if lv.start >= judge_from
+              and (lv.end < until if lv.start == lv.end else lv.end <= until)]
     low = _majority_low(during)
     delivery = NO_DATA if low is None else (RESPONDED if low else NOT_RESPONDED)
+    if before is not None and before.some and delivery != NO_DATA:
+        # The cap may not have bound (the draw fits it on some count): only a fall proves anything.
+        powers = [lv.power_kw for lv in during if lv.power_kw is not None]
+        fell = (delivery == RESPONDED and before.power_kw is not None and len(powers) == len(during)
+                and statistics.median(powers) <= before.power_kw - rule.tolerance_kw)
+        if not fell:
+            delivery = NO_DATA
     if restored_at is None:
         return Verdict(delivery, "")
     after_from = restored_at + rule.grace

@@ -22,7 +22,7 @@ from .models import Curtailment, EvseResponsiveness
 S = Curtailment.Status
 JUDGED_STATES = (S.PENDING, S.IN_FORCE, S.NO_RESULT)  # caps the CSMS was asked to apply and did not refuse
 RECENT_KEPT = 20
-PHASE_EVIDENCE = timedelta(minutes=15)  # states before a cap that weigh the session's phase count
+PHASE_EVIDENCE = delivery.PHASE_EVIDENCE  # states before a cap: its phase count, the draw it could lower
 
 
 def rule() -> delivery.Rule:

@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from flexibility.delivery import NOT_RESPONDED, Reading, Rule, judge
+from flexibility.delivery import NOT_RESPONDED, PHASE_EVIDENCE, Reading, Rule, judge
 from ocpi.schemas import PLAUSIBLE_PHASES
 from settlement.core.frames import max_phase_current_a
 from settlement.core.reconstruction import Reconstruction
@@ -69,6 +69,9 @@ def non_responders(rec: Reconstruction, caps: pd.DataFrame, rule: Rule | None = 
     until_s = caps["end_s"].to_numpy()
     # A millisecond wider than judge's window (float seconds vs datetimes): judge has the last word.
     first_row = np.searchsorted(key, code * width + from_s - 1e-3, side="left")
+    # The states before the cap the dispatcher's sweep reads too (its phase count, the draw it could lower).
+    evidence_s = np.maximum(caps["start_s"].to_numpy() - PHASE_EVIDENCE.total_seconds(), 0.0)
+    evidence_row = np.searchsorted(key, code * width + evidence_s - 1e-3, side="left")
     end_row = np.searchsorted(key, code * width + until_s + 1e-3, side="right")
     before_a = caps["before_a"].to_numpy(float)
     proves_nothing = before_a <= rule.limit_a + rule.tolerance_a  # judge's own early exit, vectorised
@@ -82,7 +85,7 @@ def non_responders(rec: Reconstruction, caps: pd.DataFrame, rule: Rule | None = 
         lo_with_previous = lo - 1 if lo > 0 and state_code[lo - 1] == code[i] else lo
         readings = [Reading(stamps[j].to_pydatetime(), float(kwh[j]),
                             None if np.isnan(current_a[j]) else float(current_a[j]))
-                    for j in range(lo_with_previous, hi)]
+                    for j in range(min(lo_with_previous, evidence_row[i]), hi)]
         verdict = judge(readings, cap_start=caps["start"].iat[i].to_pydatetime(),
                         cap_end=caps["end"].iat[i].to_pydatetime(),
                         session_start=_at(rec, session_start_s[i]), phases=_phases(rec.phases[code[i]]),

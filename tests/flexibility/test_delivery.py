@@ -43,24 +43,98 @@ def test_kwh_only_states_are_judged_from_their_average_power_on_the_sessions_pha
     assert verdict(readings, phases=1).delivery == "not_responded"
 
 
-def test_with_unknown_phases_a_power_decides_on_the_phase_counts_it_fits():
-    """8 A on 1..3 phases is 1.84..5.52 kW (+0.5 kW tolerance): 1.5 kW is at the cap on any count,
-    12 kW above it on any count. 3.7 kW held from before the cap to during it is a one-phase EV at
-    16 A (on three phases it would be 5.4 A, under the 6 A an EV is offered at least; on two, rare,
-    8 A): it did not respond. 5.5 kW is 8 A on three phases or 24 A on one: only a 16 A connector
-    (max_amperage) tells them apart."""
-    def kwh_states(power_kw: float) -> list[Reading]:
-        return [Reading(at(-120 + 60 * i), power_kw * i / 60) for i in range(8)]
+def kwh_states(power_kw: float) -> list[Reading]:
+    """kWh-only states every 60 s from 2 min before the cap to 5 min into it, at a constant draw."""
+    return [Reading(at(-120 + 60 * i), power_kw * i / 60) for i in range(8)]
 
-    assert verdict(kwh_states(1.5), phases=(1, 2, 3)).delivery == "responded"
+
+def test_with_unknown_phases_a_power_decides_on_the_phase_counts_it_fits():
+    """8 A on 1, 2, 3 phases is 1.84, 3.68, 5.52 kW (+0.5 kW tolerance: 2.34, 4.18, 6.02 kW). 12 kW
+    held before and during the cap is above it on any count: did not respond. 3.7 kW on one phase
+    (16 A) is above 2.34: did not respond. 5.5 kW from 2 min into the cap on (no state before it) is
+    8 A on three phases or 24 A on one: only a 16 A connector (max_amperage) rules one phase out, and
+    then it is at the cap: responded."""
     assert verdict(kwh_states(12.0), phases=(1, 2, 3)).delivery == "not_responded"
-    assert verdict(kwh_states(3.7), phases=(1, 2, 3)).delivery == "not_responded"
-    assert verdict(kwh_states(3.7), phases=(3,)).delivery == "responded"
     assert verdict(kwh_states(3.7), phases=1).delivery == "not_responded"
     assert verdict(kwh_states(5.5), phases=(1, 2, 3)).delivery == "no_data"
-    bounded = judge(kwh_states(5.5), cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
+    bounded = judge(kwh_states(5.5)[4:], cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
                     phases=(1, 2, 3), rule=RULE, max_current_a=16.0)
     assert bounded.delivery == "responded"
+
+
+def test_a_draw_that_stayed_where_the_cap_may_not_bind_proves_no_obedience_either():
+    """5.5 kW before and during the cap on a 16 A connector: 8 A on three phases (the cap at 8 A +
+    tolerance, 6.02 kW, does not bind), 12 A on two (it binds: 4.18 kW), not one phase (24 A). The
+    weighed counts read "at the cap", but the draw did not fall: no data, not `responded`."""
+    stayed = judge(kwh_states(5.5), cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
+                   phases=(1, 2, 3), rule=RULE, max_current_a=16.0)
+    assert stayed.delivery == "no_data"
+
+
+def test_a_draw_the_cap_allows_on_some_phase_count_that_did_not_fall_is_undecidable():
+    """3.7 kW held from before the cap to during it: 16 A on one phase (ignoring the cap), or 5.4 A on
+    three (a tapering EV the cap does not bind: 3.7 <= 6.02 kW). From kWh alone the two read the
+    same, so it is no data, never `not_responded` (the seed-1 realism run judged four tapering
+    three-phase cars at 3.3-5 A per phase "did not respond" this way). Likewise 2.8 kW: 12.2 A on one
+    phase, 4.1 A on three. On a count that is firm, the same draw is decided."""
+    assert verdict(kwh_states(3.7), phases=(1, 2, 3)).delivery == "no_data"
+    assert verdict(kwh_states(2.8), phases=(1, 2, 3)).delivery == "no_data"
+    assert verdict(kwh_states(2.8), phases=(1, 3)).delivery == "no_data"
+    assert verdict(kwh_states(2.8), phases=1).delivery == "not_responded"  # 2.8 > 2.34 kW
+
+
+def test_a_draw_that_fell_to_the_cap_from_one_it_allows_on_some_count_still_responded():
+    """3.7 kW before (16 A on one phase, or 5.4 A on three), 1.5 kW from the cap on (at the cap on
+    every count): it fell by 2.2 kW, more than the 0.5 kW tolerance: the cap lowered it."""
+    before = [Reading(at(-120 + 60 * i), 3.7 * i / 60) for i in range(3)]  # 0.1233 kWh at t = 0
+    during = [Reading(at(60 * i), 3.7 * 2 / 60 + 1.5 * i / 60) for i in range(1, 6)]
+    assert verdict(before + during, phases=(1, 2, 3)).delivery == "responded"
+
+
+def test_a_draw_the_cap_allows_on_every_phase_count_proves_nothing():
+    """1.5 kW before the cap is at or below 8 A on one phase already (<= 2.34 kW): the cap asked for
+    nothing, no data whatever follows (the kWh twin of `before_a`); 3.7 kW on three firm phases
+    (5.4 A) the same."""
+    assert verdict(kwh_states(1.5), phases=(1, 2, 3)).delivery == "no_data"
+    assert verdict(kwh_states(3.7), phases=(3,)).delivery == "no_data"
+    assert verdict(kwh_states(1.5), phases=(1, 2, 3), restored_at=CAP_END) == delivery.Verdict("no_data", "no_data")
+    # Without states before the cap the draw it could lower is unknown: judged as before.
+    assert verdict(kwh_states(1.5)[2:], phases=(1, 2, 3)).delivery == "responded"
+
+
+def _fits(ordered, phases, session_start=T0 - timedelta(hours=1)):
+    b = delivery._before(ordered, phases, delivery.Rule(), T0, session_start)
+    return None if b is None else (b.some, b.every)
+
+
+def test_the_draw_before_the_cap_is_the_kwh_average_of_its_last_two_minutes():
+    """0 kWh at -10 min, 2.0 kWh at -2 min (15 kW), 2.1 kWh at the cap start (0.1 kWh in 120 s =
+    3 kW): the draw the cap could lower is 3 kW (2 min), not the 11.6 kW average over 10 min. With
+    states 5 min apart, the last two give it: 0.25 kWh in 300 s = 3 kW."""
+    ordered = [Reading(at(-600), 0.0), Reading(at(-120), 2.0), Reading(at(0), 2.1)]
+    assert _fits(ordered, (1, 2, 3)) == (True, False)
+    assert _fits(ordered[:2], (1, 2, 3)) == (False, False)
+    sparse = [Reading(at(-600), 0.0), Reading(at(-300), 1.0), Reading(at(0), 1.25)]
+    assert _fits(sparse, (1,)) == (False, False)  # 3 > 2.34
+    assert _fits(sparse, (3,)) == (True, True)  # 3 <= 6.02
+    assert _fits(sparse, (3,), T0 - timedelta(seconds=10)) is None  # session began at -10 s
+    measured = [Reading(at(-60), 1.0, current_a=9.0), Reading(at(0), 1.1, current_a=16.0),
+                Reading(at(-30), 1.05, current_a=9.4)]  # median 9.4 A <= 9.5 A
+    assert _fits(sorted(measured, key=lambda r: r.at), (1, 2, 3)) == (True, True)
+
+
+def test_a_reading_stamped_at_the_restore_instant_is_not_a_capped_one():
+    """Restored at 400 s: an instant's reading at 400 s comes from after the restore; a kWh average
+    that ends at 400 s covers only capped time and counts."""
+    restored = at(400)
+    assert verdict([Reading(restored, 10, current_a=16.0)], restored_at=restored).delivery == "no_data"
+    assert verdict([Reading(at(300), 10, current_a=8.0), Reading(restored, 10.1, current_a=16.0),
+                    Reading(restored, 10.1, current_a=16.0)], restored_at=restored).delivery == "responded"
+    assert verdict([Reading(CAP_END, 10, current_a=16.0)]).delivery == "no_data"  # at the cap's end
+    # 0.276 kWh from 180 s to 360 s + 0.092 kWh to 400 s: 5.52 kW on three phases, at the cap.
+    spans = [Reading(at(180), 10.0), Reading(at(360), 10.276), Reading(restored, 10.3373)]
+    assert verdict(spans, phases=3, restored_at=restored).delivery == "responded"
+    assert verdict(spans[1:], phases=3, restored_at=restored).delivery == "responded"  # the span ending at 400 s
 
 
 def test_a_cap_on_a_draw_already_at_its_level_proves_nothing():
@@ -142,21 +216,31 @@ def test_the_verdict_does_not_depend_on_the_order_of_the_states(pairs, rnd):
 @settings(max_examples=200, deadline=None)
 @given(readings_st, st.lists(st.tuples(st.floats(min_value=-3600, max_value=119, allow_nan=False), currents),
                              max_size=6))
-def test_states_before_the_cap_never_change_the_verdict(pairs, before):
+def test_states_before_the_cap_only_ever_take_a_verdict_back_to_no_data(pairs, before):
+    """The draw before the cap can make a verdict undecidable, never turn one into the other."""
+    readings = [r for r in _readings(pairs) if r.at >= T0 + RULE.grace]
+    early = [Reading(at(s), 0.0, current_a=a) for s, a in before]
+    assert verdict(readings + early).delivery in {verdict(readings).delivery, "no_data"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(readings_st, st.lists(st.tuples(st.floats(min_value=-3600, max_value=119, allow_nan=False),
+                                       st.floats(min_value=9.51, max_value=32, allow_nan=False)), max_size=6))
+def test_states_before_the_cap_above_it_never_change_the_verdict(pairs, before):
     readings = [r for r in _readings(pairs) if r.at >= T0 + RULE.grace]
     early = [Reading(at(s), 0.0, current_a=a) for s, a in before]
     assert verdict(readings).delivery == verdict(readings + early).delivery
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.floats(min_value=120, max_value=660, allow_nan=False),
+@given(st.lists(st.tuples(st.floats(min_value=120, max_value=659.99, allow_nan=False),
                           st.floats(min_value=0, max_value=9.5, allow_nan=False)), min_size=1, max_size=10))
 def test_every_reading_at_the_cap_is_responded(pairs):
     assert verdict(_readings(pairs)).delivery == "responded"
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.floats(min_value=120, max_value=660, allow_nan=False),
+@given(st.lists(st.tuples(st.floats(min_value=120, max_value=659.99, allow_nan=False),
                           st.floats(min_value=9.51, max_value=63, allow_nan=False)), min_size=1, max_size=10))
 def test_every_reading_above_the_cap_is_not_responded(pairs):
     assert verdict(_readings(pairs)).delivery == "not_responded"

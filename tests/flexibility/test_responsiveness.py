@@ -23,8 +23,10 @@ def party(db) -> OcpiParty:
                                     token_ours_hash=hash_token("alice"), token_theirs="x")
 
 
-def _cap(brp, party, n: int, evse: str, currents_during: float, current_after: float | None) -> Curtailment:
-    """A restored cap of activation `n` on EVSE `evse`, with states every 60 s during and after it."""
+def _cap(brp, party, n: int, evse: str, currents_during: float, current_after: float | None,
+         current_before: float = 16.0) -> Curtailment:
+    """A restored cap of activation `n` on EVSE `evse`: a state at its start with the draw it could
+    lower (`current_before`), states every 60 s during and after it."""
     signal = services.receive_signal(brp, f"sig-{n}", "reduce_consumption").signal
     Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.RESTORED)
     activation = Activation.objects.create(signal=signal, relayed_at=T0, ends_at=END, status="restored",
@@ -35,7 +37,8 @@ def _cap(brp, party, n: int, evse: str, currents_during: float, current_after: f
         last_updated=T0, phases=3)
     for minute in range(0, 11):
         SessionState.objects.create(session=session, timestamp=T0 + timedelta(minutes=minute), kwh=5 + minute / 10,
-                                    current_l1_a=currents_during, status="ACTIVE", current_source="measured")
+                                    current_l1_a=current_before if minute == 0 else currents_during,
+                                    status="ACTIVE", current_source="measured")
     if current_after is not None:
         for minute in range(12, 18):
             SessionState.objects.create(session=session, timestamp=T0 + timedelta(minutes=minute), kwh=7 + minute,
@@ -137,3 +140,41 @@ def test_drivers_at_risk_are_shown_to_the_operator_at_once(client, operator, brp
 ])
 def test_phase_counts_delivery_is_judged_on(phases, source, expected):
     assert responsiveness.plausible_phases(phases, source) == expected
+
+
+def _kwh_only_cap(brp, party, n: int, evse: str, power_kw: float, phases: int, source: str) -> Curtailment:
+    """A restored cap on a session that sends only kWh, drawing `power_kw` before, during and after the
+    cap (the cap did not lower it), states every 60 s from 5 min before the cap to 6 min after it."""
+    signal = services.receive_signal(brp, f"sig-{n}", "reduce_consumption").signal
+    Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.RESTORED)
+    activation = Activation.objects.create(signal=signal, relayed_at=T0, ends_at=END, status="restored",
+                                           restored_at=END)
+    session = Session.objects.create(
+        party=party, country_code="NL", ocpi_party_id="ALI", session_id=f"K{n}", location_id="L",
+        evse_uid=evse, connector_id="1", status="ACTIVE", start_date_time=T0 - timedelta(hours=1), kwh=5,
+        last_updated=T0, phases=phases, phases_source=source)
+    for minute in range(-5, 18):
+        SessionState.objects.create(session=session, timestamp=T0 + timedelta(minutes=minute),
+                                    kwh=5 + power_kw * (minute + 5) / 60, status="ACTIVE", current_source="kwh")
+    return Curtailment.objects.create(activation=activation, session=session, starts_at=T0, ends_at=END,
+                                      restored_at=END, limit_a=8, expected_kw=1.0, status=S.RESTORED,
+                                      restored_from=S.IN_FORCE)
+
+
+def test_a_cap_that_could_not_lower_the_draw_never_counts_against_the_evse(brp, party, clock, settings):
+    """2.8 kW from kWh alone, before and during two caps. On a three-phase connector the EV may be on
+    three phases at 4.1 A (a tapering EV: 2.8 <= 6.02 kW, the cap does not bind) or on one at 12.2 A
+    ignoring it: undecidable, no data, and the EVSE is neither failed nor flagged. On a one-phase
+    connector 2.8 kW is 12.2 A (> 8 A + tolerance: 2.34 kW): did not respond, twice, flagged (2 of 3)."""
+    settings.DELIVERY_GRACE_S, settings.DELIVERY_RESUME_WINDOW_S = 120, 300
+    settings.RESPONSIVENESS_FAILURES_N, settings.RESPONSIVENESS_WINDOW_M = 2, 3
+    for n in (1, 2):
+        _kwh_only_cap(brp, party, n, "E-3ph", 2.8, 3, "connector")
+        _kwh_only_cap(brp, party, 10 + n, "E-1ph", 2.8, 1, "connector")
+    clock.advance(3600)
+    assert responsiveness.assess_due() == 4
+    verdicts = sorted(Curtailment.objects.values_list("session__evse_uid", "delivery"))
+    assert verdicts == [("E-1ph", "not_responded")] * 2 + [("E-3ph", "no_data")] * 2
+    assert not EvseResponsiveness.objects.filter(evse_key="E-3PH").exists()
+    record = EvseResponsiveness.objects.get(evse_key="E-1PH")
+    assert (record.recent, record.failures, record.flagged) == ([False, False], 2, True)

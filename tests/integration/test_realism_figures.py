@@ -1,6 +1,10 @@
-"""bench/realism.py's figures on a hand-computed case (the end-to-end run itself is the benchmark)."""
+"""bench/realism.py's figures: `figures` on a hand-computed case, and one end-to-end seed against the
+targets of issue #10 (all seeds: `python bench/realism.py`, docs/realism.md)."""
 
 from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -36,3 +40,43 @@ def test_figures_of_a_small_run_are_the_hand_computed_ones():
     assert (found["evses_ignoring"], found["evses_flaggable"], found["flagged"]) == (2, 1, 2)
     assert (found["precision"], found["recall"]) == (0.5, 1.0)
     assert found["not_flagged"] == []
+
+
+# --- the figures themselves, end to end --------------------------------------------------------------
+# One seed of bench/realism.py (a child pytest on its own database `<DATABASE_URL>_figures`, ~4 min).
+# The targets met in docs/realism.md must stay met: a change that loses one fails here. The target
+# missed there is an xfail (not strict: which EVSEs ignore depends on the fleet at the signal, and a
+# seed whose ignoring EVs all draw above the cap on every phase count would pass it).
+
+SEED = 1
+MAX_NO_DATA_SHARE = 0.2  # verdicts right must not be bought with no data (seeds 1-3: 12-14 % of caps)
+
+
+@pytest.fixture(scope="module")
+def seed_figures(real_services) -> dict:
+    from bench.realism import run_seed
+
+    url = urlsplit(os.environ["DATABASE_URL"])  # real_services: set, and PostgreSQL
+    return run_seed(SEED, 5, db=urlunsplit(url._replace(path=url.path + "_figures")), broker=real_services["broker"])
+
+
+@pytest.mark.services
+@pytest.mark.slow
+@pytest.mark.parametrize(("key", "met"), [
+    ("capped_share", lambda v: v >= 0.98),
+    ("shed_error", lambda v: v <= 0.15),
+    ("verdicts_right", lambda v: v >= 0.95),
+    ("precision", lambda v: v >= 0.95),
+    pytest.param("recall", lambda v: v >= 0.9, marks=pytest.mark.xfail(strict=False, reason=(
+        "from kWh alone a one-phase EV ignoring the cap on a connector that could carry three phases is "
+        "undecidable (docs/realism.md): its EVSE is never flagged"))),
+], ids=["capped", "shed", "verdicts", "precision", "recall"])
+def test_standard_profile_figures_meet_their_targets(seed_figures, key, met):
+    assert met(seed_figures[key]), {k: v for k, v in seed_figures.items() if k != "skipped"}
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_standard_profile_verdicts_are_not_bought_with_no_data(seed_figures):
+    caps = seed_figures["verdicts"] + seed_figures["no_data"]
+    assert caps and seed_figures["no_data"] <= MAX_NO_DATA_SHARE * caps, seed_figures["no_data_by_truth"]
