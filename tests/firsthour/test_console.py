@@ -141,6 +141,7 @@ def test_the_panel_and_the_chart_of_the_running_activation(client, operator, wai
     panel = client.get(reverse("console-panel")).content.decode()
     assert "Running activation" in panel and 'data-s="540"' in panel  # ends 17:15:00, now 17:06:00
     assert "Caps in force" in panel and ">Stop now</button>" in panel
+    assert panel.index(">Stop now</button>") < panel.index("Sessions eligible")  # in view at 1366x768
     assert "Relayed after the signal" in panel and " s</td>" in panel
     chart = client.get(reverse("console-chart", args=[activation.pk])).json()
     assert chart["sessions"] == 1
