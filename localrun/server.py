@@ -121,12 +121,12 @@ def banner(server: LocalServer) -> list[str]:
     lines = [
         f"SMATCH open SCSP on {server.web_url}/",
         f"  admin and operator console  {server.web_url}/admin/  (console: {server.web_url}/admin/console/)",
-        f"  BRP API and its docs        {server.web_url}/api/v1/   {server.web_url}/api/docs/",
+        f"  BRP API and its docs        {server.web_url}/api/v1/signals/   {server.web_url}/api/docs/",
         f"  OCPI 2.2.1 versions         {server.web_url}/ocpi/versions",
         f"  {server.worker}",
     ]
     if server.simulator_url:
-        lines += [f"  CPO simulator               {server.simulator_url}/versions (registered over OCPI)",
+        lines += [f"  CPO simulator               {server.simulator_url}/versions (registers over OCPI as this starts)",
                   f"  simulated time              {server.simulated_time}"]
     if server.brp_token:
         lines += [f"  BRP {LOCAL_BRP!r} (an operator decides) posts a signal with:",

@@ -179,6 +179,10 @@ class SimulatorServer:
     def truth(self) -> Truth:
         return self.call(self.fleet.truth)
 
+    def pushes_pending(self) -> int:
+        """Session pushes queued or on the wire (a caller that holds the clock waits for 0)."""
+        return self.call(lambda: sum(1 for task in self._push_tail.values() if not task.done()))
+
     # --- session records and pushes --------------------------------------------------------
     def _handle_states(self) -> None:
         batch = self.fleet.drain_states()

@@ -56,6 +56,9 @@ def test_operator_sees_the_waiting_signal_with_countdowns_and_buttons(client, op
     assert "1 already at or below 8 A" in page
     assert ">Relay</button>" in page and ">Veto</button>" in page
     assert "{" not in page.split('id="console"')[1].split("<script")[0]  # no raw dict anywhere
+    # The decision and the running activation first, the forecast after them: at 1366x768 the
+    # activation's figures and chart are not pushed below the fold by the forecast table.
+    assert page.index("console-pending") < page.index('id="activation-panel"') < page.index("console-forecast")
 
 
 def test_relay_from_the_console_goes_through_the_service_and_the_audit(client, operator, waiting):
@@ -138,6 +141,7 @@ def test_the_panel_and_the_chart_of_the_running_activation(client, operator, wai
     panel = client.get(reverse("console-panel")).content.decode()
     assert "Running activation" in panel and 'data-s="540"' in panel  # ends 17:15:00, now 17:06:00
     assert "Caps in force" in panel and ">Stop now</button>" in panel
+    assert panel.index(">Stop now</button>") < panel.index("Sessions eligible")  # in view at 1366x768
     assert "Relayed after the signal" in panel and " s</td>" in panel
     chart = client.get(reverse("console-chart", args=[activation.pk])).json()
     assert chart["sessions"] == 1

@@ -82,3 +82,26 @@ def test_staff_create_on_a_database_without_tables_says_what_to_run(tmp_path):
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "has no tables yet" in done.stderr and "[no_tables]" in done.stderr and "manage.py serve" in done.stderr
+
+
+def test_every_product_url_of_the_serve_banner_answers(db):
+    """No URL printed at start-up is a debug 404 page (the banner once named /api/v1/, which is none)."""
+    from localrun.server import LocalServer, banner
+
+    lines = banner(LocalServer(web_url="http://testserver", worker="worker", brp_token="t", login=("admin", "pw")))
+    paths = set(re.findall(r"http://testserver(/[^\s)]*)", "\n".join(lines)))
+    assert {"/", "/admin/", "/admin/console/", "/api/v1/signals/", "/api/docs/", "/ocpi/versions"} <= paths
+    client = Client()
+    for path in paths:
+        assert client.get(path).status_code != 404, path  # 302 to the login, 401 without a token, 200
+
+
+def test_ocpi_commands_say_what_to_give_and_when_there_is_nothing_to_pull(db):
+    import io
+
+    err = io.StringIO()
+    call_command("ocpi_issue_token", "A CPO", stdout=io.StringIO(), stderr=err)
+    assert "our versions URL, http://" in err.getvalue() and err.getvalue().rstrip().endswith("/ocpi/versions")
+    err = io.StringIO()
+    call_command("ocpi_pull_sessions", stdout=io.StringIO(), stderr=err)
+    assert "no registered OCPI party to pull from" in err.getvalue()

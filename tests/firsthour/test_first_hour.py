@@ -141,6 +141,7 @@ def run_demo(tmp_path: Path, figures: Path) -> str:
     done = subprocess.run(demo, cwd=ROOT, env=embedded_env(tmp_path / "unused.sqlite3"), capture_output=True,
                           text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "Broken pipe" not in done.stderr  # the web server's INFO lines stay out of the demo's story
     return done.stdout
 
 

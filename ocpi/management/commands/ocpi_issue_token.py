@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from ocpi import services
@@ -11,5 +12,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, **options):
         party, token = services.issue_token(name)
-        self.stderr.write(f"party #{party.pk} {party.name}: give the CPO this token and our versions URL")
+        self.stderr.write(f"party #{party.pk} {party.name}: give the CPO this token and our versions URL, "
+                          f"{settings.OCPI_BASE_URL.rstrip('/')}/versions")
         self.stdout.write(token)

@@ -20,6 +20,10 @@ class Command(BaseCommand):
             parties = parties.filter(pk=party)
         start = ocpi_datetime(date_from, "--date-from") if date_from else None
         end = ocpi_datetime(date_to, "--date-to") if date_to else None
+        if not parties:
+            which = f" with id {party}" if party is not None else ""
+            self.stderr.write(f"no registered OCPI party to pull from{which}: register one first "
+                              "(ocpi_register, or ocpi_issue_token for a party that registers with us)")
         for target in parties:
             try:
                 report = services.pull_sessions(target, start, end)
