@@ -61,9 +61,14 @@ def forecast_rows(start_text: str | None, end_text: str | None, now: datetime | 
     """Per ISP of [from, to): sheddable power now (the ISP containing now) and the P10/P50/P90 forecast."""
     now = now or clock.now()
     isps = forecast.check_window(*parse_window(start_text, end_text))
-    start = pd.Timestamp(planning.isp_start(now - HISTORY))
-    history = forecast.erasable_series(history_states(now), pd.date_range(start, planning.isp_start(now),
-                                                                          freq="15min", inclusive="left"))
+    states = history_states(now)
+    # The history starts with the first state we hold: ISPs before it are unknown, not zero (on a
+    # fresh database the forecast is null, not a confident 0 kW).
+    start = planning.isp_start(now - HISTORY)
+    if not states.empty:
+        start = max(start, planning.isp_start(states["timestamp"].min().to_pydatetime()))
+    isp_index = pd.date_range(pd.Timestamp(start), planning.isp_start(now), freq="15min", inclusive="left")
+    history = forecast.erasable_series(states, isp_index if not states.empty else isp_index[:0])
     table = forecast.predict(forecast.profile(history), isps, now, sheddable_now_kw(now))
     return [{"isp_start": row.isp_start.to_pydatetime(), "horizon_min": round(row.horizon_min, 1),
              "sheddable_now_kw": _kw(row.sheddable_now_kw), "p10_kw": _kw(row.p10), "p50_kw": _kw(row.p50),

@@ -220,6 +220,13 @@ def test_forecast_gives_the_sheddable_power_now_and_a_band_per_isp(brp, five_dri
     assert rows[0]["p90_kw"] == pytest.approx(5 * SHED_16A_3PH_KW, abs=0.05) and rows[0]["p10_kw"] == 0.0
 
 
+def test_forecast_without_history_is_null_not_zero(brp):
+    """A fresh database: nothing is known of past ISPs, so the band is null (not a confident 0 kW)."""
+    rows = get_forecast(brp, **{"from": "2025-05-06T17:00:00Z", "to": "2025-05-06T17:30:00Z"}).json()
+    assert [(r["p10_kw"], r["p50_kw"], r["p90_kw"]) for r in rows] == [(None, None, None)] * 2
+    assert rows[0]["sheddable_now_kw"] == 0.0
+
+
 def test_forecast_command_prints_the_window(brp, five_drivers):
     out = StringIO()
     call_command("flexibility_forecast", "--from", "2025-05-06T17:00Z", "--to", "2025-05-06T17:30Z", stdout=out)
