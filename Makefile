@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed (found $$($(PYTHON) --version))"; exit 1; }
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
-	  echo "python3 -m venv failed: installing Debian's python3-venv"; \
+	  $(PYTHON) -c 'import ensurepip' 2>/dev/null && { echo "$(PYTHON) -m venv $(VENV) failed:"; $(PYTHON) -m venv $(VENV); exit 1; }; \
+	  echo "python3 -m venv failed (no ensurepip): installing Debian's python3-venv"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv; fi; \
 	  rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
