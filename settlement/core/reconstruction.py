@@ -217,14 +217,14 @@ def reconstruct(states: pd.DataFrame, params: ReconstructionParams | None = None
                                                          observed.power_kw, observed.first_rows, params.max_lead_s)
     t0_ns, t, n_bins = _grid(ns, params.grid_s)
     intervals = _intervals(code, t, kwh)
-    start_kw, end_kw = _end_powers(power_kw, intervals.next_state, intervals.same_session, intervals.delta_kwh,
-                                   intervals.length_s, params.gap_s)
+    start_kw, end_kw, start_from_prev = _end_powers(power_kw, intervals.next_state, intervals.same_session,
+                                                    intervals.delta_kwh, intervals.length_s, params.gap_s)
     usable = np.isfinite(start_kw) & np.isfinite(end_kw) & (start_kw + end_kw > 0)
     from_energy_alone = intervals.same_session & usable & ~(np.isfinite(power_kw)
                                                             & np.isfinite(power_kw[intervals.next_state]))
     mode, tau, notch_s, notch_kw = _shapes(params.shape, t, intervals.length_s, intervals.delta_kwh, start_kw,
                                            end_kw, intervals.same_session & usable, from_energy_alone,
-                                           _window_seconds(windows, t0_ns) if len(code) else None)
+                                           _window_seconds(windows, t0_ns) if len(code) else None, start_from_prev)
     phases = _session_phases(observed)
     rec = Reconstruction(
         params=params, t0=pd.Timestamp(t0_ns, tz="UTC"), n_bins=n_bins, session_ids=observed.clean.session_ids,
@@ -355,11 +355,12 @@ def _with_virtual_starts(code: np.ndarray, ns: np.ndarray, kwh: np.ndarray, p_kw
     return code_v, ns_v, kwh_v, p_v, lead
 
 
-def _shapes(shape: str, t, T, dE, a, b, usable, derived, w) -> tuple[np.ndarray, ...]:
+def _shapes(shape: str, t, T, dE, a, b, usable, derived, w, a_from_prev=None) -> tuple[np.ndarray, ...]:
     """Per interval: mode, tau, notch length and level (a and b may be changed in place at window edges).
 
     `usable`: both end powers known and not both zero; `derived`: an end power comes from energy alone;
-    `w`: the activation windows (seconds since t0, sorted) or None.
+    `w`: the activation windows (seconds since t0, sorted) or None; `a_from_prev`: the start power is
+    the previous interval's mean (a kWh-only state).
     """
     n = len(t)
     mode = np.full(n, FLAT, np.int8)
@@ -374,15 +375,17 @@ def _shapes(shape: str, t, T, dE, a, b, usable, derived, w) -> tuple[np.ndarray,
         mode[stepping] = STEP
     notch_s, notch_kw = np.zeros(n), np.zeros(n)
     if w is not None and shape != "flat":
-        _window_edges(t, T, dE, a, b, derived, w, mode, tau)
-        _notches(t, T, dE, a, b, usable, w, mode, tau, notch_s, notch_kw)
+        _window_edges(t, T, dE, a, b, derived, w, mode, tau,
+                      np.zeros(n, bool) if a_from_prev is None else a_from_prev)
+        _notches(t, T, dE, a, b, usable, derived, w, mode, tau, notch_s, notch_kw)
     return mode, tau, notch_s, notch_kw
 
 
 def _end_powers(p_kw: np.ndarray, nxt: np.ndarray, same: np.ndarray, dE: np.ndarray, T: np.ndarray,
-                gap_s: float) -> tuple[np.ndarray, np.ndarray]:
+                gap_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Power at both ends of every interval: the states' measured currents, or for a kWh-only state the
-    mean power of the neighbouring interval on that side (shape from energy alone).
+    mean power of the neighbouring interval on that side (shape from energy alone), and where the start
+    power is the previous interval's mean.
 
     A cap, a clear or a taper inside an interval then becomes a step from the level before to the
     level after it, placed where the interval's energy says (the notch when a whole window lies inside).
@@ -390,7 +393,7 @@ def _end_powers(p_kw: np.ndarray, nxt: np.ndarray, same: np.ndarray, dE: np.ndar
     """
     n = len(p_kw)
     if not n:
-        return p_kw, p_kw
+        return p_kw, p_kw, np.zeros(0, bool)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(same & (T > 0), dE / T * 3600.0, np.nan)
     ok = same & (T <= gap_s) & np.isfinite(mean)
@@ -401,15 +404,17 @@ def _end_powers(p_kw: np.ndarray, nxt: np.ndarray, same: np.ndarray, dE: np.ndar
     after = np.where(next_ok, mean[nxt], mean)
     a = np.where(np.isfinite(p_kw), p_kw, before)
     b = np.where(np.isfinite(p_kw[nxt]), p_kw[nxt], after)
-    return a, b
+    return a, b, ~np.isfinite(p_kw) & prev_ok
 
 
-def _window_edges(t, T, dE, a, b, derived, w, mode, tau) -> None:
+def _window_edges(t, T, dE, a, b, derived, w, mode, tau, a_from_prev) -> None:
     """kWh-only intervals that hold a signal or a clear (not a whole window): a step at that edge (in place).
 
     Without currents the level inside the window is unknown; the neighbouring interval outside the
     window gives the free level, and the energy gives the level inside: power at the free level
-    before the signal (after the clear) and at the level that makes the energy exact inside.
+    before the signal (after the clear) and at the level that makes the energy exact inside. At the
+    clear, when the previous interval lies wholly inside the window (`a_from_prev`: its mean is the
+    start power), that capped level is kept up to the clear and the energy gives the level after.
     """
     if not derived.any():
         return
@@ -430,27 +435,61 @@ def _window_edges(t, T, dE, a, b, derived, w, mode, tau) -> None:
         if free_is_a:
             b[ok] = level[ok]
         else:
-            a[ok] = level[ok]
+            # At the clear, when the previous interval lies wholly inside the window its mean is the
+            # capped level, and the cap holds until the clear (a known instant): keep it inside and
+            # let the energy give the level after (the next interval's mean misses a taper or a
+            # catch-up right after the clear).
+            prev_start = np.r_[np.nan, t[:-1]]
+            capped = ok & a_from_prev & (prev_start >= other)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                after = np.maximum((dE * 3600.0 - a * (T - outside)) / outside, 0.0)
+            b[capped] = after[capped]
+            a[ok & ~capped] = level[ok & ~capped]
         mode[ok] = STEP
         tau[ok] = (at - t)[ok]
 
 
-def _notches(t, T, dE, a, b, usable, w, mode, tau, notch_s, notch_kw) -> None:
-    """Mark (in place) the intervals holding a whole window [w0, w1] whose energy the ends do not explain."""
-    # The first window starting after the interval's start; the interval holds it if it also ends inside.
-    j = np.searchsorted(w[:, 0], t, side="right")
-    ok = usable & (j < len(w))
-    jj = np.minimum(j, len(w) - 1)
+def _notches(t, T, dE, a, b, usable, derived, w, mode, tau, notch_s, notch_kw) -> None:
+    """Mark (in place) the intervals whose energy the end currents do not explain inside a window.
+
+    The notch is the part of the interval inside the window [w0, w1]: the whole window when it lies
+    inside the interval; with measured currents at both ends, also [t, w1] of an interval that starts
+    inside the window and ends after the clear, at a state that still shows the free level because
+    the cap was not yet in force at it (response latency), so that its end currents over-explain
+    the energy. Outside the window the power is the end currents'; inside, the level that makes the
+    energy exact.
+    """
+    # The last window starting before the interval's end; the interval overlaps it if it ends after t.
+    j = np.searchsorted(w[:, 0], t + T, side="left") - 1
+    ok = usable & (j >= 0) & (T > 0)
+    jj = np.maximum(j, 0)
     w0, w1 = w[jj, 0], w[jj, 1]
-    ok &= (w1 < t + T) & (w1 > w0)
-    before, inside, after = w0 - t, w1 - w0, t + T - w1
+    ok &= (w1 > t) & (w1 > w0)
+    whole = (w0 > t) & (w1 < t + T)
+    before, after = np.maximum(w0 - t, 0.0), np.maximum(t + T - w1, 0.0)
+    inside = T - before - after
+    # Started inside, ended after the clear, both currents measured (kWh-only edges: _window_edges).
+    # Not an interval ending inside the window: a state there that still shows the free level was
+    # before the cap took effect, so the interval holds no capped power to place.
+    started_inside = (j >= 0) & (T > 0) & (w0 <= t) & (t < w1) & (w1 < t + T) & ~derived
+    ok &= whole | started_inside
     with np.errstate(divide="ignore", invalid="ignore"):
         level = (dE * 3600.0 - a * before - b * after) / inside
-    ok &= np.isfinite(level) & (level < np.minimum(a, b))  # a shortfall: the end currents over-explain it
+    # a shortfall (beyond rounding): the end currents over-explain it
+    ok &= np.isfinite(level) & (level < np.minimum(a, b) * (1.0 - 1e-9))
     mode[ok] = NOTCH
     tau[ok] = before[ok]
     notch_s[ok] = inside[ok]
     notch_kw[ok] = np.maximum(level[ok], 0.0)  # below zero: stopped in the window, rest scaled down
+    # The same intervals when their first state already shows the cap (a below b): the cap holds
+    # until the clear, a known instant, so the step goes there and the level after it is what makes
+    # the energy exact (not the second state's, which a taper after the clear leaves lower).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level_after = (dE * 3600.0 - a * inside) / after
+    clear = usable & started_inside & ~ok & (a < b) & np.isfinite(level_after) & (after > 0)
+    b[clear] = np.maximum(level_after[clear], 0.0)
+    mode[clear] = STEP
+    tau[clear] = inside[clear]
 
 
 def _pieces(rec: Reconstruction) -> tuple[np.ndarray, ...]:

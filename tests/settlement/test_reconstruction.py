@@ -221,3 +221,65 @@ def test_kwh_only_step_placed_by_energy():
                       [None] * 4)
     rec = reconstruct(frame(rows))
     assert rec.power_kw().round(9).tolist()[5:10] == [11.04, 11.04, 5.52, 5.52, 5.52]
+
+
+def _window_kwh(rec, t0, t1) -> float:
+    e = rec.session_energy_at(np.array([0, 0]), rec.seconds([t0, t1]))
+    return float(e[1] - e[0])
+
+
+def test_notch_from_a_state_inside_the_window_before_the_cap_took_effect():
+    # 3 phases, 16 A = 11.04 kW; window 10:00:00-10:02:00, cap (8 A = 5.52 kW) in force from 10:00:20.
+    # The state at 10:00:10 still shows 16 A (latency), the next one (10:05:10) 16 A again. Interval
+    # 10:00:10-10:05:10 truly holds 10 s x 11.04 + 100 s x 5.52 + 190 s x 11.04 = 110.4 + 552 + 2097.6
+    # = 2760 kWs = 0.766667 kWh. Notch over [10:00:10, 10:02:00] (110 s): level = (2760 - 190 x 11.04) / 110
+    # = 662.4 / 110 = 6.021818 kW. Window energy = 10 s x 11.04 (previous interval) + 662.4 = 772.8 kWs,
+    # the truth (20 s x 11.04 + 100 s x 5.52). Without the notch: 0.766667 kWh spread evenly (9.2 kW)
+    # gives 110.4 + 110 x 9.2 = 1122.4 kWs.
+    rows = state_rows("s", "e", [at("09:55:10"), at("10:00:10"), at("10:05:10")], [0.0, 0.92, 0.92 + 2760 / 3600],
+                      [16, 16, 16])
+    wins = pd.DataFrame({"t_signal": [at("10:00:00")], "t_clear": [at("10:02:00")]})
+    rec = reconstruct(frame(rows), windows=wins)
+    assert rec.notch_s[1] == pytest.approx(110.0)
+    assert rec.notch_kw[1] * rec.delta_kwh[1] * 3600 / 2760 == pytest.approx(662.4 / 110)
+    assert _window_kwh(rec, at("10:00:00"), at("10:02:00")) == pytest.approx(772.8 / 3600, rel=1e-12)
+    assert _window_kwh(reconstruct(frame(rows)), at("10:00:00"), at("10:02:00")) == pytest.approx(1122.4 / 3600)
+    # An interval ENDING inside the window at a free state (10:00:05) holds no capped power: no notch
+    # there, even with a little less energy than 11.04 kW explains; nor when the energy is all explained.
+    late = state_rows("s", "e", [at("09:55:05"), at("10:00:05"), at("10:05:05")], [0.0, 0.91, 1.83], [16, 16, 16])
+    assert (reconstruct(frame(late), windows=wins).notch_s == 0).all()
+
+
+def test_cap_held_to_the_clear_when_the_state_inside_shows_it():
+    # Window 09:59:50-10:02:00. The state at 10:00:10 shows the cap (8 A = 5.52 kW), the one at 10:05:10
+    # 12 A = 8.28 kW (a taper after the clear). Truth of 10:00:10-10:05:10: 110 s x 5.52 = 607.2 kWs, then
+    # 190 s at 10 kW = 1900 kWs; 2507.2 kWs. The cap holds until the clear (10:02:00, tau = 110 s), the
+    # level after it is (2507.2 - 607.2) / 190 = 10 kW. (The step from 5.52 to 8.28 by energy alone
+    # would have no room: mean 8.357 > 8.28, tau = 0, the window read at 8.357 kW.)
+    first = (280 * 11.04 + 20 * 5.52) / 3600
+    rows = state_rows("s", "e", [at("09:55:10"), at("10:00:10"), at("10:05:10")], [0.0, first, first + 2507.2 / 3600],
+                      [16, 8, 12])
+    wins = pd.DataFrame({"t_signal": [at("09:59:50")], "t_clear": [at("10:02:00")]})
+    rec = reconstruct(frame(rows), windows=wins)
+    assert rec.tau_s[1] == pytest.approx(110.0)
+    assert rec.b_kw[1] == pytest.approx(10.0)
+    assert _window_kwh(rec, at("10:00:10"), at("10:02:00")) == pytest.approx(607.2 / 3600, rel=1e-12)
+    assert rec.power_kw().loc[at("10:03:00")] == pytest.approx(10.0)
+
+
+def test_kwh_only_cap_held_to_the_clear_after_an_interval_inside_the_window():
+    # kWh only, states every 5 min from 09:55; window 10:03-10:12; free 11.04 kW, capped 5.52 kW.
+    # 09:55-10:00: 0.92 kWh. 10:00-10:05: 3 min x 11.04 + 2 min x 5.52 = 2649.6 kWs = 0.736 kWh.
+    # 10:05-10:10 wholly inside: 0.46 kWh (5.52 kW). 10:10-10:15 holds the clear: 2 min x 5.52 + 3 min x
+    # 11.04 = 0.736 kWh. 10:15-10:20 tapers: 0.766667 kWh (9.2 kW mean).
+    # The clear interval keeps the capped 5.52 kW (the previous interval's mean) until 10:12 and the energy
+    # gives the level after: (2649.6 - 120 x 5.52) / 180 = 11.04 kW. (From the next interval's 9.2 kW
+    # it would read (2649.6 - 180 x 9.2) / 120 = 8.28 kW inside the window.)
+    kwh = np.cumsum([0.0, 0.92, 0.736, 0.46, 0.736, 2760 / 3600])
+    times = [at("09:55:00"), at("10:00:00"), at("10:05:00"), at("10:10:00"), at("10:15:00"), at("10:20:00")]
+    rows = state_rows("s", "e", times, list(kwh), [None] * 6)
+    wins = pd.DataFrame({"t_signal": [at("10:03:00")], "t_clear": [at("10:12:00")]})
+    rec = reconstruct(frame(rows), windows=wins)
+    power = rec.power_kw()
+    assert power.loc[at("10:00:00"):at("10:14:00")].round(9).tolist() == [11.04] * 3 + [5.52] * 9 + [11.04] * 3
+    assert _window_kwh(rec, at("10:03:00"), at("10:12:00")) == pytest.approx(9 * 60 * 5.52 / 3600, rel=1e-12)
