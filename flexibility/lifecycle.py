@@ -46,7 +46,7 @@ Curtailment (one session capped at 8 A in one activation)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from django.db import models, transaction
@@ -110,8 +110,12 @@ def _move_caps(rows: models.QuerySet, to: str, only_from: Sequence[str] | None =
     a send's claim and a restore touch overlapping caps at once, and an UPDATE locks rows in the
     order it happens to scan them, so two batches could each wait for the other (a deadlock)."""
     with transaction.atomic():
-        ids = list(rows.order_by("pk").select_for_update(of=("self",)).values_list("pk", flat=True))
-        return _move(Curtailment.objects.filter(pk__in=ids), to, only_from, **fields)
+        return _move(Curtailment.objects.filter(pk__in=_lock_caps(rows)), to, only_from, **fields)
+
+
+def _lock_caps(rows: models.QuerySet) -> list[int]:
+    """Lock these caps in id order (inside the caller's transaction); returns their ids."""
+    return list(rows.order_by("pk").select_for_update(of=("self",)).values_list("pk", flat=True))
 
 
 # --- signal ---------------------------------------------------------------------------------------
@@ -170,11 +174,19 @@ def move_caps(ids: Iterable[int], to: str, **fields) -> int:
     return _move_caps(Curtailment.objects.filter(pk__in=list(ids)), to, **fields)
 
 
-def cap_results(ids: Iterable[int], to: str) -> int:
-    """The CSMS's asynchronous results (in force or refused), while their activation is not
-    restored: after that they are too late to matter."""
-    rows = Curtailment.objects.filter(pk__in=list(ids)).exclude(activation__status=Act.RESTORED)
-    return _move_caps(rows, to)
+def cap_results(targets: Mapping[str, Iterable[int]]) -> int:
+    """A batch of the CSMS's asynchronous results ({in force or refused: cap ids}), while their
+    activation is not restored: after that they are too late to matter.
+
+    Every cap of the batch is locked first, in id order, then each target's move runs: moving
+    target after target, each locking in order, would still take the batch's locks out of order
+    (in force 7, then refused 3) and deadlock with a restore or a claim locking 3, then 7.
+    """
+    wanted = {to: set(ids) for to, ids in targets.items()}
+    with transaction.atomic():
+        rows = Curtailment.objects.filter(pk__in=set().union(*wanted.values()))
+        locked = set(_lock_caps(rows.exclude(activation__status=Act.RESTORED)))
+        return sum(_move(Curtailment.objects.filter(pk__in=ids & locked), to) for to, ids in wanted.items())
 
 
 def claim_caps(ids: Iterable[int], now: datetime, lease_until: datetime) -> list[int]:

@@ -251,10 +251,9 @@ def on_profile_results(sender, results: Sequence[ProfileResult], **kwargs) -> se
     """Async results for our PUTs: the CSMS put each cap in force, or refused it. Returns the call
     ids of results that came too late (their cap or its activation is restored: nothing changes).
 
-    `purpose_id` (ocpi's name) is the Curtailment's id. The moves come first, one conditional
-    UPDATE per target status for the whole batch, so the usual batch costs one statement per
-    status; the caps are read only when some result moved nothing, to tell stale from merely
-    repeated.
+    `purpose_id` (ocpi's name) is the Curtailment's id. The moves come first: one SELECT locking
+    the batch's caps in id order, then one conditional UPDATE per target status; the caps are read
+    only when some result moved nothing, to tell stale from merely repeated.
     """
     sets = [r for r in results if r.kind == ChargingProfileCall.Kind.SET and r.purpose_id is not None]
     targets: dict[str, set[int]] = defaultdict(set)
@@ -263,7 +262,7 @@ def on_profile_results(sender, results: Sequence[ProfileResult], **kwargs) -> se
             targets[S.IN_FORCE].add(r.purpose_id)
         elif r.result in ASYNC_REFUSALS:
             targets[S.REFUSED].add(r.purpose_id)
-    moved = sum(lifecycle.cap_results(ids, to) for to, ids in targets.items())
+    moved = lifecycle.cap_results(targets)  # the whole batch's caps locked at once, in id order
     if moved == len({r.purpose_id for r in sets}):
         return set()
     rows = Curtailment.objects.filter(pk__in={r.purpose_id for r in sets}).values_list(
