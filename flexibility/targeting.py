@@ -110,15 +110,18 @@ def judge_so_far(activation_id: int, now: datetime) -> tuple[float, float]:
         return 0.0, 0.0
     readings = load_readings({c[0] for c in caps}, min(c[3] for c in caps), now)
     base = responsiveness.rule()
-    so_far = []
+    so_far, decided = [], False
     for session_pk, status, expected_kw, starts_at, limit_a, before_a, session_start, phases, source in caps:
         verdict = delivery.judge(readings.get(session_pk, ()), cap_start=starts_at, cap_end=now,
                                  session_start=session_start, phases=responsiveness.plausible_phases(phases, source),
                                  rule=replace(base, limit_a=limit_a), before_a=before_a).delivery
         standing = status in STANDING and verdict != delivery.NOT_RESPONDED
         so_far.append(selection.CapSoFar(expected_kw, standing, verdict == delivery.RESPONDED))
+        decided = decided or verdict in (delivery.RESPONDED, delivery.NOT_RESPONDED)
     standing_kw, measured_kw = selection.standing_and_measured_kw(so_far)
-    Activation.objects.filter(pk=activation_id).update(measured_kw=measured_kw)
+    # No cap judged yet (no state since the caps began, e.g. 5-minute kWh states and a short window):
+    # the measured shed is unknown, not 0 kW.
+    Activation.objects.filter(pk=activation_id).update(measured_kw=measured_kw if decided else None)
     return standing_kw, measured_kw
 
 

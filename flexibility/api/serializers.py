@@ -46,7 +46,8 @@ ACTIVATION_SCHEMA = {
                 "shortfall_kw": {**_KW, "description": "target - expected when every eligible session fell "
                                                        "short, else 0"},
                 "measured_kw": {**_KW, "nullable": True,
-                                "description": "shed of the caps measured as responded so far: a lower bound"},
+                                "description": "shed of the caps measured as responded so far: a lower bound; "
+                                               "null while no cap could be judged (no state since it began)"},
             },
         },
     },

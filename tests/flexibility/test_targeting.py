@@ -171,6 +171,15 @@ def test_no_top_up_when_the_cap_is_measured_in_force(brp, five_drivers, clock):
     assert Activation.objects.get(pk=activation.pk).measured_kw == pytest.approx(SHED_16A_3PH_KW)
 
 
+def test_measured_shed_is_unknown_until_a_state_arrives(brp, five_drivers, clock):
+    activation = _activation(brp, 4.0)
+    activations.plan_activation(activation.pk)
+    Curtailment.objects.filter(activation=activation).update(status=Curtailment.Status.IN_FORCE, before_a=16.0)
+    clock.advance(200)  # past the grace, but no state since the cap began
+    tasks.sweep()
+    assert Activation.objects.get(pk=activation.pk).measured_kw is None
+
+
 def test_a_refused_cap_is_topped_up_at_once(brp, five_drivers):
     activation = _activation(brp, 4.0)
     activations.plan_activation(activation.pk)

@@ -60,5 +60,6 @@ def test_half_the_preview_is_met_by_true_shed_with_about_half_the_sessions(celer
         # "About half": the fair order starts with the longest plugged-in, often finishing their charge
         # just above 8 A; those within the delivery judge's tolerance of the cap (1.5 A, 0.5 kW) come
         # last, but the rest still shed less than the average, and the best estimate sometimes ran
-        # 2-8 % below the truth: half the kW took 56-62 % of the sessions (docs/driver_impact.md).
-        assert 0.3 <= touched / len(preview.caps) <= 0.65
+        # 2-8 % below the truth: half the kW took 56-66 % of the sessions (docs/driver_impact.md; 66 %
+        # with every session of unknown phases).
+        assert 0.3 <= touched / len(preview.caps) <= 0.70
