@@ -65,8 +65,9 @@ def forecast_rows(start_text: str | None, end_text: str | None, now: datetime | 
     # The history starts with the first state we hold: ISPs before it are unknown, not zero (on a
     # fresh database the forecast is null, not a confident 0 kW).
     start = planning.isp_start(now - HISTORY)
-    if not states.empty:
-        start = max(start, planning.isp_start(states["timestamp"].min().to_pydatetime()))
+    if not states.empty:  # a state at s describes the ISP boundary at or after s (`erasable_series`)
+        first = states["timestamp"].min().to_pydatetime()
+        start = max(start, first if first == planning.isp_start(first) else planning.isp_start(first) + planning.ISP)
     isp_index = pd.date_range(pd.Timestamp(start), planning.isp_start(now), freq="15min", inclusive="left")
     history = forecast.erasable_series(states, isp_index if not states.empty else isp_index[:0])
     table = forecast.predict(forecast.profile(history), isps, now, sheddable_now_kw(now))

@@ -236,6 +236,14 @@ def test_forecast_without_history_is_null_not_zero(brp):
     assert rows[0]["sheddable_now_kw"] == 0.0
 
 
+def test_forecast_from_states_of_the_current_isp_only_is_null(brp, five_drivers):
+    """States taken since the last boundary describe the ISP now, not a past one: still no history."""
+    for i, session in enumerate(five_drivers):
+        _state(session, T0 - timedelta(minutes=1 + i), 16.0)
+    rows = get_forecast(brp, **{"from": "2025-05-06T17:00:00Z", "to": "2025-05-06T17:30:00Z"}).json()
+    assert [(r["p10_kw"], r["p50_kw"], r["p90_kw"]) for r in rows] == [(None, None, None)] * 2
+
+
 def test_forecast_command_prints_the_window(brp, five_drivers):
     out = StringIO()
     call_command("flexibility_forecast", "--from", "2025-05-06T17:00Z", "--to", "2025-05-06T17:30Z", stdout=out)
