@@ -21,7 +21,13 @@ One rule, a pure function (no ORM), so the dispatcher and settlement judge alike
   per phase and a one-phase EV ignoring the cap at 12 A draw the same 2.8 kW before and during it):
   no data rather than `not_responded`, so it never counts against the EVSE; `responded` only when
   the draw fell to the cap's level, by more than the power tolerance (a draw that stayed where it
-  was proves obedience no more than defiance);
+  was proves obedience no more than defiance). Time tells the two apart: a draw below 6 A per phase
+  (the least a charger offers, IEC 61851-1) is an EV finishing its charge, whose current falls
+  steadily, while a one-phase EV at 12-16 A draws flat. So a draw that stayed FLAT (within
+  FLAT_SHARE) from the session's states before the cap through the capped window, over two segments
+  of FLAT_WINDOW at least FLAT_SPAN apart, rules out the counts on which it would be finishing; when
+  the counts left (weighed by the fleet prior) put it above the cap by DECISIVE, `not_responded`
+  stands;
 - `responded` when the median judged reading is at or below the cap plus a tolerance,
   `not_responded` when above, `no_data` when no reading qualifies;
 - after the restore (grace, then a window): `resumed` when the median reading is above the cap plus
@@ -39,7 +45,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from .planning import phase_weights
+from .planning import DEFAULT_MAX_CURRENT_A, MAX_CURRENT_TOLERANCE, MIN_CHARGING_A, PHASE_PRIOR, phase_weights
 
 VOLTS_PER_PHASE = 230.0
 
@@ -49,6 +55,13 @@ DECISIVE = 0.8  # share of the phase-count weight that must agree for a power re
 # The states before a cap its judges read (the dispatcher's sweep and settlement alike): the full draw
 # tells a session's phase count best, and the last of them the draw the cap could lower.
 PHASE_EVIDENCE = timedelta(minutes=15)
+# A draw is flat when its energy-conserving average over the first FLAT_WINDOW of the session's states
+# in the evidence (from PHASE_EVIDENCE before the cap) and over the last one before the cap ended differ
+# by at most FLAT_SHARE, the two at least FLAT_SPAN apart (midpoint to midpoint). An EV finishing its
+# charge falls faster: the tapering three-phase cars of the seed-1 realism run fell 2.3-4.6 % over 90-150 s.
+FLAT_SHARE = 0.01
+FLAT_WINDOW = timedelta(seconds=30)
+FLAT_SPAN = timedelta(seconds=45)
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,40 @@ def _before(ordered: Sequence[Reading], phases: Sequence[int], rule: Rule, cap_s
     return _Before(any(fits), all(fits), power_kw)
 
 
+def _average_kw(span: Sequence[Reading]) -> float | None:
+    hours = (span[-1].at - span[0].at).total_seconds() / 3600 if len(span) >= 2 else 0.0
+    return (span[-1].kwh - span[0].kwh) / hours if hours > 0 and span[-1].kwh >= span[0].kwh else None
+
+
+def _flat_kw(ordered: Sequence[Reading], since: datetime, until: datetime) -> float | None:
+    """The draw when it stayed flat over [since, until] (see FLAT_SHARE), else None."""
+    states = [r for r in ordered if since <= r.at <= until]
+    if len(states) < 4:
+        return None
+    first = next((i for i, r in enumerate(states) if r.at - states[0].at >= FLAT_WINDOW), None)
+    last = next((i for i in range(len(states) - 1, -1, -1) if states[-1].at - states[i].at >= FLAT_WINDOW), None)
+    if first is None or last is None or last < first:
+        return None
+    head, tail = states[:first + 1], states[last:]
+    apart = (tail[0].at + (tail[-1].at - tail[0].at) / 2) - (head[0].at + (head[-1].at - head[0].at) / 2)
+    a, b = _average_kw(head), _average_kw(tail)
+    if apart < FLAT_SPAN or a is None or b is None or a <= 0 or abs(b - a) > FLAT_SHARE * a:
+        return None
+    return (a + b) / 2
+
+
+def _above_when_flat(power_kw: float, counts: Sequence[int], rule: Rule, max_current_a: float | None) -> bool:
+    """A flat draw is not an EV finishing its charge: leave out the counts on which it is below 6 A per
+    phase (or above the connector's maximum); True when the rest put it above the cap by DECISIVE."""
+    most = (max_current_a or DEFAULT_MAX_CURRENT_A) * (1 + MAX_CURRENT_TOLERANCE)
+    kept = {k: PHASE_PRIOR.get(k, 0.0) or 1e-3 for k in counts
+            if MIN_CHARGING_A * (1 - MAX_CURRENT_TOLERANCE) <= power_kw * 1000 / (VOLTS_PER_PHASE * k) <= most}
+    if not kept:
+        return False
+    low = sum(w for k, w in kept.items() if power_kw <= _cap_kw(k, rule)) / sum(kept.values())
+    return low <= 1 - DECISIVE
+
+
 def _cap_kw(phases: int, rule: Rule) -> float:
     return rule.limit_a * VOLTS_PER_PHASE * phases / 1000 + rule.tolerance_kw
 
@@ -193,7 +240,10 @@ def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime
         powers = [lv.power_kw for lv in during if lv.power_kw is not None]
         fell = (delivery == RESPONDED and before.power_kw is not None and len(powers) == len(during)
                 and statistics.median(powers) <= before.power_kw - rule.tolerance_kw)
-        if not fell:
+        flat_kw = _flat_kw(ordered, max(session_start, cap_start - PHASE_EVIDENCE), until) \
+            if delivery == NOT_RESPONDED else None
+        ignored = flat_kw is not None and _above_when_flat(flat_kw, counts, rule, max_current_a)
+        if not (fell or ignored):
             delivery = NO_DATA
     if restored_at is None:
         return Verdict(delivery, "")

@@ -71,16 +71,64 @@ def test_a_draw_that_stayed_where_the_cap_may_not_bind_proves_no_obedience_eithe
     assert stayed.delivery == "no_data"
 
 
-def test_a_draw_the_cap_allows_on_some_phase_count_that_did_not_fall_is_undecidable():
-    """3.7 kW held from before the cap to during it: 16 A on one phase (ignoring the cap), or 5.4 A on
-    three (a tapering EV the cap does not bind: 3.7 <= 6.02 kW). From kWh alone the two read the
-    same, so it is no data, never `not_responded` (the seed-1 realism run judged four tapering
-    three-phase cars at 3.3-5 A per phase "did not respond" this way). Likewise 2.8 kW: 12.2 A on one
-    phase, 4.1 A on three. On a count that is firm, the same draw is decided."""
-    assert verdict(kwh_states(3.7), phases=(1, 2, 3)).delivery == "no_data"
-    assert verdict(kwh_states(2.8), phases=(1, 2, 3)).delivery == "no_data"
-    assert verdict(kwh_states(2.8), phases=(1, 3)).delivery == "no_data"
-    assert verdict(kwh_states(2.8), phases=1).delivery == "not_responded"  # 2.8 > 2.34 kW
+def kwh_profile(powers_kw, start_s: float = -120, step_s: float = 60, rule: Rule = RULE, **kwargs) -> str:
+    """The delivery verdict on kWh-only states every `step_s` from `start_s`, the i-th interval drawn
+    at powers_kw[i], phases (1, 2, 3) unless given."""
+    kwh, readings = 0.0, [Reading(at(start_s), 0.0)]
+    for i, p in enumerate(powers_kw):
+        kwh += p * step_s / 3600
+        readings.append(Reading(at(start_s + step_s * (i + 1)), kwh))
+    return judge(readings, cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
+                 phases=kwargs.pop("phases", (1, 2, 3)), rule=rule, **kwargs).delivery
+
+
+def test_a_draw_the_cap_allows_on_some_phase_count_that_fell_like_a_finishing_ev_is_undecidable():
+    """3.7 kW before the cap and falling through it: 16 A on one phase (ignoring the cap), or 5.4 A on
+    three, an EV finishing its charge that the cap does not bind (3.7 <= 6.02 kW). Falling 3 % a
+    minute (3.7, 3.59, 3.48 ... kW) it reads as the finishing EV: no data, never `not_responded` (the
+    seed-1 realism run judged four tapering three-phase cars at 3.3-5 A per phase "did not respond"
+    before this rule). On a count that is firm, the same draw is decided."""
+    falling = [3.7 * (1 - 0.03 * i) for i in range(7)]  # the first minute 3.7 kW, the last 3.034 kW: -18 %
+    assert kwh_profile(falling) == "no_data"
+    assert kwh_profile(falling, phases=(1, 3)) == "no_data"
+    assert kwh_profile(falling, phases=1) == "not_responded"  # 3.03-3.7 kW > 2.34 kW on one phase
+
+
+def test_a_flat_draw_the_cap_allows_only_on_a_finishing_count_did_not_respond():
+    """The same 3.7 kW held flat from 2 min before the cap to 5 min into it (first and last minute
+    both 3.7 kW, 6 min apart): on three phases it would be 5.36 A, below the 5.4 A (6 A less 10 %) no
+    EV draws unless finishing, and a finishing EV's draw falls. Left: one phase at 16.1 A (prior 0.35,
+    above 2.34 kW) and two at 8.04 A (prior 0.03, at the cap: 3.7 <= 4.18 kW): 0.03 / 0.38 = 0.08 of
+    the weight at the cap, under 1 - DECISIVE = 0.2: did not respond. 2.8 kW flat alike (12.2 A on
+    one phase, 6.1 A on two, 4.1 A on three)."""
+    assert kwh_profile([3.7] * 7) == "not_responded"
+    assert kwh_profile([2.8] * 7) == "not_responded"
+    assert kwh_profile([2.8] * 7, phases=(1, 3)) == "not_responded"
+    assert kwh_profile([3.7] * 7, max_current_a=16.0) == "not_responded"  # 16.1 A <= 16 A + 10 %
+
+
+def test_a_flat_draw_within_one_percent_but_not_beyond():
+    """First minute 3.7 kW, last minute 0.8 % lower (3.6704 kW): flat; 1.5 % lower (3.6445 kW): not."""
+    assert kwh_profile([3.7] * 4 + [3.7 * 0.992] * 3) == "not_responded"
+    assert kwh_profile([3.7] * 4 + [3.7 * 0.985] * 3) == "no_data"
+
+
+def test_a_flat_draw_needs_its_two_windows_45_s_apart():
+    """States every 5 s at 3.68 kW with an 8 s grace. From -10 s to 40 s: the first 30 s window
+    [-10, 20] s and the last [10, 40] s are 20 s apart (midpoints 5 s and 25 s): too short to tell a
+    flat draw from a finishing one, no data. From -40 s to 70 s: midpoints -25 s and 55 s, 80 s apart:
+    did not respond."""
+    short_grace = Rule(limit_a=8.0, tolerance_a=1.5, tolerance_kw=0.5, grace=timedelta(seconds=8),
+                       resume_window=timedelta(seconds=15))
+    assert kwh_profile([3.68] * 10, start_s=-10, step_s=5, rule=short_grace) == "no_data"
+    assert kwh_profile([3.68] * 22, start_s=-40, step_s=5, rule=short_grace) == "not_responded"
+
+
+def test_a_flat_draw_a_three_phase_ev_could_hold_proves_nothing():
+    """5.0 kW flat: 7.2 A on three phases is not a finishing EV (a charger balancing its load can hold
+    it there) and the cap at 8 A does not bind it (5.0 <= 6.02 kW): the three-phase count stays with
+    0.62 of the weight at the cap: no data."""
+    assert kwh_profile([5.0] * 7) == "no_data"
 
 
 def test_a_draw_that_fell_to_the_cap_from_one_it_allows_on_some_count_still_responded():

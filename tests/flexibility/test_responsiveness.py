@@ -142,9 +142,12 @@ def test_phase_counts_delivery_is_judged_on(phases, source, expected):
     assert responsiveness.plausible_phases(phases, source) == expected
 
 
-def _kwh_only_cap(brp, party, n: int, evse: str, power_kw: float, phases: int, source: str) -> Curtailment:
+def _kwh_only_cap(brp, party, n: int, evse: str, power_kw: float, phases: int, source: str,
+                  fall: float = 0.0) -> Curtailment:
     """A restored cap on a session that sends only kWh, drawing `power_kw` before, during and after the
-    cap (the cap did not lower it), states every 60 s from 5 min before the cap to 6 min after it."""
+    cap (the cap did not lower it), states every 60 s from 5 min before the cap to 6 min after it;
+    with `fall`, the draw falls by that share of `power_kw` every minute (an EV finishing its charge):
+    t minutes after the first state it draws power_kw * (1 - fall * t), kWh the integral of it."""
     signal = services.receive_signal(brp, f"sig-{n}", "reduce_consumption").signal
     Signal.objects.filter(pk=signal.pk).update(status=Signal.Status.RESTORED)
     activation = Activation.objects.create(signal=signal, relayed_at=T0, ends_at=END, status="restored",
@@ -155,26 +158,45 @@ def _kwh_only_cap(brp, party, n: int, evse: str, power_kw: float, phases: int, s
         last_updated=T0, phases=phases, phases_source=source)
     for minute in range(-5, 18):
         SessionState.objects.create(session=session, timestamp=T0 + timedelta(minutes=minute),
-                                    kwh=5 + power_kw * (minute + 5) / 60, status="ACTIVE", current_source="kwh")
+                                    kwh=5 + power_kw * ((minute + 5) - fall * (minute + 5) ** 2 / 2) / 60,
+                                    status="ACTIVE", current_source="kwh")
     return Curtailment.objects.create(activation=activation, session=session, starts_at=T0, ends_at=END,
                                       restored_at=END, limit_a=8, expected_kw=1.0, status=S.RESTORED,
                                       restored_from=S.IN_FORCE)
 
 
 def test_a_cap_that_could_not_lower_the_draw_never_counts_against_the_evse(brp, party, clock, settings):
-    """2.8 kW from kWh alone, before and during two caps. On a three-phase connector the EV may be on
-    three phases at 4.1 A (a tapering EV: 2.8 <= 6.02 kW, the cap does not bind) or on one at 12.2 A
-    ignoring it: undecidable, no data, and the EVSE is neither failed nor flagged. On a one-phase
-    connector 2.8 kW is 12.2 A (> 8 A + tolerance: 2.34 kW): did not respond, twice, flagged (2 of 3)."""
+    """2.8 kW from kWh alone 5 min before the cap, falling 1 % of it a minute (2.786 kW over the first
+    minute, 2.366 kW over the last before the restore: -15 %, still above 2.34 kW). On a three-phase
+    connector the EV may be on three phases at 4.1 A, finishing its charge (the cap does not bind:
+    2.8 <= 6.02 kW), or on one at 12.2 A ignoring it, and a falling draw is the finishing EV's:
+    undecidable, no data, and the EVSE is neither failed nor flagged. On a one-phase connector 2.8 kW
+    is 12.2 A (> 8 A + tolerance: 2.34 kW): did not respond, twice, flagged (2 of 3)."""
     settings.DELIVERY_GRACE_S, settings.DELIVERY_RESUME_WINDOW_S = 120, 300
     settings.RESPONSIVENESS_FAILURES_N, settings.RESPONSIVENESS_WINDOW_M = 2, 3
     for n in (1, 2):
-        _kwh_only_cap(brp, party, n, "E-3ph", 2.8, 3, "connector")
-        _kwh_only_cap(brp, party, 10 + n, "E-1ph", 2.8, 1, "connector")
+        _kwh_only_cap(brp, party, n, "E-3ph", 2.8, 3, "connector", fall=0.01)
+        _kwh_only_cap(brp, party, 10 + n, "E-1ph", 2.8, 1, "connector", fall=0.01)
     clock.advance(3600)
     assert responsiveness.assess_due() == 4
     verdicts = sorted(Curtailment.objects.values_list("session__evse_uid", "delivery"))
     assert verdicts == [("E-1ph", "not_responded")] * 2 + [("E-3ph", "no_data")] * 2
-    assert not EvseResponsiveness.objects.filter(evse_key="E-3PH").exists()
+    three = EvseResponsiveness.objects.filter(evse_key="E-3PH").first()  # kept only for its resumptions
+    assert three is None or (three.judged, three.failures, three.flagged) == (0, 0, False)
     record = EvseResponsiveness.objects.get(evse_key="E-1PH")
+    assert (record.recent, record.failures, record.flagged) == ([False, False], 2, True)
+
+
+def test_a_flat_draw_on_a_three_phase_connector_that_ignored_two_caps_is_flagged(brp, party, clock, settings):
+    """2.8 kW held flat from 5 min before each cap to its restore (16 min): on three phases 4.1 A, an
+    EV finishing its charge, whose draw would fall; flat, it is one phase at 12.2 A (or two at 6.1 A,
+    prior 0.03 against 0.35: 0.08 of the weight at the cap): did not respond, twice, flagged."""
+    settings.DELIVERY_GRACE_S, settings.DELIVERY_RESUME_WINDOW_S = 120, 300
+    settings.RESPONSIVENESS_FAILURES_N, settings.RESPONSIVENESS_WINDOW_M = 2, 3
+    for n in (1, 2):
+        _kwh_only_cap(brp, party, n, "E-3ph", 2.8, 3, "connector")
+    clock.advance(3600)
+    assert responsiveness.assess_due() == 2
+    assert set(Curtailment.objects.values_list("delivery", flat=True)) == {"not_responded"}
+    record = EvseResponsiveness.objects.get(evse_key="E-3PH")
     assert (record.recent, record.failures, record.flagged) == ([False, False], 2, True)

@@ -28,6 +28,10 @@ def late_obeys(t: pd.Timestamp) -> float:
     return 8.0 if at("23:07:30") <= t < CLEAR else 16.0
 
 
+def tapering(t: pd.Timestamp) -> float:
+    return 4.06 * (1 - 0.01 * (t - SIGNAL).total_seconds() / 60)
+
+
 def activations() -> pd.DataFrame:
     return pd.DataFrame({"activation_id": ["a1"], "t_signal": [SIGNAL], "t_clear": [CLEAR]})
 
@@ -47,10 +51,11 @@ def fleet() -> pd.DataFrame:
     # No currents at all (kWh only), drawing 11.04 kW throughout: the kWh average says it ignored the cap
     # whatever its phase count (above 8 A + 1.5 A on one, two or three phases). Truth: did not respond.
     rows += kwh_only(sampled_session("s-kwh", "KWH-ONLY", at("22:32:00"), at("23:50:00"), full))
-    # kWh only, 4.06 A on three phases throughout (2.8 kW: a tapering EV the cap at 8 A does not bind;
-    # as much as 12.2 A on one phase ignoring it). The states before the cap (22:58 and 23:03: 2.8 kW)
-    # show a draw the cap allows on two or three phases that did not fall: undecidable, not listed.
-    rows += kwh_only(sampled_session("s-taper", "TAPER", at("22:33:00"), at("23:50:00"), lambda _t: 4.06))
+    # kWh only, a three-phase EV finishing its charge: 4.06 A at the signal (2.8 kW: the cap at 8 A does
+    # not bind; as much as 12.2 A on one phase ignoring it), falling 1 % of that a minute (4.67 A at
+    # 22:49, 3.61 A at the clear). The draw before the cap is one the cap allows on two or three phases,
+    # it did not fall to the cap, and it fell like a finishing EV's, not flat: undecidable, not listed.
+    rows += kwh_only(sampled_session("s-taper", "TAPER", at("22:33:00"), at("23:50:00"), tapering))
     return frame(rows)
 
 
