@@ -7,6 +7,7 @@ releases it (admin) when a CPO legitimately moves to a new registration.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -39,8 +40,7 @@ def held_identities(party: OcpiParty) -> dict[tuple[str, str], tuple[str, str]]:
     entry = _held.get(party.pk)
     if entry is not None and entry[0] == party.updated_at:
         return entry[1]
-    rows = OcpiPartyRole.objects.filter(party=party, active=True).values_list("country_code", "ocpi_party_id")
-    identities = {identity_key(cc, pid): (cc, pid) for cc, pid in rows}
+    identities = _load_identities(party)
     _held[party.pk] = (party.updated_at, identities)
     return identities
 
@@ -53,12 +53,28 @@ def _changed(party: OcpiParty) -> None:
     _held.pop(party.pk, None)
 
 
+# A party we register with may push as soon as it has answered our credentials POST, before we have
+# stored the roles its answer carries: a request from a party holding no role yet waits this long.
+ROLES_SETTLE_S = 2.0
+
+
 def own_identity(party: OcpiParty, country_code: str, party_id: str) -> tuple[str, str]:
     """The party's own spelling of an identity it holds; UnknownObject (404) when it holds none such."""
-    held = held_identities(party).get(identity_key(country_code, party_id))
+    key = identity_key(country_code, party_id)
+    known = held_identities(party)
+    deadline = time.monotonic() + ROLES_SETTLE_S
+    while not known and time.monotonic() < deadline:
+        time.sleep(0.05)  # its registration is being completed by another thread: see ROLES_SETTLE_S
+        known = _load_identities(party)
+    held = known.get(key)
     if held is None:
         raise UnknownObject(f"{country_code}/{party_id} is not an identity of the party of this token")
     return held
+
+
+def _load_identities(party: OcpiParty) -> dict[tuple[str, str], tuple[str, str]]:
+    rows = OcpiPartyRole.objects.filter(party=party, active=True).values_list("country_code", "ocpi_party_id")
+    return {identity_key(cc, pid): (cc, pid) for cc, pid in rows}
 
 
 def claim_roles(party: OcpiParty, roles: list[dict]) -> None:

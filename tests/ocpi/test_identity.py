@@ -6,6 +6,9 @@ two CPO identities, NL*HBA and DE*HBB).
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from django.db import IntegrityError, transaction
 
@@ -113,3 +116,27 @@ def test_a_hub_pushes_for_each_cpo_it_holds(ocpi, hub):
                     token=HUB_TOKEN)
     assert (response.status_code, response.envelope["status_code"]) == (404, 2000)
     assert response["OCPI-to-party-id"] == "HBA" and Session.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_arriving_while_the_registration_stores_the_roles_waits_for_them():
+    """A CPO may push as soon as it answered our credentials POST; the roles of its answer are stored
+    a moment later by the registering thread: the push waits for them instead of a 404."""
+    fresh = OcpiParty.objects.create(name="Fresh", country_code="NL", party_id="FRS",
+                                     status=OcpiParty.Status.REGISTERED, token_ours_hash=hash_token("fresh-token"))
+
+    def registration_completes() -> None:
+        time.sleep(0.3)
+        holding(OcpiParty.objects.get(pk=fresh.pk), ("NL", "FRS"))
+
+    threading.Thread(target=registration_completes).start()
+    started = time.monotonic()
+    assert identity.own_identity(fresh, "nl", "frs") == ("NL", "FRS")
+    assert 0.25 <= time.monotonic() - started < identity.ROLES_SETTLE_S
+
+
+def test_a_party_holding_roles_is_refused_at_once_for_another_identity(db, party):
+    started = time.monotonic()
+    with pytest.raises(identity.UnknownObject):
+        identity.own_identity(party, "DE", "XYZ")
+    assert time.monotonic() - started < 0.2
