@@ -83,10 +83,8 @@ def _attach_simulator(host: str, port: int, points: int, speed: float, seed: int
 
     def register() -> None:  # the simulator calls our versions endpoint back, so the web server must be up
         if _wait_for_port(host, port):
-            party = ocpi.register_with(f"{server.simulator_url}/versions", simulator.token_a, name="CPO simulator")
-            # States are pushed every 5 simulated minutes: pull once so every ongoing session (and its
-            # current draw) is known at once, not one by one over the first five minutes.
-            ocpi.pull_sessions(party)
+            # Registration queues the first pull: every ongoing session is known at once.
+            ocpi.register_with(f"{server.simulator_url}/versions", simulator.token_a, name="CPO simulator")
 
     threading.Thread(target=register, name="simulator-registration", daemon=True).start()
     _brp, server.brp_token = create_brp(LOCAL_BRP, Brp.Policy.MANUAL)

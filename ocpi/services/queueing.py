@@ -50,3 +50,14 @@ def queue_pulls(module: Module, party_ids: Iterable[int]) -> list[int]:
     for pk in ids:
         enqueue_on_commit(PULL_FROM_PARTY, pk, module)
     return ids
+
+
+def queue_first_pulls(party: OcpiParty, countdown: float | None = None) -> list[Module]:
+    """A party just registered: pull its ongoing sessions and its Locations now, not at the beat's next
+    tick (up to OCPI_PULL_INTERVAL_S away). Pushes bring only new states, about every five minutes
+    per session, so until then the sessions charging at registration would be unknown and uncapped.
+    `countdown`: when the party registered with us, its API learns token C from our answer first."""
+    modules: list[Module] = [m for m in (SESSIONS, LOCATIONS) if party.endpoint_url(m, "SENDER")]
+    for module in modules:
+        enqueue_on_commit(PULL_FROM_PARTY, party.pk, module, countdown=countdown)
+    return modules

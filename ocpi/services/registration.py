@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..models import OcpiParty, hash_token
 from ..schemas import cistring, url, validate_credentials
+from . import queueing
 from .identity import check_identities_free, claim_roles, retire_identities
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ def our_credentials(token: str) -> dict:
 # Versions we speak with: 2.2.1, else 2.2 (the same for credentials, sessions and chargingprofiles
 # where we use them).
 ACCEPTED_VERSIONS = ("2.2.1", "2.2")
+# A party that registers with us stores token C from our answer before it accepts calls with it.
+FIRST_PULL_AFTER_ANSWER_S = 5.0
 
 
 def _fetch_endpoints(versions_url: str, token: str, encoding: str = "base64") -> tuple[list[dict], str]:
@@ -193,6 +196,7 @@ def _exchange(party: OcpiParty, creds: dict) -> dict:
         party.country_code, party.party_id, party.role = role["country_code"], role["party_id"], role["role"]
         party.status, party.updated_at = OcpiParty.Status.REGISTERED, clock.now()
         party.save()
+        queueing.queue_first_pulls(party, countdown=FIRST_PULL_AFTER_ANSWER_S)
     cache.delete(_failures_key(party))
     return our_credentials(token_c)
 
@@ -271,6 +275,7 @@ def register_with(versions_url: str, token_a: str, name: str = "", party: OcpiPa
         with transaction.atomic():
             claim_roles(party, creds["roles"])
             _store_their_credentials(party, creds)
+            queueing.queue_first_pulls(party)
     except (OcpiClientError, OcpiError) as exc:
         OcpiParty.objects.filter(pk=party.pk).update(status=OcpiParty.Status.PENDING)
         raise OcpiClientError(f"registration failed: {exc}") from None
@@ -311,6 +316,7 @@ def update_credentials(party: OcpiParty) -> OcpiParty:
             party = OcpiParty.objects.select_for_update().get(pk=party.pk)
             claim_roles(party, creds["roles"])
             _store_their_credentials(party, creds)
+            queueing.queue_first_pulls(party)
     except (OcpiClientError, OcpiError) as exc:
         OcpiParty.objects.filter(pk=party.pk).update(token_ours_hash=old_hash)
         raise OcpiClientError(f"credentials update failed: {exc}") from None

@@ -9,11 +9,11 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from ocpi.models import OcpiParty, OcpiPartyRole, hash_token
+from ocpi.models import OcpiParty, OcpiPartyRole, Session, hash_token
 from ocpi.services import reissue_token
 
 from .conftest import TOKEN, b64, session_payload
-from .loopback import ok
+from .loopback import LoopbackServer, ok
 
 TOKEN_B = "cpo-token-b-for-calling-the-cpo"
 
@@ -266,3 +266,37 @@ def test_we_rotate_our_credentials_with_a_put(ours, cpo_server, party):
     assert seen[1] == 200
     put = next(c for c in cpo_server.calls if c.method == "PUT")
     assert put.headers["Authorization"] == f"Token {b64('scsp-token-for-cpo')}"  # the token we held until now
+
+
+def _serve_one_session(server, party_id: str) -> None:
+    page = [session_payload(party_id=party_id, id="ONGOING")]
+    server.route("GET", "/2.2.1/sessions", lambda c: ok(page, headers={"X-Total-Count": "1", "X-Limit": "50"}))
+
+
+def test_registering_with_a_cpo_pulls_its_ongoing_sessions_at_once(ours, cpo_server):
+    # Pushes bring only new states (about every 5 minutes a session): without this pull the sessions
+    # charging at registration stay unknown, and uncapped, until then.
+    token_a = "cpo-gave-us-token-a"
+    serve_versions(cpo_server, expected_token=token_a)
+    cpo_server.route("POST", "/2.2.1/credentials",
+                     lambda c: ok({"token": "c", "url": f"{cpo_server.url}/versions", "roles": cpo_roles("CPX")}))
+    _serve_one_session(cpo_server, "CPX")
+    call_command("ocpi_register", f"{cpo_server.url}/versions", token_a, stdout=io.StringIO())
+    assert Session.objects.filter(session_id="ONGOING", status="ACTIVE").exists()
+    assert [c.method for c in cpo_server.calls if c.path.startswith("/2.2.1/sessions")] == ["GET"]
+
+
+def test_a_cpo_registering_with_us_gets_its_sessions_pulled_unless_it_offers_none(ours, cpo_server):
+    serve_versions(cpo_server, expected_token=TOKEN_B)
+    _serve_one_session(cpo_server, "ACM")
+    creds = {"token": TOKEN_B, "url": f"{cpo_server.url}/versions", "roles": cpo_roles()}
+    assert call("POST", f"{ours}/2.2.1/credentials", issue(), creds).json()["status_code"] == 1000
+    assert Session.objects.filter(session_id="ONGOING").exists()
+
+    other = LoopbackServer()
+    with other:
+        serve_versions(other, expected_token=TOKEN_B, modules=[("credentials", "SENDER"),
+                                                               ("chargingprofiles", "RECEIVER")])
+        creds = {"token": TOKEN_B, "url": f"{other.url}/versions", "roles": cpo_roles("OTH")}
+        assert call("POST", f"{ours}/2.2.1/credentials", issue("Other"), creds).json()["status_code"] == 1000
+        assert [c.path for c in other.calls if c.method == "GET"] == ["/versions", "/2.2.1"]
