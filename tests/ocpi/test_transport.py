@@ -21,6 +21,7 @@ from ocpi.client import CallFailed, call_json, client_for
 from ocpi.models import ChargingProfileCall, OcpiParty, Session
 from smatch import outbound
 
+from ..raw_tcp import RawServer
 from .conftest import TOKEN, session_payload
 from .loopback import ok
 
@@ -132,42 +133,6 @@ def test_version_details_list_our_modules(ocpi, party):
 # --- the outbound policy ---------------------------------------------------------------------------
 
 
-class RawServer:
-    """A TCP server on loopback that counts connections and answers each with `serve(conn)`."""
-
-    def __init__(self, serve) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.accepted = 0
-        self.serve = serve
-        self.stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        try:
-            conn.recv(65536)
-            self.serve(conn, self.stop)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-
-
 @pytest.fixture
 def raw_server():
     servers = []
@@ -219,7 +184,7 @@ def test_a_drip_feeding_party_is_cut_at_the_total_deadline(settings, raw_server,
     server = raw_server(serve)
     started = time.monotonic()
     with pytest.raises(CallFailed) as caught:
-        call_json("GET", f"{server.url}/versions", "t", what="could not fetch your versions")
+        call_json("GET", f"{server.url()}/versions", "t", what="could not fetch your versions")
     elapsed = time.monotonic() - started
     assert str(caught.value) == "could not fetch your versions: timeout" and caught.value.transient
     assert 1.4 < elapsed < 2.5, elapsed
@@ -233,7 +198,7 @@ def test_an_oversized_reply_is_cut_without_filling_memory(settings, raw_server):
     started = time.monotonic()
     try:
         with pytest.raises(CallFailed) as caught:
-            call_json("GET", f"{server.url}/versions", "t", what="GET versions")
+            call_json("GET", f"{server.url()}/versions", "t", what="GET versions")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -253,7 +218,7 @@ def test_a_declared_oversized_reply_is_refused_before_reading(settings, raw_serv
     server = raw_server(declares_a_gigabyte)
     started = time.monotonic()
     with pytest.raises(CallFailed) as caught:
-        call_json("GET", f"{server.url}/v", "t", what="GET versions")
+        call_json("GET", f"{server.url()}/v", "t", what="GET versions")
     assert caught.value.reason == "reply larger than 1000 bytes"
     assert time.monotonic() - started < 2  # refused on the header, not after waiting for the body
 
@@ -261,7 +226,7 @@ def test_a_declared_oversized_reply_is_refused_before_reading(settings, raw_serv
 def test_errors_name_the_failure_not_the_targets_reply(raw_server):
     server = raw_server(answer("500 Internal Server Error", b"SECRET internal page: db password=hunter2"))
     with pytest.raises(CallFailed) as caught:
-        call_json("GET", f"{server.url}/versions", "t", what="could not fetch your versions")
+        call_json("GET", f"{server.url()}/versions", "t", what="could not fetch your versions")
     assert str(caught.value) == "could not fetch your versions: HTTP 500"
     assert (caught.value.http_status, caught.value.transient) == (500, True)
 
@@ -274,9 +239,9 @@ def test_a_closed_port_reads_like_any_connection_failure():
 
 def test_redirects_are_not_followed(raw_server):
     inside = raw_server(answer("200 OK", b'{"status_code": 1000, "data": []}'))
-    outside = raw_server(answer("307 Temporary Redirect", b"", f"Location: {inside.url}/internal\r\n"))
+    outside = raw_server(answer("307 Temporary Redirect", b"", f"Location: {inside.url()}/internal\r\n"))
     with pytest.raises(CallFailed) as caught:
-        call_json("GET", f"{outside.url}/versions", "t", what="GET versions")
+        call_json("GET", f"{outside.url()}/versions", "t", what="GET versions")
     assert caught.value.reason == "HTTP 307 (redirects are not followed)"
     time.sleep(0.1)
     assert inside.accepted == 0

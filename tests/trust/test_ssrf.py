@@ -27,52 +27,30 @@ from django.core.management import call_command
 from ocpi.models import OcpiParty, OcpiPartyRole, hash_token
 from smatch import outbound
 
+from ..raw_tcp import RawServer
+
 SECRET = b"INTERNAL-ONLY admin password=hunter2"
 TOKEN_C = "registered-party-token-c"
 
 
-class Listener:
-    """A TCP listener that counts accepted connections and answers each with `reply` (or a 200 + SECRET)."""
+class Listener(RawServer):
+    """Counts accepted connections and answers each with `reply` (or a 200 + SECRET); with `hold`,
+    only once it is set (a slow party)."""
 
     def __init__(self, host: str = "127.0.0.1", reply: bytes | None = None,
                  hold: threading.Event | None = None) -> None:
-        self.hold = hold  # set: answer only once it is set (a slow party)
-        body = SECRET
+        self.hold = hold
         self.reply = reply or (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                               + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-        self.sock = socket.create_server((host, 0))
-        self.host, self.port = host, self.sock.getsockname()[1]
-        self.accepted = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
+                               + str(len(SECRET)).encode() + b"\r\nConnection: close\r\n\r\n" + SECRET)
+        super().__init__(self._answer, host)
 
     def url(self, path: str = "/internal", host: str | None = None) -> str:
-        return f"http://{host or self.host}:{self.port}{path}"
+        return super().url(path, host)
 
-    def _run(self) -> None:
-        self.sock.settimeout(0.05)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        try:
-            conn.recv(65536)
-            if self.hold is not None:
-                self.hold.wait(10)
-            conn.sendall(self.reply)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
+    def _answer(self, conn: socket.socket, stop: threading.Event) -> None:
+        if self.hold is not None:
+            self.hold.wait(10)
+        conn.sendall(self.reply)
 
 
 @pytest.fixture
