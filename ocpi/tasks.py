@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 PULLS: dict[str, tuple[Callable[[OcpiParty], object], int, int]] = {
     queueing.SESSIONS: (services.pull_sessions, 30, 600),
     queueing.LOCATIONS: (locations.pull_locations, 60, 1800),
+    queueing.FIRST: (locations.pull_first, 30, 600),
 }
 
 

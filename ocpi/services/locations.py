@@ -25,7 +25,7 @@ from ..models import PHASES_POWER, Connector, OcpiParty, Session
 from ..schemas import cistring, number, obj, ocpi_datetime
 from . import clocks
 from .identity import own_identity
-from .sessions import bounds_of
+from .sessions import PullReport, bounds_of, pull_sessions
 
 log = logging.getLogger(__name__)
 KNOWN_POWER_TYPES = frozenset(Connector.PowerType.values) - {""}
@@ -165,3 +165,14 @@ def locations_due(now: datetime | None = None) -> list[int]:
     parties = OcpiParty.objects.filter(status=OcpiParty.Status.REGISTERED).filter(
         Q(locations_pulled_at__isnull=True) | Q(locations_pulled_at__lte=stale))
     return [p.pk for p in parties if p.endpoint_url("locations", "SENDER")]
+
+
+def pull_first(party: OcpiParty) -> tuple[LocationsReport, PullReport | None]:
+    """A party just registered: its Locations, then its sessions, one after the other. A session
+    takes its connector's bounds when created; pulled beside the Locations, it could be created
+    before its connector is stored and after the Locations pull bounded the sessions it saw,
+    and stay without them until the next daily refresh."""
+    places = pull_locations(party)
+    sessions = pull_sessions(party) if party.endpoint_url("sessions", "SENDER") else None
+    return places, sessions
+

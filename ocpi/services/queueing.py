@@ -18,9 +18,10 @@ REGISTER_PARTY = "ocpi_client.register_party"
 UPDATE_PARTY_CREDENTIALS = "ocpi_client.update_party_credentials"
 PULL_FROM_PARTY = "ocpi_client.pull_from_party"
 
-Module = Literal["sessions", "locations"]
+Module = Literal["sessions", "locations", "first"]
 SESSIONS: Module = "sessions"
 LOCATIONS: Module = "locations"
+FIRST: Module = "first"  # Locations, then sessions: a party's first pull (`locations.pull_first`)
 
 
 def _registered(party_ids: Iterable[int]) -> list[int]:
@@ -52,12 +53,13 @@ def queue_pulls(module: Module, party_ids: Iterable[int]) -> list[int]:
     return ids
 
 
-def queue_first_pulls(party: OcpiParty, countdown: float | None = None) -> list[Module]:
-    """A party just registered: pull its ongoing sessions and its Locations now, not at the beat's next
-    tick (up to OCPI_PULL_INTERVAL_S away). Pushes bring only new states, about every five minutes
-    per session, so until then the sessions charging at registration would be unknown and uncapped.
-    `countdown`: when the party registered with us, its API learns token C from our answer first."""
-    modules: list[Module] = [m for m in (SESSIONS, LOCATIONS) if party.endpoint_url(m, "SENDER")]
-    for module in modules:
-        enqueue_on_commit(PULL_FROM_PARTY, party.pk, module, countdown=countdown)
-    return modules
+def queue_first_pulls(party: OcpiParty, countdown: float | None = None) -> bool:
+    """A party just registered: pull its Locations and its ongoing sessions now, not at the beat's
+    next tick (up to OCPI_PULL_INTERVAL_S away). Pushes bring only new states, about every five
+    minutes per session, so until then the sessions charging at registration would be unknown and
+    uncapped. `countdown`: when the party registered with us, its API learns token C from our answer
+    first. False when it offers neither module as Sender."""
+    if not any(party.endpoint_url(m, "SENDER") for m in (SESSIONS, LOCATIONS)):
+        return False
+    enqueue_on_commit(PULL_FROM_PARTY, party.pk, FIRST, countdown=countdown)
+    return True

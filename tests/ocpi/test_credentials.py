@@ -269,21 +269,37 @@ def test_we_rotate_our_credentials_with_a_put(ours, cpo_server, party):
 
 
 def _serve_one_session(server, party_id: str) -> None:
-    page = [session_payload(party_id=party_id, id="ONGOING")]
+    page = [session_payload(party_id=party_id, id="ONGOING", x_phase_currents_a=...)]  # standard data
     server.route("GET", "/2.2.1/sessions", lambda c: ok(page, headers={"X-Total-Count": "1", "X-Limit": "50"}))
 
 
-def test_registering_with_a_cpo_pulls_its_ongoing_sessions_at_once(ours, cpo_server):
+def _serve_one_location(server, party_id: str) -> None:
+    connector = {"id": "1", "standard": "IEC_62196_T2", "format": "SOCKET", "power_type": "AC_1_PHASE",
+                 "max_voltage": 230, "max_amperage": 32, "last_updated": "2025-05-06T12:00:00Z"}
+    page = [{"country_code": "NL", "party_id": party_id, "id": "L1", "publish": True, "address": "Dam 1",
+             "city": "Amsterdam", "country": "NLD", "time_zone": "Europe/Amsterdam",
+             "coordinates": {"latitude": "52.37", "longitude": "4.89"}, "last_updated": "2025-05-06T12:00:00Z",
+             "evses": [{"uid": "E1", "status": "CHARGING", "connectors": [connector],
+                        "last_updated": "2025-05-06T12:00:00Z"}]}]
+    server.route("GET", "/2.2.1/locations", lambda c: ok(page, headers={"X-Total-Count": "1", "X-Limit": "50"}))
+
+
+def test_registering_with_a_cpo_pulls_its_locations_then_its_ongoing_sessions_at_once(ours, cpo_server):
     # Pushes bring only new states (about every 5 minutes a session): without this pull the sessions
-    # charging at registration stay unknown, and uncapped, until then.
+    # charging at registration stay unknown, and uncapped, until then. Locations first, so that a
+    # session is created with its connector's phases.
     token_a = "cpo-gave-us-token-a"
-    serve_versions(cpo_server, expected_token=token_a)
+    serve_versions(cpo_server, expected_token=token_a, modules=[
+        ("credentials", "SENDER"), ("sessions", "SENDER"), ("locations", "SENDER"), ("chargingprofiles", "RECEIVER")])
     cpo_server.route("POST", "/2.2.1/credentials",
                      lambda c: ok({"token": "c", "url": f"{cpo_server.url}/versions", "roles": cpo_roles("CPX")}))
     _serve_one_session(cpo_server, "CPX")
+    _serve_one_location(cpo_server, "CPX")
     call_command("ocpi_register", f"{cpo_server.url}/versions", token_a, stdout=io.StringIO())
-    assert Session.objects.filter(session_id="ONGOING", status="ACTIVE").exists()
-    assert [c.method for c in cpo_server.calls if c.path.startswith("/2.2.1/sessions")] == ["GET"]
+    session = Session.objects.get(session_id="ONGOING", status="ACTIVE")
+    assert (session.phases, session.phases_source) == (1, "connector")
+    pulls = [c.path for c in cpo_server.calls if c.path.startswith(("/2.2.1/sessions", "/2.2.1/locations"))]
+    assert pulls == ["/2.2.1/locations", "/2.2.1/sessions"]
 
 
 def test_a_cpo_registering_with_us_gets_its_sessions_pulled_unless_it_offers_none(ours, cpo_server):
