@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -88,6 +88,9 @@ class Rule:
 class Verdict:
     delivery: str  # responded / not_responded / no_data
     resumption: str  # resumed / not_resumed / no_data; "" when not restored yet
+    # Responded: the draw just before the cap minus the median draw under it, when powers (POWER or
+    # kWh averages) tell both; None otherwise. A measurement, not part of the verdict.
+    shed_kw: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -245,13 +248,21 @@ def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime
         ignored = flat_kw is not None and _above_when_flat(flat_kw, counts, rule, max_current_a)
         if not (fell or ignored):
             delivery = NO_DATA
+    shed_kw = _measured_shed_kw(before, during) if delivery == RESPONDED else None
     if restored_at is None:
-        return Verdict(delivery, "")
+        return Verdict(delivery, "", shed_kw)
     after_from = restored_at + rule.grace
     after = [lv for lv in levels if lv.start >= after_from and lv.end <= after_from + rule.resume_window]
     still_low = _majority_low(after)
     resumption = NO_DATA if still_low is None else (NOT_RESUMED if still_low else RESUMED)
-    return Verdict(delivery, resumption)
+    return Verdict(delivery, resumption, shed_kw)
+
+
+def _measured_shed_kw(before: _Before | None, during: Sequence[_Level]) -> float | None:
+    powers = [lv.power_kw for lv in during if lv.power_kw is not None]
+    if before is None or before.power_kw is None or not powers or len(powers) < len(during):
+        return None
+    return max(0.0, before.power_kw - statistics.median(powers))
 
 
 def judge_frame(states: pd.DataFrame, **kwargs) -> Verdict:

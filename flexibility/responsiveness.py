@@ -37,9 +37,12 @@ def reading(timestamp, kwh, l1, l2, l3, power_kw, source) -> delivery.Reading:
     currents = [c for c in (l1, l2, l3) if c is not None]
     if currents and source in ("measured", ""):
         return delivery.Reading(timestamp, kwh, current_a=max(currents))
-    if power_kw is not None and source in ("power", "assumed", ""):
+    if power_kw is not None and source in ("power", ""):
         return delivery.Reading(timestamp, kwh, power_kw=power_kw)
-    return delivery.Reading(timestamp, kwh)  # "kwh": the rule derives the average itself
+    # "kwh", and "assumed" (phases not known for sure: its power may be the kWh average since the
+    # state before, which read as an instant would put minutes of pre-cap draw after the cap's
+    # start): the rule derives the averages from the kWh itself.
+    return delivery.Reading(timestamp, kwh)
 
 
 def plausible_phases(phases: int | None, source: str) -> tuple[int, ...]:

@@ -114,10 +114,11 @@ def judge_so_far(activation_id: int, now: datetime) -> tuple[float, float]:
     for session_pk, status, expected_kw, starts_at, limit_a, before_a, session_start, phases, source in caps:
         verdict = delivery.judge(readings.get(session_pk, ()), cap_start=starts_at, cap_end=now,
                                  session_start=session_start, phases=responsiveness.plausible_phases(phases, source),
-                                 rule=replace(base, limit_a=limit_a), before_a=before_a).delivery
-        standing = status in STANDING and verdict != delivery.NOT_RESPONDED
-        so_far.append(selection.CapSoFar(expected_kw, standing, verdict == delivery.RESPONDED))
-        decided = decided or verdict in (delivery.RESPONDED, delivery.NOT_RESPONDED)
+                                 rule=replace(base, limit_a=limit_a), before_a=before_a)
+        standing = status in STANDING and verdict.delivery != delivery.NOT_RESPONDED
+        so_far.append(selection.CapSoFar(expected_kw, standing, verdict.delivery == delivery.RESPONDED,
+                                         verdict.shed_kw))
+        decided = decided or verdict.delivery in (delivery.RESPONDED, delivery.NOT_RESPONDED)
     standing_kw, measured_kw = selection.standing_and_measured_kw(so_far)
     # No cap judged yet (no state since the caps began, e.g. 5-minute kWh states and a short window):
     # the measured shed is unknown, not 0 kW.

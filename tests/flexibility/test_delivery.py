@@ -324,3 +324,19 @@ def test_an_uncertain_phase_count_gives_a_verdict_some_plausible_count_gives(pow
         assert uncertain in firm
     if len(firm) == 1:
         assert uncertain == firm.pop()
+
+
+def test_a_responded_cap_measures_its_shed_from_the_draws_before_and_under_it():
+    """kWh every 60 s: 11 kW up to the cap (three phases near 16 A), then 5.52 kW (8 A on three
+    phases). Before: (kWh at 0 s - kWh at -120 s) / 2 min = 11 kW. Under the cap, from the grace
+    (120 s) on: 5.52 kW. Shed: 11 - 5.52 = 5.48 kW. Currents alone measure no shed (None)."""
+    kwh, states = 0.0, []
+    for t in range(-300, 301, 60):
+        states.append(Reading(at(t), kwh))
+        kwh += (11.0 if t < 0 else 5.52) / 60
+    v = verdict(states, phases=(1, 2, 3))
+    assert v.delivery == "responded" and abs(v.shed_kw - 5.48) < 1e-9
+    currents = [Reading(at(-60), 0, current_a=16.0), Reading(at(180), 1, current_a=8.0)]
+    assert verdict(currents).delivery == "responded" and verdict(currents).shed_kw is None
+    ignored = verdict([Reading(at(t), 11.0 * (t + 300) / 3600) for t in range(-300, 301, 60)], phases=3)
+    assert ignored.delivery == "not_responded" and ignored.shed_kw is None

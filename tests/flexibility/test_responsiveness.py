@@ -200,3 +200,15 @@ def test_a_flat_draw_on_a_three_phase_connector_that_ignored_two_caps_is_flagged
     assert set(Curtailment.objects.values_list("delivery", flat=True)) == {"not_responded"}
     record = EvseResponsiveness.objects.get(evse_key="E-3PH")
     assert (record.recent, record.failures, record.flagged) == ([False, False], 2, True)
+
+
+def test_a_states_power_is_an_instant_only_when_a_power_or_current_was_reported():
+    """A kWh average with phases not known for sure ("assumed") is read from the kWh, as "kwh" is:
+    taken as an instant at its timestamp, a 5-minute average ending 10 s after a cap started would
+    read as the draw under the cap."""
+    at = T0 + timedelta(minutes=5)
+    assert responsiveness.reading(at, 2.0, None, None, None, 11.0, "power").power_kw == 11.0
+    for source in ("kwh", "assumed"):
+        assert responsiveness.reading(at, 2.0, 15.9, None, None, 11.0, source) == \
+            responsiveness.delivery.Reading(at, 2.0)
+    assert responsiveness.reading(at, 2.0, 15.9, 16.0, None, 11.0, "measured").current_a == 16.0

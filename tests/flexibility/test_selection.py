@@ -57,6 +57,20 @@ def test_short_fleet_takes_every_usable_session_and_says_the_shortfall():
     assert not sel.covered
 
 
+def test_the_closing_session_may_give_way_to_a_later_one_that_fits_the_target():
+    # needed = 10 kW, FIT_SHARE 10 %: up to 11 kW. FIONA 6 -> GUUS would make 11.5: HANNA (4.5, later
+    # in the order) closes the gap within it, 10.5 kW; GUUS is spared. Two sessions either way.
+    fiona = Candidate(11, 6.0, 1800, False, t(6, 0))
+    guus = Candidate(12, 5.5, 1800, False, t(7, 0))
+    hanna = Candidate(13, 4.5, 1800, False, t(8, 0))
+    sel = select([fiona, guus, hanna], target_kw=10.0, margin=0.0)
+    assert sel.chosen == (11, 13) and sel.counted_kw == pytest.approx(10.5)
+    # Without a later one that fits, the order holds: FIONA and GUUS, 11.5 kW.
+    assert select([fiona, guus], target_kw=10.0, margin=0.0).chosen == (11, 12)
+    # HANNA at 3.5 kW would not close the gap (4 kW): GUUS.
+    assert select([fiona, guus, hanna._replace(expected_kw=3.5)], 10.0, 0.0).chosen == (11, 12)
+
+
 def test_ties_broken_by_session_id():
     twins = [Candidate(pk, 3.0, 1800, False, t(8, 0)) for pk in (9, 7, 8)]
     assert select(twins, target_kw=5.0, margin=0.0).chosen == (7, 8)
@@ -166,6 +180,12 @@ def test_standing_and_measured_shed_of_the_caps_so_far():
             CapSoFar(3.0, standing=False, responded=False),  # refused, or measured above the cap
             ]
     assert standing_and_measured_kw(caps) == (9.0, 5.0)
+    # The first cap measured at 2.5 kW freed (expected 5): 2.5 + 4 stand, 2.5 measured.
+    caps[0] = CapSoFar(5.0, standing=True, responded=True, shed_kw=2.5)
+    assert standing_and_measured_kw(caps) == (6.5, 2.5)
+    # A shed measured on a cap without the verdict "responded" is not counted as one.
+    caps[1] = CapSoFar(4.0, standing=True, responded=False, shed_kw=0.0)
+    assert standing_and_measured_kw(caps) == (6.5, 2.5)
 
 
 def test_responsiveness_weight_is_the_share_of_recent_caps_responded_to():

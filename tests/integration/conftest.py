@@ -239,11 +239,11 @@ def sim_knobs() -> str:
 
 @contextmanager
 def registered_simulator(live_server_url: str, settings, points: int = 80, profile: str | None = None,
-                         knobs: str | None = None):
+                         knobs: str | None = None, state_interval_s: int = 300):
     """The CPO simulator on loopback, registered with the product over OCPI credentials, with at
     least three sessions that truly draw above 8 A (the simulator's ground truth) stored by the
     product: what a steering test starts from. Profile and knobs: arguments, else SIM_PROFILE /
-    SIM_KNOBS."""
+    SIM_KNOBS; `state_interval_s`: how often each session's state is pushed (real CSMSs: about 5 min)."""
     from datetime import timedelta
 
     from ocpi import services as ocpi
@@ -255,7 +255,8 @@ def registered_simulator(live_server_url: str, settings, points: int = 80, profi
 
     settings.OCPI_BASE_URL = f"{live_server_url}/ocpi"
     now = clock.now().replace(microsecond=0)
-    config = with_knobs(SimConfig(points=points, seed=3, start=now - timedelta(hours=2), duration_s=4 * 3600),
+    config = with_knobs(SimConfig(points=points, seed=3, start=now - timedelta(hours=2), duration_s=4 * 3600,
+                                  state_interval_s=state_interval_s),
                         profile or sim_profile(), sim_knobs() if knobs is None else knobs)
     sim = SimulatorServer(config, SystemClock())
     url = sim.start_in_thread()
