@@ -46,8 +46,10 @@ ACTIVATION_SCHEMA = {
                 "shortfall_kw": {**_KW, "description": "target - expected when every eligible session fell "
                                                        "short, else 0"},
                 "measured_kw": {**_KW, "nullable": True,
-                                "description": "shed of the caps measured as responded so far: a lower bound; "
-                                               "null while no cap could be judged (no state since it began)"},
+                                "description": "what the caps judged as responded so far freed (draw before "
+                                               "minus draw under the cap; their estimate where the states "
+                                               "do not tell): caps not judged yet are not in it; null "
+                                               "while no cap could be judged (no state since it began)"},
             },
         },
     },

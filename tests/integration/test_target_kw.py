@@ -11,10 +11,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db.models import Count
 
 from flexibility import services
 from flexibility.models import Activation, Brp, Curtailment
 from flexibility.services import activations
+from ocpi.models import Session
 from smatch import clock
 
 from .conftest import registered_simulator, wait_for
@@ -36,8 +38,12 @@ SETTLED_S = 70  # caps judged (grace + a full kWh interval under the cap) and th
 def test_half_the_preview_is_met_by_true_shed_with_about_half_the_sessions(celery_worker_process, live_server,
                                                                            settings):
     with registered_simulator(live_server.url, settings, points=400, state_interval_s=STATE_INTERVAL_S) as sim:
-        # Enough sessions that one car's shed (up to 5.5 kW) is small against half their total.
-        wait_for(lambda: len(activations.preview().caps) >= 20, 90,
+        # A session's draw is known from its second state on (kWh only): wait until (nearly) every one
+        # has two, so the preview holds the whole fleet and one car's shed (up to 5.5 kW) is small
+        # against half of it.
+        wait_for(lambda: Session.objects.filter(status="ACTIVE").annotate(n=Count("states"))
+                 .filter(n__lt=2).count() <= 2, 90, "two states of every active session")
+        wait_for(lambda: len(activations.preview().caps) >= 20, 60,
                  f"at least 20 eligible sessions (now: {activations.preview().skipped})")
         preview = activations.preview()
         target_kw = round(preview.expected_kw / 2, 1)
