@@ -14,7 +14,8 @@ judged by the simulator's truth, to a JSON file; `figures` (pure) turns it into:
   minus the actual fleet power over the window, summed over the activations (<= 15 %), with the
   signed range per activation;
 - verdicts right: caps judged responded / did not respond as the truth says (>= 95 %);
-- flag precision and recall over the EVSEs that truly ignored a limit at least N times (0.95 / 0.9).
+- flag precision and recall over the EVSEs that truly ignored a limit that bound (their EV drew above
+  what the cap allows) at least N times (0.95 / 0.9); recall over every ignoring EVSE beside it.
 
 The targets are judged here; tests/integration/test_realism_figures.py checks `figures` on a
 hand-computed case and holds one seed to the targets met here (the missed one is an xfail).
@@ -76,6 +77,7 @@ class CapSeen:
     delivery: str  # responded / not_responded / no_data
     ignored: bool  # truth: the EVSE ignored the limit
     phases: int  # truth: the EV's phases
+    bound: bool = True  # truth: the EV drew above what the cap allows (8 A + 0.5 kW) while it held
 
 
 @dataclass
@@ -98,12 +100,18 @@ def figures(run: RunSeen, failures_n: int = FAILURES_N) -> dict:
     judged = [c for c in run.caps if c.delivery != "no_data"]
     right = [c for c in judged if (c.delivery == "responded") == (not c.ignored)]
     # EVSEs that truly ignored a limit in at least N of their judged caps (a no-data verdict included:
-    # the product not seeing it does not make the EVSE obey) are the ones the rule should flag.
+    # the product not seeing it does not make the EVSE obey) while their EV drew above what the cap
+    # allows are the ones the rule should flag. An EV already under the cap's level (one finishing its
+    # charge) loses nothing when its EVSE ignores the cap, and no meter can tell: recall_any counts
+    # those too.
     ignored: dict[str, int] = {}
+    binding: dict[str, int] = {}
     for c in run.caps:
         if c.ignored:
             ignored[c.evse] = ignored.get(c.evse, 0) + 1
-    flaggable = {e for e, n in ignored.items() if n >= failures_n}
+            binding[c.evse] = binding.get(c.evse, 0) + int(c.bound)
+    flaggable = {e for e, n in binding.items() if n >= failures_n}
+    flaggable_any = {e for e, n in ignored.items() if n >= failures_n}
     flagged = set(run.flagged)
     wrong_by_truth: dict[str, int] = {}
     no_data_by_truth: dict[str, int] = {}
@@ -130,6 +138,8 @@ def figures(run: RunSeen, failures_n: int = FAILURES_N) -> dict:
         "evses_ignoring": len(ignored), "evses_flaggable": len(flaggable), "flagged": len(flagged),
         "precision": len(flagged & set(ignored)) / len(flagged) if flagged else 1.0,
         "recall": len(flagged & flaggable) / len(flaggable) if flaggable else 1.0,
+        "recall_any": len(flagged & flaggable_any) / len(flaggable_any) if flaggable_any else 1.0,
+        "evses_flaggable_any": len(flaggable_any),
         "skipped": run.skipped,
     }
 
@@ -165,10 +175,13 @@ def bench_standard_figures(celery_worker_process, live_server, settings):
                                        o.preview_kw))
             skipped.append(o.skipped)
         caps = []
-        for sid, delivery in Curtailment.objects.exclude(delivery="").values_list("session__session_id", "delivery"):
+        for sid, delivery, starts_at, restored_at in Curtailment.objects.exclude(delivery="").values_list(
+                "session__session_id", "delivery", "starts_at", "restored_at"):
             st = sim.session_truth(sid)  # the simulator reads ids without case
+            drew_kw = sim.session_power_kw(sid, starts_at + timedelta(seconds=10), restored_at).mean() \
+                if restored_at and restored_at > starts_at + timedelta(seconds=10) else float("inf")
             caps.append(CapSeen(sid, evse_uid(st.point).upper(), delivery, bool(st.evse_ignored_limit),
-                                int(st.phases)))
+                                int(st.phases), bool(drew_kw > 8.0 * 0.23 * int(st.phases) + 0.5)))
         flagged = sorted(e.upper() for e in EvseResponsiveness.objects.filter(flagged=True)
                          .values_list("evse_uid", flat=True))
         if dump := os.environ.get("REALISM_DUMP"):  # what the judge saw of each cap, to study wrong verdicts
@@ -248,8 +261,9 @@ registered a while ago). Everything is judged by the simulator's truth:
   (summed), and in how many activations the truth fell inside it;
 - verdicts: caps judged responded / did not respond as the truth says (target >= 95 %), no-data
   verdicts apart;
-- flags: precision over the flagged EVSEs, recall over the EVSEs that truly ignored a limit in at
-  least N (= 2) judged caps (targets 0.95 and 0.9).
+- flags: precision over the flagged EVSEs, recall over the EVSEs that truly ignored a limit that
+  bound (their EV drew more than 8 A per phase + 0.5 kW while the cap held) in at least N (= 2) caps
+  (targets 0.95 and 0.9); beside it, recall over every EVSE that ignored N limits, binding or not.
 
 """
 
@@ -258,8 +272,9 @@ def doc(found: list[dict], command: str) -> str:
     head = ("| seed | states every | caps / above 8 A | capped | expected kW | preview range kW (truth inside) "
             "| true kW | "
             "shed error (per activation) | "
-            "verdicts right (n; no data) | EVSEs ignoring / flaggable / flagged | precision | recall |")
-    lines = [INTRO, head, "|" + "---|" * 12]
+            "verdicts right (n; no data) | EVSEs ignoring / flaggable / flagged | precision | recall "
+            "| recall, any ignoring (flaggable) |")
+    lines = [INTRO, head, "|" + "---|" * 13]
     for f in found:
         low, high = (100 * e for e in f["shed_error_range"])
         lines.append(
@@ -270,7 +285,7 @@ def doc(found: list[dict], command: str) -> str:
             f"{100 * f['shed_error']:.1f} % "
             f"({low:+.0f} % to {high:+.0f} %) | {100 * f['verdicts_right']:.1f} % ({f['verdicts']}; {f['no_data']}) | "
             f"{f['evses_ignoring']} / {f['evses_flaggable']} / {f['flagged']} | {f['precision']:.2f} | "
-            f"{f['recall']:.2f} |")
+            f"{f['recall']:.2f} | {f.get('recall_any', f['recall']):.2f} ({f.get('evses_flaggable_any', '')}) |")
     return "\n".join(lines) + f"\n\nCommand: `{command}`\n"
 
 

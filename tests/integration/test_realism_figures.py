@@ -40,6 +40,13 @@ def test_figures_of_a_small_run_are_the_hand_computed_ones():
     assert (found["evses_ignoring"], found["evses_flaggable"], found["flagged"]) == (2, 1, 2)
     assert (found["precision"], found["recall"]) == (0.5, 1.0)
     assert found["not_flagged"] == []
+    # E5 ignored two caps, but its EV drew under the cap's level in one: not flaggable (one binding
+    # ignore), yet counted in recall_any, where it is missed.
+    run.caps += [CapSeen("S7", "E5", "no_data", ignored=True, phases=3, bound=False),
+                 CapSeen("S8", "E5", "not_responded", ignored=True, phases=3)]
+    found = figures(run, failures_n=2)
+    assert (found["evses_flaggable"], found["evses_flaggable_any"]) == (1, 2)
+    assert (found["recall"], found["recall_any"]) == (1.0, 0.5)
 
 
 # --- the figures themselves, end to end --------------------------------------------------------------
