@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,8 @@ from smatch import clock, outbound
 
 from .errors import OcpiClientError, OcpiValidationError
 from .schemas import validate_profile_response
+
+log = logging.getLogger(__name__)
 
 MAX_PAGES = 100_000  # a CPO whose Link headers loop forever must not hang a worker
 
@@ -218,6 +221,33 @@ def _with_limit(url: str, limit: int) -> str:
     return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
 
 
+def _total_count(headers) -> int | None:
+    """X-Total-Count of a paginated reply (headers are case-insensitive), None when absent or not a count."""
+    for name, value in headers.items():
+        if name.lower() == "x-total-count":
+            return int(value) if str(value).strip().isdigit() else None
+    return None
+
+
+def _stepped_back(url: str, left: int, page_len: int) -> str | None:
+    """`url` asked again from `left` places earlier (at most half a page, so that paging goes on
+    even when many objects leave); None when the URL carries no offset to step back from."""
+    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    offset = dict(query).get("offset")
+    if offset is None or not offset.isdigit():
+        return None
+    earlier = max(0, int(offset) - min(left, max(1, page_len // 2)))
+    rest = [(k, v) for k, v in query if k != "offset"]
+    return urlunsplit(urlsplit(url)._replace(query=urlencode([*rest, ("offset", str(earlier))])))
+
+
+def _object_key(item: object) -> tuple | None:
+    """What makes an object of a list the same object: its ids and its last update."""
+    if not isinstance(item, dict):
+        return None
+    return tuple(str(item.get(k)) for k in ("country_code", "party_id", "id", "last_updated"))
+
+
 class OcpiClient:
     """Calls to one registered party. Built from a snapshot of the party; safe to share across threads."""
 
@@ -310,9 +340,17 @@ class OcpiClient:
         A page larger than OUTBOUND_MAX_BYTES (sessions with long charging_periods) is asked again with
         half the `limit`, down to one object; later pages keep the smaller limit (the spec lets the
         client choose `limit`, and the next link normally repeats ours).
+
+        With `date_to` set, objects only leave the list while we page through it (one updated after
+        `date_to` drops out); each one that left before our offset shifts the rest down by one, and
+        following the next link alone would skip as many. So when X-Total-Count falls between two
+        pages, the page is asked again from that many places earlier (`_stepped_back`); objects read
+        twice are yielded once. The ones that left are newer than `date_to`: the next pull has them.
         """
         next_url: str | None = _with_query(url, params) if params else url
         fits: int | None = None  # the largest limit known to fit, once a page was too large
+        total: int | None = None  # X-Total-Count of the page before
+        seen: tuple[set, set] = (set(), set())  # objects of the two pages before: a page asked again yields each once
         for _ in range(MAX_PAGES):
             if next_url is None:
                 return
@@ -333,9 +371,22 @@ class OcpiClient:
             page = envelope.get("data")
             if not isinstance(page, list):
                 raise CallFailed(what, "data is not a list", http_status=reply.status)
-            yield from page
+            keys = [_object_key(item) for item in page]
+            yield from (item for item, key in zip(page, keys, strict=True)
+                        if key is None or (key not in seen[0] and key not in seen[1]))
+            seen = (seen[1], {key for key in keys if key is not None})
+            now_total = _total_count(reply.headers)
+            left = total - now_total if total is not None and now_total is not None else 0
+            total = now_total
             # The next link carries all filters itself (transport_and_format: pagination).
-            next_url = reply.next_url if page else None
+            if not page:
+                next_url = None
+            elif left > 0 and reply.next_url is not None:
+                log.info("%s: %d objects left the list between two pages; asking the page again from earlier",
+                         what, left)
+                next_url = _stepped_back(next_url, left, len(page)) or reply.next_url
+            else:
+                next_url = reply.next_url
         raise CallFailed(what, f"more than {MAX_PAGES} pages, giving up")
 
     def iter_sessions(self, date_from: datetime, date_to: datetime | None = None,
