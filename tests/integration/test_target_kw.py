@@ -66,14 +66,17 @@ def test_half_the_preview_is_met_by_true_shed_with_about_half_the_sessions(celer
               f"true shed {true_shed:.1f} kW ({true_shed / target_kw - 1:+.1%} of the target), "
               f"shortfall {activation.shortfall_kw}")
         assert activation.target_kw == target_kw and activation.shortfall_kw == 0.0
-        # The issue asks for 15 %. Measured on 6 December 2026 (this test, -s): +3, +9, +12, +31, +38 %
-        # of the target. The best estimate of a kWh-only session of unknown phases runs low for one-phase
-        # cars on three-phase connectors (12.5 A on one phase: 1.03 kW freed, 0.82 estimated), and a
-        # top-up counts what it measured, not the truth; the band stays open (docs/driver_impact.md).
-        # Guarded here: the BRP gets at least 80 % of its target and never 1.5 times it.
-        assert 0.80 * target_kw <= true_shed <= 1.5 * target_kw
-        # The caps were judged from the states that came under them (every 20 s here).
-        assert activation.measured_kw is not None and activation.measured_kw > 0
+        # The issue's bar: the target met within 15 % by the shed the product measured (what it reports
+        # to the BRP), from the states under the caps.
+        assert activation.measured_kw is not None
+        assert abs(activation.measured_kw / target_kw - 1) <= 0.15
+        # And by the simulator's truth. Measured with this test (-s) on 6 December 2026, after the
+        # top-up counted measured shed: +12.6 % (three runs), +11.8 %. The truth runs above the measured
+        # figure: the best estimate of a kWh-only session of unknown phases is low for one-phase cars on
+        # three-phase connectors (12.5 A on one phase: 1.03 kW freed, 0.82 estimated), and the kWh
+        # states under a cap lag the draw (docs/driver_impact.md). Guarded with room for a fleet drawn
+        # at another hour of the day: never less than the 15 % band, never more than 30 % over.
+        assert 0.85 * target_kw <= true_shed <= 1.30 * target_kw
         # "About half": the fair order starts with the longest plugged-in, often finishing their charge
         # just above 8 A; those within the delivery judge's tolerance of the cap (1.5 A, 0.5 kW) come
         # last, but the rest still shed less than the average: half the kW took 56-66 % of the
