@@ -38,6 +38,9 @@ from simulator.truth import Truth
 log = logging.getLogger("simulator.server")
 T = TypeVar("T")
 
+OUTBOUND_CONNECTIONS = 64  # the platform's connections to the SCSP (pushes, results, handshakes)
+REQUEST_TIMEOUT_S = 10  # per call, once it is on the wire
+
 
 @dataclass
 class Stats:
@@ -77,6 +80,7 @@ class SimulatorServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._senders: asyncio.Semaphore | None = None
         self._ticker: asyncio.Task | None = None
         self._push_tail: dict[int, asyncio.Task] = {}
         self._profile_requests: dict[int, tuple[int, float]] = {}  # session -> (count, last real time)
@@ -109,8 +113,13 @@ class SimulatorServer:
         await site.start()
         bound = self._runner.addresses[0][1]
         self.base_url = f"http://{self.host}:{bound}/ocpi"
-        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64),
-                                           timeout=aiohttp.ClientTimeout(total=10))
+        # A CSMS sends from an outbox: calls wait for one of its connections without a deadline, and
+        # each call has REQUEST_TIMEOUT_S from the moment it is on the wire. aiohttp's `total` alone
+        # would also count the wait for a pooled connection, so a burst of results would time out in
+        # the simulator's own queue, never having reached the SCSP.
+        self._senders = asyncio.Semaphore(OUTBOUND_CONNECTIONS)
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=OUTBOUND_CONNECTIONS),
+                                           timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
         self._ticker = asyncio.ensure_future(self._tick_forever())
 
     async def _shutdown(self) -> None:
@@ -273,7 +282,7 @@ class SimulatorServer:
         if token is not None:
             headers["Authorization"] = self.auth(token)
         try:
-            async with self._http.request(method, url, json=body, headers=headers) as resp:
+            async with self._senders, self._http.request(method, url, json=body, headers=headers) as resp:
                 await resp.read()
                 if resp.status >= 300:
                     log.info("%s %s -> HTTP %s", method, url, resp.status)
