@@ -21,7 +21,7 @@ PULL_FROM_PARTY = "ocpi_client.pull_from_party"
 Module = Literal["sessions", "locations", "first"]
 SESSIONS: Module = "sessions"
 LOCATIONS: Module = "locations"
-FIRST: Module = "first"  # Locations, then sessions: a party's first pull (`locations.pull_first`)
+FIRST: Module = "first"  # Locations, then sessions, after a handshake (`locations.pull_first`)
 
 
 def _registered(party_ids: Iterable[int]) -> list[int]:
@@ -53,12 +53,13 @@ def queue_pulls(module: Module, party_ids: Iterable[int]) -> list[int]:
     return ids
 
 
-def queue_first_pulls(party: OcpiParty, countdown: float | None = None) -> bool:
-    """A party just registered: pull its Locations and its ongoing sessions now, not at the beat's
-    next tick (up to OCPI_PULL_INTERVAL_S away). Pushes bring only new states, about every five
-    minutes per session, so until then the sessions charging at registration would be unknown and
-    uncapped. `countdown`: when the party registered with us, its API learns token C from our answer
-    first. False when it offers neither module as Sender."""
+def queue_pulls_after_handshake(party: OcpiParty, countdown: float | None = None) -> bool:
+    """Credentials were just exchanged with the party (a registration, or an update that may bring
+    new roles or endpoints): pull its Locations and its ongoing sessions now, not at the beat's next
+    tick (up to OCPI_PULL_INTERVAL_S away). Pushes bring only new states, about every five minutes
+    per session, so until then the sessions charging at the handshake would be unknown and uncapped.
+    `countdown`: when the party called us, its API learns token C from our answer first. False when
+    it offers neither module as Sender."""
     if not any(party.endpoint_url(m, "SENDER") for m in (SESSIONS, LOCATIONS)):
         return False
     enqueue_on_commit(PULL_FROM_PARTY, party.pk, FIRST, countdown=countdown)

@@ -196,7 +196,7 @@ def _exchange(party: OcpiParty, creds: dict) -> dict:
         party.country_code, party.party_id, party.role = role["country_code"], role["party_id"], role["role"]
         party.status, party.updated_at = OcpiParty.Status.REGISTERED, clock.now()
         party.save()
-        queueing.queue_first_pulls(party, countdown=FIRST_PULL_AFTER_ANSWER_S)
+        queueing.queue_pulls_after_handshake(party, countdown=FIRST_PULL_AFTER_ANSWER_S)
     cache.delete(_failures_key(party))
     return our_credentials(token_c)
 
@@ -275,7 +275,7 @@ def register_with(versions_url: str, token_a: str, name: str = "", party: OcpiPa
         with transaction.atomic():
             claim_roles(party, creds["roles"])
             _store_their_credentials(party, creds)
-            queueing.queue_first_pulls(party)
+            queueing.queue_pulls_after_handshake(party)
     except (OcpiClientError, OcpiError) as exc:
         OcpiParty.objects.filter(pk=party.pk).update(status=OcpiParty.Status.PENDING)
         raise OcpiClientError(f"registration failed: {exc}") from None
@@ -316,7 +316,7 @@ def update_credentials(party: OcpiParty) -> OcpiParty:
             party = OcpiParty.objects.select_for_update().get(pk=party.pk)
             claim_roles(party, creds["roles"])
             _store_their_credentials(party, creds)
-            queueing.queue_first_pulls(party)
+            queueing.queue_pulls_after_handshake(party)
     except (OcpiClientError, OcpiError) as exc:
         OcpiParty.objects.filter(pk=party.pk).update(token_ours_hash=old_hash)
         raise OcpiClientError(f"credentials update failed: {exc}") from None
