@@ -170,8 +170,10 @@ def free_port() -> int:
 class Gunicorn:
     """`gunicorn smatch.wsgi` as a child process on a free loopback port; use as a context manager."""
 
-    def __init__(self, env: dict[str, str], workers: int, threads: int, worker_class: str = "gthread") -> None:
+    def __init__(self, env: dict[str, str], workers: int, threads: int, worker_class: str = "gthread",
+                 nice: int = 0) -> None:
         self.env, self.workers, self.threads, self.worker_class = env, workers, threads, worker_class
+        self.nice = nice  # > 0: the web tier yields the CPU to the worker's fan-out when both are busy
         self.port = free_port()
         self.proc = None
 
@@ -181,7 +183,8 @@ class Gunicorn:
 
     @property
     def description(self) -> str:
-        return f"gunicorn {self.worker_class} {self.workers} workers x {self.threads} threads"
+        niced = f", nice {self.nice}" if self.nice else ""
+        return f"gunicorn {self.worker_class} {self.workers} workers x {self.threads} threads{niced}"
 
     def worker_pids(self) -> list[int]:
         """The master's child processes (the workers)."""
@@ -197,7 +200,8 @@ class Gunicorn:
 
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         self.proc = subprocess.Popen(
-            [gunicorn, "smatch.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+            [*(["nice", "-n", str(self.nice)] if self.nice else []),  # nice execs: the pid stays gunicorn's
+             gunicorn, "smatch.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
              "--threads", str(self.threads), "--worker-class", self.worker_class, "--keep-alive", "30",
              "--backlog", "2048", "--log-level", "warning"], env=self.env, cwd=ROOT)
         deadline = time.monotonic() + 60

@@ -252,6 +252,8 @@ def main() -> int:
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--web-threads", type=int, default=16,
                    help="threads per gunicorn worker (results arriving together are written together)")
+    p.add_argument("--web-nice", type=int, default=0,
+                   help="run gunicorn under `nice -n N` (the result burst yields the CPU to the fan-out)")
     p.add_argument("--no-async-results", action="store_true",
                    help="the simulator posts no ChargingProfileResult (isolates the PUT path)")
     args = p.parse_args()
@@ -274,7 +276,7 @@ def main() -> int:
     rows: list[Row] = []
     log = ROOT / "var" / "bench-dispatch-worker.log"
     log.parent.mkdir(exist_ok=True)
-    with Gunicorn(env, workers=args.web_workers, threads=args.web_threads) as web:
+    with Gunicorn(env, workers=args.web_workers, threads=args.web_threads, nice=args.web_nice) as web:
         worker_env = dict(env, OCPI_BASE_URL=f"{web.base}/ocpi")
         with Worker(worker_env, args.worker_pool, args.worker_concurrency, log) as worker:
             from bench.common import cpu_seconds
