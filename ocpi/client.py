@@ -229,16 +229,29 @@ def _total_count(headers) -> int | None:
     return None
 
 
-def _stepped_back(url: str, left: int, page_len: int) -> str | None:
-    """`url` asked again from `left` places earlier (at most half a page, so that paging goes on
-    even when many objects leave); None when the URL carries no offset to step back from."""
-    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
-    offset = dict(query).get("offset")
-    if offset is None or not offset.isdigit():
-        return None
-    earlier = max(0, int(offset) - min(left, max(1, page_len // 2)))
-    rest = [(k, v) for k, v in query if k != "offset"]
-    return urlunsplit(urlsplit(url)._replace(query=urlencode([*rest, ("offset", str(earlier))])))
+# The share of a page asked again with the next one (see OcpiClient.iter_pages): 10 objects a page of 100.
+PAGE_OVERLAP = 0.1
+
+
+def _next_page(asked: str, linked: str, page_len: int, missed: int) -> tuple[str, int]:
+    """The URL of the page after `asked` (which held `page_len` objects), and how many places before
+    the linked offset it starts. `missed`: objects that left before this page and that the overlap
+    did not cover: the page is asked again from that many places earlier (at most half a page, so
+    that paging goes on whatever leaves). The CPO's link is kept as it is when it has no offset."""
+    offset, linked_offset = _offset_of(asked), _offset_of(linked)
+    if offset is None or linked_offset is None:
+        return linked, 0
+    base = offset - min(missed, max(1, page_len // 2)) if missed > 0 else linked_offset
+    start = max(0, base - int(page_len * PAGE_OVERLAP))
+    if start == linked_offset:
+        return linked, 0
+    query = [(k, v) for k, v in parse_qsl(urlsplit(linked).query, keep_blank_values=True) if k != "offset"]
+    return urlunsplit(urlsplit(linked)._replace(query=urlencode([*query, ("offset", str(start))]))), base - start
+
+
+def _offset_of(url: str) -> int | None:
+    value = dict(parse_qsl(urlsplit(url).query)).get("offset")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _object_key(item: object) -> tuple | None:
@@ -341,15 +354,19 @@ class OcpiClient:
         half the `limit`, down to one object; later pages keep the smaller limit (the spec lets the
         client choose `limit`, and the next link normally repeats ours).
 
-        With `date_to` set, objects only leave the list while we page through it (one updated after
+        With `date_to` set, objects leave the list while we page through it (one updated after
         `date_to` drops out); each one that left before our offset shifts the rest down by one, and
-        following the next link alone would skip as many. So when X-Total-Count falls between two
-        pages, the page is asked again from that many places earlier (`_stepped_back`); objects read
-        twice are yielded once. The ones that left are newer than `date_to`: the next pull has them.
+        following the next link alone would skip as many. So each page is asked from PAGE_OVERLAP of
+        a page before the linked offset, and when X-Total-Count fell by more than that since the page
+        before, that page is asked again from as many places earlier (`_next_page`): the overlap
+        also covers a leaver that a session joining meanwhile (stamped before `date_to`, stored by
+        the CPO after it) hides from the total. Objects read twice are yielded once. The ones that
+        left are newer than `date_to`: the next pull has them.
         """
         next_url: str | None = _with_query(url, params) if params else url
         fits: int | None = None  # the largest limit known to fit, once a page was too large
         total: int | None = None  # X-Total-Count of the page before
+        overlap = 0  # how many places before the end of the page before this one was asked from
         seen: tuple[set, set] = (set(), set())  # objects of the two pages before: a page asked again yields each once
         for _ in range(MAX_PAGES):
             if next_url is None:
@@ -378,15 +395,13 @@ class OcpiClient:
             now_total = _total_count(reply.headers)
             left = total - now_total if total is not None and now_total is not None else 0
             total = now_total
+            if left > overlap:
+                log.info("%s: %d objects left the list between two pages; asking from earlier", what, left)
             # The next link carries all filters itself (transport_and_format: pagination).
-            if not page:
+            if not page or reply.next_url is None:
                 next_url = None
-            elif left > 0 and reply.next_url is not None:
-                log.info("%s: %d objects left the list between two pages; asking the page again from earlier",
-                         what, left)
-                next_url = _stepped_back(next_url, left, len(page)) or reply.next_url
             else:
-                next_url = reply.next_url
+                next_url, overlap = _next_page(next_url, reply.next_url, len(page), max(0, left - overlap))
         raise CallFailed(what, f"more than {MAX_PAGES} pages, giving up")
 
     def iter_sessions(self, date_from: datetime, date_to: datetime | None = None,

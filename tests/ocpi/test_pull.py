@@ -74,6 +74,26 @@ def test_a_session_leaving_the_window_mid_pull_does_not_make_the_pull_skip_anoth
     assert gets == ["0", "2", "1", "3"]
 
 
+def test_pages_overlap_so_a_leaver_hidden_by_a_joiner_skips_nothing(party, cpo_server):
+    """After page one, S00 leaves and S25 joins (at the end): the total stays 25 while S10 moves to
+    offset 9. Each page is asked from a tenth of a page before its link (10 -> 9, 19 -> 18)."""
+    sessions = [session_payload(id=f"S{i:02}", evse_uid=f"E{i}", kwh=float(i)) for i in range(25)]
+    serve_sessions(cpo_server, sessions, server_limit=10)
+    plain = cpo_server.routes[("GET", "/ocpi/2.2.1/sessions")]
+
+    def churn(call):
+        reply = plain(call)
+        if call.query.get("offset", "0") == "0" and sessions[0]["id"] == "S00":
+            sessions.pop(0)
+            sessions.append(session_payload(id="S25", evse_uid="E25"))
+        return reply
+
+    cpo_server.route("GET", "/ocpi/2.2.1/sessions", churn)
+    items = [s["id"] for s in client_for(party).iter_sessions(FROM, TO, page_limit=10)]
+    assert sorted(items) == [f"S{i:02}" for i in range(26)]
+    assert [c.query["offset"] for c in cpo_server.calls if c.method == "GET"] == ["0", "9", "18"]
+
+
 def test_a_sender_without_a_total_count_is_paged_by_its_links_alone(party, cpo_server):
     serve_sessions(cpo_server, five_sessions())
     plain = cpo_server.routes[("GET", "/ocpi/2.2.1/sessions")]
