@@ -210,15 +210,17 @@ def _with_query(url: str, params: dict) -> str:
 DEFAULT_PAGE_LIMIT = 100  # what we assume a Sender used when its URL names no limit
 
 
-def _limit_of(url: str) -> int | None:
-    value = dict(parse_qsl(urlsplit(url).query)).get("limit")
+def _query_int(url: str, name: str) -> int | None:
+    """A whole-number query parameter of `url` (`limit`, `offset`), None when absent or not a number."""
+    value = dict(parse_qsl(urlsplit(url).query)).get(name)
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _with_limit(url: str, limit: int) -> str:
+def _with_param(url: str, name: str, value: int) -> str:
+    """`url` with the query parameter `name` set to `value` (the others kept as they are)."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "limit"]
-    return urlunsplit(parts._replace(query=urlencode([*query, ("limit", str(limit))])))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    return urlunsplit(parts._replace(query=urlencode([*query, (name, str(value))])))
 
 
 def _total_count(headers) -> int | None:
@@ -238,20 +240,14 @@ def _next_page(asked: str, linked: str, page_len: int, missed: int) -> tuple[str
     the linked offset it starts. `missed`: objects that left before this page and that the overlap
     did not cover: the page is asked again from that many places earlier (at most half a page, so
     that paging goes on whatever leaves). The CPO's link is kept as it is when it has no offset."""
-    offset, linked_offset = _offset_of(asked), _offset_of(linked)
+    offset, linked_offset = _query_int(asked, "offset"), _query_int(linked, "offset")
     if offset is None or linked_offset is None:
         return linked, 0
     base = offset - min(missed, max(1, page_len // 2)) if missed > 0 else linked_offset
     start = max(0, base - int(page_len * PAGE_OVERLAP))
     if start == linked_offset:
         return linked, 0
-    query = [(k, v) for k, v in parse_qsl(urlsplit(linked).query, keep_blank_values=True) if k != "offset"]
-    return urlunsplit(urlsplit(linked)._replace(query=urlencode([*query, ("offset", str(start))]))), base - start
-
-
-def _offset_of(url: str) -> int | None:
-    value = dict(parse_qsl(urlsplit(url).query)).get("offset")
-    return int(value) if value is not None and value.isdigit() else None
+    return _with_param(linked, "offset", start), base - start
 
 
 def _object_key(item: object) -> tuple | None:
@@ -372,11 +368,11 @@ class OcpiClient:
             if next_url is None:
                 return
             if fits is not None:
-                next_url = _with_limit(next_url, min(fits, _limit_of(next_url) or fits))
+                next_url = _with_param(next_url, "limit", min(fits, _query_int(next_url, "limit") or fits))
             try:
                 reply = _fetch("GET", next_url, self._headers(), None, what)
             except CallFailed as exc:
-                asked = _limit_of(next_url) or DEFAULT_PAGE_LIMIT
+                asked = _query_int(next_url, "limit") or DEFAULT_PAGE_LIMIT
                 if not exc.too_large or asked <= 1:
                     raise
                 fits = asked // 2
