@@ -6,7 +6,8 @@
 Data: `python -m simulator batch --points N --seed 1 --activations 30` (cached in var/bench/sim_N_s1/).
 Each measurement runs in a fresh child process (its peak RSS is the memory figure):
 
-- files: read S.csv + A.csv, `settle_frames` (the compute), write every output (CSV, XLSX, PNG).
+- files: read S.csv + A.csv, `settle_frames` (the compute), write every output (CSV, XLSX, PNG) as the
+  `settle` command does (the activation charts drawn by processes while the tables are written).
 - database: the states are COPied into a fresh PostgreSQL database (Session, SessionState, Activation rows);
   load with `settlement.io.db`, then `settle_frames` (the same compute).
 Every child's CPU time (user + system, from the parent's rusage of its children) is recorded beside the
@@ -244,7 +245,7 @@ def _rows(case: str, res: dict[str, list[dict]], big: bool, stored: str, load: s
             Row.of(BENCH, case, "files: read + compute + write", "s",
                    [r["load_s"] + r["compute_s"] + r["write_s"] for r in f], **ten, note=load),
             Row.of(BENCH, case, "files: CPU of the child (user + system)", "s", [r["cpu_s"] for r in f],
-                   note="includes interpreter start and imports"),
+                   note="includes interpreter start and imports; not the chart-drawing processes"),
             Row.of(BENCH, case, "files: read (S.csv, A.csv)", "s", [r["load_s"] for r in f]),
             Row.of(BENCH, case, "files: write (CSV, XLSX, PNG)", "s", [r["write_s"] for r in f]),
             Row.of(BENCH, case, "files: peak RSS", "MB", [r["rss_mb"] for r in f], **two),

@@ -72,7 +72,8 @@ def settle_files(states_path: str | Path, activations_path: str | Path, out_dir:
         raise SettlementError(Code.BAD_PRICE_FILE, str(exc)) from exc
     except (FrameError, ValueError) as exc:
         raise SettlementError(Code.BAD_INPUT, str(exc)) from exc
-    written = exports.write_outputs(result, out_dir, progress=progress)
+    written = exports.write_outputs(result, out_dir, progress=progress,
+                                    chart_processes=settings.SETTLEMENT_CHART_PROCESSES)
     return FileSettlement(result, written)
 
 
@@ -162,7 +163,7 @@ def run_settlement(run_id: int) -> None:
                                params=params, progress=beat,
                                curtailments=db.curtailments_frame(list(acts["activation_id"])))
         out_dir = Path(settings.SETTLEMENT_OUTPUT_DIR) / f"run_{run.pk}"
-        exports.write_outputs(result, out_dir, progress=beat)
+        exports.write_outputs(result, out_dir, progress=beat, chart_processes=settings.SETTLEMENT_CHART_PROCESSES)
         _store(run, result, acts, out_dir)
     except Exception as exc:  # every failure must end the run, with its message
         expected = isinstance(exc, SettlementError | FrameError | ValueError)

@@ -5,6 +5,7 @@ in-process worker). Production sets the variables listed in README.md; `environs
 and fails loudly on a malformed value instead of silently falling back.
 """
 
+import os
 from pathlib import Path
 
 from environs import Env
@@ -211,8 +212,12 @@ SETTLEMENT_REBOUND_WINDOW_MIN = env.int("SETTLEMENT_REBOUND_WINDOW_MIN", 60)
 SETTLEMENT_LEASE_S = env.int("SETTLEMENT_LEASE_S", 600)
 SETTLEMENT_SWEEP_INTERVAL_S = env.int("SETTLEMENT_SWEEP_INTERVAL_S", 120)
 SETTLEMENT_MAX_ATTEMPTS = env.int("SETTLEMENT_MAX_ATTEMPTS", 2)
+# Processes that draw a settlement's activation charts while the tables are written (0: the writing
+# process draws them). A prefork Celery worker always draws its own: its children may not have children.
+SETTLEMENT_CHART_PROCESSES = env.int("SETTLEMENT_CHART_PROCESSES", min(4, os.cpu_count() or 1))
 for _name, _least in (("SETTLEMENT_REBOUND_WINDOW_MIN", 0), ("SETTLEMENT_LEASE_S", 1),
-                      ("SETTLEMENT_SWEEP_INTERVAL_S", 1), ("SETTLEMENT_MAX_ATTEMPTS", 1)):
+                      ("SETTLEMENT_SWEEP_INTERVAL_S", 1), ("SETTLEMENT_MAX_ATTEMPTS", 1),
+                      ("SETTLEMENT_CHART_PROCESSES", 0)):
     if globals()[_name] < _least:
         raise ValueError(f"{_name} must be at least {_least} (got {globals()[_name]})")
 

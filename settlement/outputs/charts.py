@@ -1,90 +1,73 @@
-"""PNG charts of a settlement (matplotlib, Agg backend: no display needed)."""
+"""PNG charts of a settlement: what each activation chart shows (`shed_spec`, `theoretical_spec`, drawn by
+`settlement.outputs.drawing`) and the time-of-day chart, drawn here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from settlement.core.baselines import Baseline
 from settlement.core.settle import SettlementResult
+from settlement.outputs.drawing import ShedChart, TheoreticalChart
 
 MARGIN = pd.Timedelta(minutes=30)
-MARGINS = {"left": 0.09, "right": 0.98, "top": 0.93, "bottom": 0.11}
-PNG = {"compress_level": 1}  # zlib's fastest level: 60 charts in ~1/3 of level 6's time, files ~1.3x larger
-LEGEND_AT = "upper right"  # "best" searches the data for the emptiest corner, per chart
 
 
 def _window(series: pd.Series, t_signal: pd.Timestamp, t_clear: pd.Timestamp) -> pd.Series:
     return series[(series.index >= t_signal - MARGIN) & (series.index <= t_clear + MARGIN)]
 
 
-def _finish(fig, ax, path: Path, title: str) -> None:
-    ax.set_title(title)
-    ax.set_xlabel("time (UTC)")
-    ax.set_ylabel("power (kW)")
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
-    ax.grid(alpha=0.3)
-    ax.legend(loc=LEGEND_AT, fontsize=8)
-    # Fixed margins, not tight_layout: the charts share one layout, and measuring every label for it
-    # was a third of the chart time (cProfile, 60 charts of a 16,000-point day).
-    fig.subplots_adjust(**MARGINS)
-    fig.savefig(path, dpi=100, pil_kwargs=PNG)
-    plt.close(fig)
+def _utc(times) -> np.ndarray:
+    """Aware times as naive UTC datetime64 (what the drawing process gets: no pandas there)."""
+    return pd.to_datetime(list(times), utc=True).tz_localize(None).to_numpy()
 
 
-def shed_chart(result: SettlementResult, activation_id: str, path: Path) -> None:
+def _at(when: pd.Timestamp) -> np.datetime64:
+    return _utc([when])[0]
+
+
+def shed_spec(result: SettlementResult, activation_id: str) -> ShedChart:
     """Power around the activation with its baseline and the shed area (the paper's figure 8)."""
-    baseline: Baseline = next(iter(result.baselines[activation_id].values()))
+    baseline = next(iter(result.baselines[activation_id].values()))
     ts, tc = baseline.t_signal, baseline.t_clear
     power = _window(result.reconstruction.power_kw(), ts, tc)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.step(power.index, power.to_numpy(), where="post", label="reconstructed power", color="tab:blue")
-    if baseline.curve is None:
-        ax.plot([ts, tc], [baseline.p_signal_kw, baseline.p_clear_kw], color="tab:red",
-                label=f"{baseline.name} baseline")
-    else:  # a summed per-session counterfactual: its mean power per minute
-        marks = pd.date_range(ts, tc, freq="60s")
-        ax.step(marks, [baseline.power_at(t) for t in marks], where="post", color="tab:red",
-                label=f"{baseline.name} baseline")
+    # A summed per-session counterfactual is drawn as its mean power per minute, the line by its ends.
+    marks = [ts, tc] if baseline.curve is None else list(pd.date_range(ts, tc, freq="60s"))
     inside = power[(power.index >= ts) & (power.index < tc)]
+    fill_t, fill_kw = [], []
     if len(inside):
         # Repeat the last bin at t_clear so the post-step fill reaches the end of the activation.
-        x = [*inside.index, tc]
-        y = [*inside.to_numpy(), inside.iloc[-1]]
-        ax.fill_between(x, y, [baseline.power_at(t) for t in x], step="post", color="tab:orange", alpha=0.4,
-                        label="shed energy")
-    ax.axvline(ts, color="grey", ls="--", lw=1, label="signal / clear (given)")
-    ax.axvline(tc, color="grey", ls="--", lw=1)
+        fill_t, fill_kw = [*inside.index, tc], [*inside.to_numpy(), inside.iloc[-1]]
     edges = baseline.edges
-    for when in (edges.drop_at, edges.recovery_at) if edges else ():
-        if when is not None:
-            ax.axvline(when, color="black", ls=":", lw=1)
-    _finish(fig, ax, path, f"activation {activation_id}: shed against baseline")
+    drawn = [w for w in ((edges.drop_at, edges.recovery_at) if edges else ()) if w is not None]
+    return ShedChart(
+        title=f"activation {activation_id}: shed against baseline", t_signal=_at(ts), t_clear=_at(tc),
+        power_t=_utc(power.index), power_kw=power.to_numpy(),
+        baseline_t=_utc(marks), baseline_kw=np.array([baseline.power_at(t) for t in marks]),
+        baseline_label=f"{baseline.name} baseline", step_baseline=baseline.curve is not None,
+        fill_t=_utc(fill_t), fill_kw=np.asarray(fill_kw, float),
+        fill_baseline_kw=np.array([baseline.power_at(t) for t in fill_t], float),
+        edges=tuple(_at(w) for w in drawn))
 
 
-def theoretical_chart(result: SettlementResult, activation_id: str, path: Path) -> None:
+def theoretical_spec(result: SettlementResult, activation_id: str) -> TheoreticalChart:
     """Historical vs theoretical minimum power (every session at most 8 A) around the event (figure 9)."""
     baseline = next(iter(result.baselines[activation_id].values()))
     ts, tc = baseline.t_signal, baseline.t_clear
     rec = result.reconstruction
     power, floor = _window(rec.power_kw(), ts, tc), _window(rec.theoretical_kw(), ts, tc)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.step(power.index, power.to_numpy(), where="post", label="historical")
-    ax.step(floor.index, floor.to_numpy(), where="post", label="theoretical minimum (8 A)")
-    ax.axvspan(ts, tc, color="grey", alpha=0.15, label="activation")
-    _finish(fig, ax, path, f"activation {activation_id}: historical vs theoretical minimum")
+    return TheoreticalChart(
+        title=f"activation {activation_id}: historical vs theoretical minimum", t_signal=_at(ts), t_clear=_at(tc),
+        power_t=_utc(power.index), power_kw=power.to_numpy(), floor_kw=floor.to_numpy())
 
 
 def erasable_chart(result: SettlementResult, path: Path) -> None:
     """Mean erasable power per time of day (figure 10)."""
     table = result.erasable_by_tod
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax = fig.subplots()
     ax.bar(range(len(table)), table["erasable_kw_mean"].to_numpy(), color="tab:green", label="mean erasable power")
     step = max(1, len(table) // 12)
     ax.set_xticks(range(0, len(table), step), table.index[::step], rotation=45)
@@ -95,4 +78,3 @@ def erasable_chart(result: SettlementResult, path: Path) -> None:
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -10,11 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Font
 
 from settlement.core.settle import SettlementResult
-from settlement.outputs import charts
+from settlement.outputs import charts, drawing
 
-MAX_CHARTED_ACTIVATIONS = 200  # charts take ~0.2 s each; the CSVs always hold every activation
+MAX_CHARTED_ACTIVATIONS = 200  # charts take ~60 ms each; the CSVs always hold every activation
+DEFAULT_CHART_PROCESSES = min(4, os.cpu_count() or 1)
 
 
 DIR_MODE, FILE_MODE = 0o750, 0o640  # the analysts' group reads the run's folder; nobody else
@@ -103,33 +107,63 @@ def _safe(name: str) -> str:
 
 
 def write_outputs(result: SettlementResult, out_dir: str | Path,
-                  progress: Callable[[int], None] | None = None) -> list[Path]:
+                  progress: Callable[[int], None] | None = None,
+                  chart_processes: int = DEFAULT_CHART_PROCESSES) -> list[Path]:
     """Write everything into a temporary directory next to `out_dir`, then move it in place.
 
-    A failure leaves `out_dir` as it was. Returns the written paths.
+    The activation charts are drawn by up to `chart_processes` processes while this one writes the
+    tables (charts.drawing_processes says when fewer pay). A failure leaves `out_dir` as it was.
+    Returns the written paths.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        frames = tables(result)
-        for name, frame in frames.items():
-            _plain(frame).to_csv(tmp / f"{name}.csv", index=False)
-        with pd.ExcelWriter(tmp / "settlement.xlsx", engine="openpyxl", datetime_format="yyyy-mm-dd hh:mm:ss") as xlsx:
-            for name, frame in frames.items():
-                _excel(frame).to_excel(xlsx, sheet_name=name[:31], index=False)
+        jobs = []
         for activation_id in list(result.baselines)[:MAX_CHARTED_ACTIVATIONS]:
-            charts.shed_chart(result, activation_id, tmp / f"activation_{_safe(activation_id)}_shed.png")
-            charts.theoretical_chart(result, activation_id, tmp / f"activation_{_safe(activation_id)}_theoretical.png")
-            if progress:
-                progress(1)
-        charts.erasable_chart(result, tmp / "erasable_by_time_of_day.png")
+            stem = tmp / f"activation_{_safe(activation_id)}"
+            jobs += [(charts.shed_spec(result, activation_id), stem.with_name(f"{stem.name}_shed.png")),
+                     (charts.theoretical_spec(result, activation_id),
+                      stem.with_name(f"{stem.name}_theoretical.png"))]
+
+        def tables_and_summary_chart() -> None:
+            frames = tables(result)
+            for name, frame in frames.items():
+                _plain(frame).to_csv(tmp / f"{name}.csv", index=False)
+            write_xlsx({name: _excel(frame) for name, frame in frames.items()}, tmp / "settlement.xlsx")
+            charts.erasable_chart(result, tmp / "erasable_by_time_of_day.png")
+
+        drawing.render_all(jobs, drawing.drawing_processes(len(jobs), chart_processes),
+                          meanwhile=tables_and_summary_chart, done=(lambda _path: progress(1)) if progress else None)
         os.chmod(tmp, DIR_MODE)  # mkdtemp makes it 0700
         for path in tmp.iterdir():
             os.chmod(path, FILE_MODE)
         return _install(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_xlsx(sheets: dict[str, pd.DataFrame], path: Path) -> None:
+    """One sheet per frame, a bold header row, missing values as empty cells.
+
+    openpyxl's write-only mode streams rows: half the time of pandas' `to_excel`, which builds every
+    cell as an object first (25,946 session rows: 1.27 s against 2.32 s).
+    """
+    book = Workbook(write_only=True)
+    bold = Font(bold=True)
+    for name, frame in sheets.items():
+        sheet = book.create_sheet(name[:31])
+        sheet.freeze_panes = "A2"
+        header = []
+        for column in frame.columns:
+            cell = WriteOnlyCell(sheet, value=str(column))
+            cell.font = bold
+            header.append(cell)
+        sheet.append(header)
+        columns = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in frame.columns]
+        for row in zip(*columns, strict=True):
+            sheet.append(row)
+    book.save(path)
 
 
 def _install(tmp: Path, out_dir: Path) -> list[Path]:
