@@ -8,4 +8,4 @@ COPY . .
 RUN DJANGO_ENV=build SECRET_KEY=collectstatic-only DEBUG=false python manage.py collectstatic --noinput -v 0
 EXPOSE 8000
 # Production variables (secret, hosts, proxy headers, HSTS, cache): compose.yaml and docs/security.md.
-CMD ["gunicorn", "smatch.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+CMD ["python", "-m", "smatch.web", "--bind", "0.0.0.0:8000", "--access-log"]

@@ -167,12 +167,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Gunicorn:
-    """`gunicorn smatch.wsgi` as a child process on a free loopback port; use as a context manager."""
+class WebTier:
+    """The product's web tier (`smatch.web.command`: granian serving smatch.wsgi) as a child process on a
+    free loopback port; use as a context manager."""
 
-    def __init__(self, env: dict[str, str], workers: int, threads: int, worker_class: str = "gthread",
-                 nice: int = 0) -> None:
-        self.env, self.workers, self.threads, self.worker_class = env, workers, threads, worker_class
+    def __init__(self, env: dict[str, str], workers: int, threads: int, nice: int = 0) -> None:
+        self.env, self.workers, self.threads = env, workers, threads
         self.nice = nice  # > 0: the web tier yields the CPU to the worker's fan-out when both are busy
         self.port = free_port()
         self.proc = None
@@ -184,26 +184,25 @@ class Gunicorn:
     @property
     def description(self) -> str:
         niced = f", nice {self.nice}" if self.nice else ""
-        return f"gunicorn {self.worker_class} {self.workers} workers x {self.threads} threads{niced}"
+        return f"granian wsgi {self.workers} workers x {self.threads} threads{niced}"
 
     def worker_pids(self) -> list[int]:
-        """The master's child processes (the workers)."""
+        """The server's child processes (the workers)."""
         assert self.proc is not None
         path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
         return [int(x) for x in path.read_text().split()] if path.exists() else []
 
-    def __enter__(self) -> Gunicorn:
+    def __enter__(self) -> WebTier:
         import subprocess
         import time
         import urllib.error
         import urllib.request
 
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        from smatch.web import command
+
         self.proc = subprocess.Popen(
-            [*(["nice", "-n", str(self.nice)] if self.nice else []),  # nice execs: the pid stays gunicorn's
-             gunicorn, "smatch.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-             "--threads", str(self.threads), "--worker-class", self.worker_class, "--keep-alive", "30",
-             "--backlog", "2048", "--log-level", "warning"], env=self.env, cwd=ROOT)
+            [*(["nice", "-n", str(self.nice)] if self.nice else []),  # nice execs: the pid stays the server's
+             *command(f"127.0.0.1:{self.port}", self.workers, self.threads)], env=self.env, cwd=ROOT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -212,12 +211,12 @@ class Gunicorn:
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("gunicorn exited at start") from None
+                    raise RuntimeError("the web tier exited at start") from None
                 time.sleep(0.3)
             else:
                 return self
         self.__exit__()
-        raise RuntimeError("gunicorn did not answer within 60 s")
+        raise RuntimeError("the web tier did not answer within 60 s")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc and self.proc.poll() is None:

@@ -2,7 +2,7 @@
 
     python bench/dispatch_fanout.py [--sizes 1000,4000,16000,64000] [--repeat 3] [--quick] [--json OUT]
 
-Production setup on this machine: PostgreSQL, Redis, `gunicorn` (BRP API and the OCPI result
+Production setup on this machine: PostgreSQL, Redis, the web tier (`smatch.web`: BRP API and the OCPI result
 receiver), a real `celery worker`, and the CPO simulator in its own processes sharing one port
 (SO_REUSEPORT), so the simulator is not the product's bottleneck. For each size N the simulator
 holds N ongoing sessions; the product knows them as ACTIVE sessions above 8 A (bulk-loaded: the
@@ -15,7 +15,7 @@ intake path is measured by bench/intake.py). Each repetition:
 
 In the same run, the raw capacity of the same simulator processes is measured with a minimal
 keep-alive load generator (aiohttp, 64 connections, no async results); the table prints the
-dispatch PUT rate as a share of that capacity (target >= 30 %). The CPU of the gunicorn workers and of
+dispatch PUT rate as a share of that capacity (target >= 30 %). The CPU of the web workers and of
 the celery worker processes over each activation gives the CPU per PUT and per async result.
 """
 
@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     ROOT,
-    Gunicorn,
     Row,
+    WebTier,
     bench_args,
     finish,
     fresh_database,
@@ -251,9 +251,9 @@ def main() -> int:
     p.add_argument("--worker-concurrency", type=int, default=2, help="celery worker processes / threads")
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--web-threads", type=int, default=16,
-                   help="threads per gunicorn worker (results arriving together are written together)")
+                   help="threads per web worker (results arriving together are written together)")
     p.add_argument("--web-nice", type=int, default=0,
-                   help="run gunicorn under `nice -n N` (the result burst yields the CPU to the fan-out)")
+                   help="run the web tier under `nice -n N` (the result burst yields the CPU to the fan-out)")
     p.add_argument("--no-async-results", action="store_true",
                    help="the simulator posts no ChargingProfileResult (isolates the PUT path)")
     args = p.parse_args()
@@ -276,7 +276,7 @@ def main() -> int:
     rows: list[Row] = []
     log = ROOT / "var" / "bench-dispatch-worker.log"
     log.parent.mkdir(exist_ok=True)
-    with Gunicorn(env, workers=args.web_workers, threads=args.web_threads, nice=args.web_nice) as web:
+    with WebTier(env, workers=args.web_workers, threads=args.web_threads, nice=args.web_nice) as web:
         worker_env = dict(env, OCPI_BASE_URL=f"{web.base}/ocpi")
         with Worker(worker_env, args.worker_pool, args.worker_concurrency, log) as worker:
             from bench.common import cpu_seconds
@@ -342,7 +342,7 @@ def measure_size(n: int, args, repeat: int, api: str, create_brp, cpu, server: s
                note="celery worker processes' user+system CPU from relay until all results are in / N "
                     "(plan, claim, PUT, record the answers)"),
         Row.of(NAME, case, "web CPU per async result", "ms", [c / n * 1000 for c in samples["web_cpu_s"]],
-               note="gunicorn workers' user+system CPU over the same span / N (mostly the result POSTs)"),
+               note="web workers' user+system CPU over the same span / N (mostly the result POSTs)"),
         Row.of(NAME, case, "PostgreSQL CPU per PUT + result", "ms", [c / n * 1000 for c in samples["pg_cpu_s"]],
                note="CPU of the backends of this database over the same span / N (a backend that closed "
                     "meanwhile is not counted: a floor)"),

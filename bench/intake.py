@@ -4,7 +4,7 @@
                            [--clients 64] [--workers 3] [--threads 4]
 
 Per repetition: a fresh PostgreSQL database (migrated), a REGISTERED CPO party with its token
-(ocpi.services.issue_token), gunicorn with production settings. Every session is PUT once
+(ocpi.services.issue_token), the web tier (`smatch.web`). Every session is PUT once
 (new, 201), then PATCHed round after round (new kWh, currents and the two latest charging_periods,
 last_updated 5 minutes later each time) for --seconds. Sustained rate = pushes / wall time of the
 PATCH phase; latency per request. Afterwards the SessionState rows are counted against the pushes
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiohttp
 
 from bench.common import (
-    Gunicorn,
     Row,
+    WebTier,
     bench_args,
     cpu_seconds,
     finish,
@@ -149,7 +149,7 @@ def main() -> None:
     p.add_argument("--sessions", type=int, default=2000)
     p.add_argument("--seconds", type=float, default=20.0, help="length of the PATCH phase")
     p.add_argument("--clients", type=int, default=64, help="concurrent keep-alive connections")
-    p.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    p.add_argument("--workers", type=int, default=3, help="web worker processes")
     p.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     args = p.parse_args()
     if args.quick:
@@ -161,7 +161,7 @@ def main() -> None:
         env = production_env(fresh_database(DB))
         manage(env, "migrate", "--noinput", "-v", "0")
         token = manage(env, "shell", "-c", SETUP.format(cc=CC, pid=PARTY)).strip().splitlines()[-1]
-        with Gunicorn(env, args.workers, args.threads) as web:
+        with WebTier(env, args.workers, args.threads) as web:
             server = web.description
             pids = web.worker_pids()
             cpu0: list[float] = []
@@ -190,7 +190,7 @@ def main() -> None:
         Row.of(BENCH, case, "PATCH latency p50", "ms", p50s),
         Row.of(BENCH, case, "PATCH latency p99", "ms", p99s, target="<= 100", ok=lambda m: m <= 100),
         Row.of(BENCH, case, "web worker CPU per PATCH", "ms", cpu_ms,
-               note="user+system CPU of the gunicorn workers / PATCHes; PostgreSQL's own CPU not included"),
+               note="user+system CPU of the web workers / PATCHes; PostgreSQL's own CPU not included"),
         Row.of(BENCH, case, "PUT rate (new sessions)", "push/s", put_rates),
         Row.of(BENCH, case, "PUT latency p99", "ms", put_p99s),
         Row.of(BENCH, case, "pushes not answered 1000", "count", errors, target="0", ok=lambda m: m == 0),

@@ -11,7 +11,7 @@ without its 9,000-query log limit). Paths:
 - result POST: an async ChargingProfileResult ACCEPTED for a pending cap (the dispatcher moves it);
 - session PATCH: kWh, currents and charging periods of an ACTIVE session (a new state);
 - session PUT: a new session (201);
-- result POST from --threads concurrent clients (threads in this process, as gunicorn's gthread
+- result POST from --threads concurrent clients (threads in this process, as the web tier's
   workers run them): results that arrive together are written together.
 
 PostgreSQL's CPU is measured apart: the CPU of the backend process serving each client connection
@@ -130,7 +130,7 @@ def _measure(client, requests: list[tuple[str, str, str]], auth: str, profile: c
 
 
 def _measure_threads(requests: list[tuple[str, str, str]], auth: str, threads: int):
-    """The same from `threads` concurrent clients (as gunicorn's threads): CPU and statements per request."""
+    """The same from `threads` concurrent clients (as the web tier's threads): CPU and statements per request."""
     import threading
 
     from django.db import connection

@@ -4,7 +4,7 @@
 
 Per repetition: a fresh PostgreSQL database (migrated), --brps BRPs made with `manage.py brp_create`
 (policy manual: an operator decides, so no dispatch runs; the per-BRP throttle stays at its default,
-the rate is spread over the BRPs), gunicorn with production settings. Requests are sent on a fixed
+the rate is spread over the BRPs), the web tier (`smatch.web`). Requests are sent on a fixed
 schedule (open loop: a slow answer does not delay the next request), each a new signal (202); latency
 is measured per request from its send time. A 2 s warm-up at the same rate is not counted.
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from bench.common import Gunicorn, Row, bench_args, finish, fresh_database, manage, percentile, production_env
+from bench.common import Row, WebTier, bench_args, finish, fresh_database, manage, percentile, production_env
 
 BENCH = "signal_api"
 DB = "smatch_h4_bench_signal"
@@ -74,7 +74,7 @@ def main() -> None:
         env = production_env(fresh_database(DB))
         manage(env, "migrate", "--noinput", "-v", "0")
         tokens = [manage(env, "brp_create", f"bench BRP {i}").strip().splitlines()[-1] for i in range(args.brps)]
-        with Gunicorn(env, args.workers, args.threads) as web:
+        with WebTier(env, args.workers, args.threads) as web:
             server = web.description
             asyncio.run(drive(web.base, tokens, args.rate, 2.0, prefix="warm-up"))  # workers' first requests
             lat, outcomes, achieved = asyncio.run(drive(web.base, tokens, args.rate, args.seconds))

@@ -2,7 +2,7 @@
 
     python bench/soak.py [--minutes 10] [--points 16000] [--factor 2] [--activation-every-s 180]
 
-Production-like: a fresh PostgreSQL database, Redis, `gunicorn` (BRP API + OCPI receiver), a real
+Production-like: a fresh PostgreSQL database, Redis, the web tier (`smatch.web`: BRP API + OCPI receiver), a real
 `celery worker -B` (dispatch, restore, sweep, pulls), the CPO simulator (its own fleet answers the
 ChargingProfiles and pushes its own states) and a push generator: `--points` synthetic charge
 points each pushing a full Session PUT every 300 / `--factor` seconds (16,000 x 2 = ~107 pushes/s),
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port  # noqa: E402
+from smatch import web  # noqa: E402
 
 PG_ADMIN = os.environ.get("SOAK_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("SOAK_REDIS_URL", "redis://127.0.0.1:6379/5")
@@ -152,9 +153,7 @@ def main() -> None:
 
     redis.Redis.from_url(REDIS).flushdb()
     procs = [
-        start([sys.executable, "-m", "gunicorn", "smatch.wsgi:application", "--bind", f"127.0.0.1:{web_port}",
-               "--workers", "4", "--threads", "8", "--backlog", "2048", "--log-level", "warning"],
-              env, args.logs / "web.log"),
+        start(web.command(f"127.0.0.1:{web_port}", workers=4, threads=8), env, args.logs / "web.log"),
         start([sys.executable, "-m", "celery", "-A", "smatch", "worker", "-B", "-l", "INFO", "--pool", "threads",
                "--concurrency", "8", "-s", str(args.logs / "beat-schedule")], env, args.logs / "worker.log"),
     ]

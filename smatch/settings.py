@@ -94,7 +94,7 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = False
 
 # Static files (H8) -------------------------------------------------------------------------
-# gunicorn serves no files itself: WhiteNoise answers /static/ from STATIC_ROOT (filled by
+# The web server is given no static routes: WhiteNoise answers /static/ from STATIC_ROOT (filled by
 # `manage.py collectstatic`, as the Dockerfile does), so admin, console and API docs keep their
 # CSS and JS in production. Under runserver (DEBUG) it finds the apps' files directly.
 STATIC_URL = "static/"
@@ -271,7 +271,7 @@ if PRODUCTION and (len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH or len(set(SECRET_KEY
         f"(this one has {len(SECRET_KEY)}); make one with: "
         "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
 
-# Rate limits are counted in this cache. Every web process must see the same counters (4 gunicorn
+# Rate limits are counted in this cache. Every web process must see the same counters (4 web
 # workers would otherwise allow 4x the limit), so only the embedded mode, one process, keeps them in
 # local memory. Default: the broker's Redis (keys are prefixed; never `cache.clear()` it, that would
 # flush the broker's database too).

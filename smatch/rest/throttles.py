@@ -16,7 +16,7 @@ class CallerRateThrottle(throttling.SimpleRateThrottle):
     """A per-caller request rate (a BRP, a staff user, or an address), counted in the shared cache.
 
     A fixed window with an atomic increment: every web process adds to the same counter, so four
-    gunicorn workers allow the limit once, not four times (DRF's sliding history is a read then a
+    web worker processes allow the limit once, not four times (DRF's sliding history is a read then a
     write, which two processes interleave). A window boundary may let up to twice the limit through
     in a short burst. If the cache does not answer, the request goes through and it is logged: the
     limit protects the service, it must not take it down.

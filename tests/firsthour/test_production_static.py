@@ -1,7 +1,7 @@
-"""Production serves its own CSS and JS: gunicorn with DJANGO_ENV=production, after the Dockerfile's
-collectstatic, answers 200 for the admin's, the console's and the API docs' assets.
+"""Production serves its own CSS and JS: the web tier (smatch.web) with DJANGO_ENV=production, after the
+Dockerfile's collectstatic, answers 200 for the admin's, the console's and the API docs' assets.
 
-gunicorn itself serves no files; without the static files middleware every one of these is a 404
+The server itself is given no static routes; without the static files middleware every one of these is a 404
 and the admin, the console and /api/docs/ render unstyled or blank.
 """
 
@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 from django.db import connection
+
+from smatch import web
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["'](/static/[^"']+)["']""")
@@ -52,7 +54,7 @@ def _production_env(static_root: Path, broker: str) -> dict[str, str]:
 
 @pytest.fixture
 def production_web(real_services, db, tmp_path):
-    """collectstatic as the Dockerfile runs it, then gunicorn in production mode on a free port."""
+    """collectstatic as the Dockerfile runs it, then the web tier in production mode on a free port."""
     env = _production_env(tmp_path / "static", real_services["broker"])
     argv = _dockerfile_collectstatic()
     assignments = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("-"))
@@ -64,20 +66,19 @@ def production_web(real_services, db, tmp_path):
     assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
 
     port = _free_port()
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "smatch.wsgi:application", "--bind",
-                             f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"],
+    log = open(tmp_path / "web.log", "wb")
+    proc = subprocess.Popen(web.command(f"127.0.0.1:{port}", workers=1, threads=4),
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()[-3000:]
+            assert proc.poll() is None, (tmp_path / "web.log").read_text()[-3000:]
             try:
                 requests.get(f"{url}/ocpi/versions", timeout=1)
                 break
             except requests.RequestException:
-                assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
+                assert time.monotonic() < deadline, "the web tier did not answer within 30 s"
                 time.sleep(0.2)
         yield url
     finally:
@@ -92,7 +93,7 @@ def _assets(url: str, path: str) -> list[str]:
     return ASSET.findall(page.text)
 
 
-def test_gunicorn_in_production_serves_admin_console_and_api_docs_assets(production_web):
+def test_the_web_tier_in_production_serves_admin_console_and_api_docs_assets(production_web):
     pages = {path: _assets(production_web, path) for path in ("/admin/login/", "/api/docs/", "/api/redoc/")}
     assert any(a.endswith("admin/css/base.css") for a in pages["/admin/login/"]), pages["/admin/login/"]
     assert any("swagger-ui" in a for a in pages["/api/docs/"]), pages["/api/docs/"]

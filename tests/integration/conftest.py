@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from smatch import waiting
+from smatch import waiting, web
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,7 +176,7 @@ def private_redis(real_services, settings, tmp_path):
 
 
 class WebProcess:
-    """The product's web process (gunicorn) on the test database, killable like a crash."""
+    """The product's web tier (smatch.web: granian) on the test database, killable like a crash."""
 
     def __init__(self, env: dict, log_path: Path, port: int) -> None:
         self.env, self.log_path, self.port, self.proc = env, log_path, port, None
@@ -190,20 +190,19 @@ class WebProcess:
 
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "smatch.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "2", "--threads", "8", "--backlog", "512", "--log-level", "warning"],
+            web.command(f"127.0.0.1:{self.port}", workers=2, threads=8),
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
         def answers() -> bool:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"the web tier exited:\n{self.log_path.read_text()[-3000:]}")
             try:
                 return requests.get(f"{self.url}/ocpi/versions", timeout=1).status_code < 500
             except requests.RequestException:
                 return False
 
-        wait_for(answers, 30, "gunicorn to answer")
+        wait_for(answers, 30, "the web tier to answer")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -213,7 +212,7 @@ class WebProcess:
 
 @pytest.fixture
 def web_process(real_services, transactional_db, tmp_path):
-    """gunicorn serving the product against the test database (OCPI_BASE_URL = its own URL)."""
+    """The web tier serving the product against the test database (OCPI_BASE_URL = its own URL)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**_worker_env(url), "DATABASE_URL": _database_url()}

@@ -250,7 +250,7 @@ def test_redis_restarted_during_an_activation(private_redis, start_simulator, ce
 
 @pytest.mark.parametrize("worker_extra_env", [{"OCPI_PULL_INTERVAL_S": "3600"}])
 def test_web_process_restarted_while_pushes_arrive(web_process, start_simulator, celery_worker_process):
-    """gunicorn is SIGKILLed while the simulator pushes. The simulator drops a push whose PATCH and
+    """The web tier is SIGKILLed (every process) while the simulator pushes. The simulator drops a push whose PATCH and
     follow-up PUT both fail (simulator/server.py `_push`, no later retry), so the recovery path is the
     product's periodic sessions pull (the beat's `ocpi_client.pull_sessions`, queued here at once)."""
     from ocpi.tasks import pull_sessions

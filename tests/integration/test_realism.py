@@ -61,7 +61,7 @@ RUNS = [
 def connection_per_request(settings, monkeypatch):
     """live_server answers each request in a new thread; a persistent connection (DB_CONN_MAX_AGE)
     would outlive it, and dozens of pushes a second exhaust PostgreSQL's max_connections on a
-    shared machine. Production's fixed gunicorn threads do not have that problem."""
+    shared machine. Production's fixed web threads (smatch.web) do not have that problem."""
     monkeypatch.setitem(settings.DATABASES["default"], "CONN_MAX_AGE", 0)
 
 

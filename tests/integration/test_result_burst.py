@@ -1,4 +1,4 @@
-"""A burst of async results through gunicorn (gunicorn.conf.py: gthread, 16 threads) on PostgreSQL, and
+"""A burst of async results through the web tier as deployed (`python -m smatch.web`) on PostgreSQL, and
 result batches racing the send claims, the sync answers and the restores over the same caps.
 
 Issue #15: a result answered 2xx is never lost, whatever the batching (`ocpi.services.profiles`,
@@ -58,31 +58,30 @@ def _party(cpo) -> OcpiParty:
 
 
 @pytest.fixture
-def gunicorn(real_services, transactional_db, tmp_path):
-    """The product's web tier as deployed: gunicorn with gunicorn.conf.py (gthread, 16 threads per
-    process, 2 processes), on the test database."""
+def web_tier(real_services, transactional_db, tmp_path):
+    """The product's web tier as deployed: `python -m smatch.web` with its defaults from the environment
+    (2 processes, the default threads per process), on the test database."""
     import requests
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**_worker_env(url), "DATABASE_URL": _database_url(), "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "16"}
-    log = tmp_path / "gunicorn.log"
+    env = {**_worker_env(url), "DATABASE_URL": _database_url(), "WEB_CONCURRENCY": "2"}
+    log = tmp_path / "web.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "smatch.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--log-level", "warning"],
+        [sys.executable, "-m", "smatch.web", "--bind", f"127.0.0.1:{port}"],
         cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
     )
 
     def answers() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"the web tier exited:\n{log.read_text()[-3000:]}")
         try:
             return requests.get(f"{url}/ocpi/versions", timeout=1).status_code < 500
         except requests.RequestException:
             return False
 
     try:
-        wait_for(answers, 30, "gunicorn to answer")
+        wait_for(answers, 30, "the web tier to answer")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -122,7 +121,7 @@ def _post_all(url: str, results: dict) -> list[tuple]:
 
 @pytest.mark.services
 @pytest.mark.slow
-def test_a_burst_of_results_is_answered_after_commit_and_recorded_once(gunicorn, cpo, brp, clock):
+def test_a_burst_of_results_is_answered_after_commit_and_recorded_once(web_tier, cpo, brp, clock):
     """300 results (1 in 5 REJECTED) from 16 clients at once: every POST is answered 200/1000 only once
     its result is committed (the client reads it right after the answer), each call holds its result,
     each cap is in force or refused accordingly, no row doubled; results were written in batches
@@ -137,7 +136,7 @@ def test_a_burst_of_results_is_answered_after_commit_and_recorded_once(gunicorn,
     assert sorted(calls.values()) == sorted(caps)
     results = {call_id: "REJECTED" if n % 5 == 0 else "ACCEPTED" for n, call_id in enumerate(sorted(calls))}
 
-    answers = _post_all(gunicorn, results)
+    answers = _post_all(web_tier, results)
     assert len(answers) == N
     assert Counter((status, code) for _, status, code, _ in answers) == {(200, 1000): N}
     late = [call_id for call_id, _, _, committed in answers if not committed]
@@ -152,7 +151,7 @@ def test_a_burst_of_results_is_answered_after_commit_and_recorded_once(gunicorn,
     batches = Counter(at for *_, at in rows)
     assert len(batches) < N, "no two results were written together: the burst was not batched"
 
-    again = _post_all(gunicorn, results)  # a CPO repeating its results: idempotent
+    again = _post_all(web_tier, results)  # a CPO repeating its results: idempotent
     assert Counter((status, code) for _, status, code, _ in again) == {(200, 1000): N}
     assert sorted(ChargingProfileCall.objects.filter(kind="SET").values_list("id", "result", "result_payload",
                                                                              "result_at")) == rows

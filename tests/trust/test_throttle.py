@@ -3,11 +3,11 @@ letting requests through when the cache is down, and on the settlement API as on
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -21,6 +21,7 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from flexibility.api.auth import BrpUser
+from smatch import web
 from smatch.rest.throttles import BrpRateThrottle, CallerRateThrottle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,12 +111,12 @@ def test_each_window_lets_exactly_min_of_limit_and_demand_through(limit, offsets
         caches["default"].clear()
 
 
-# --- two gunicorn workers, one limit ------------------------------------------------------------------------
+# --- two web workers, one limit ------------------------------------------------------------------------
 
 @pytest.mark.services
 @pytest.mark.slow
-def test_two_gunicorn_workers_share_one_limit(real_services, transactional_db, brp, tmp_path):
-    """20 concurrent BRP requests to gunicorn with 2 worker processes and a limit of 5/min: exactly 5
+def test_two_web_workers_share_one_limit(real_services, transactional_db, brp, tmp_path):
+    """20 concurrent BRP requests to the web tier with 2 worker processes and a limit of 5/min: exactly 5
     answered, 15 refused, and both processes answered some (the access log names each one's pid).
     With a per-process count (local memory), up to 10 would get through."""
     import requests
@@ -128,15 +129,20 @@ def test_two_gunicorn_workers_share_one_limit(real_services, transactional_db, b
            "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}", "CELERY_BROKER_URL": real_services["broker"]}
     env.pop("CACHE_URL", None)  # production's default: the broker's Redis
     log = tmp_path / "access.log"
+    log_config = tmp_path / "logging.json"  # the access log names the worker process of each request
+    log_config.write_text(json.dumps({
+        "formatters": {"access": {"()": "logging.Formatter", "fmt": "pid=<%(process)d> %(message)s"}},
+        "handlers": {"access": {"formatter": "access", "class": "logging.FileHandler", "filename": str(log)}},
+        "loggers": {"granian.access": {"handlers": ["access"], "level": "INFO", "propagate": False}}}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "smatch.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--access-logfile", str(log), "--access-logformat", "pid=%(p)s path=%(U)s status=%(s)s"],
+        web.command(f"127.0.0.1:{port}", workers=2, threads=4, access_log=True,
+                    extra=["--log-config", str(log_config), "--access-log-fmt", "path=%(path)s status=%(status)d"]),
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_for(lambda: _answers(f"{url}/api/schema/"), 30, "gunicorn to answer")
+        wait_for(lambda: _answers(f"{url}/api/schema/"), 30, "the web tier to answer")
         # The second worker may still be importing when the first answers: the burst below must reach
         # both, so wait until each has answered a request of its own.
-        wait_for(lambda: _both_workers_answer(f"{url}/api/schema/", log), 60, "both gunicorn workers to answer")
+        wait_for(lambda: _both_workers_answer(f"{url}/api/schema/", log), 60, "both web workers to answer")
         headers = {"Authorization": f"Token {brp.api_token}", "Connection": "close"}
         if time.time() % 60 > 40:  # the windows are whole minutes: a burst across a minute's end counts twice
             time.sleep(61 - time.time() % 60)
