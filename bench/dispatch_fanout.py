@@ -139,6 +139,12 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def _grown(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU the backends used between two readings: a backend gone by the second one is not counted (a
+    floor), one new since the first counts whole."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def _backends() -> list[int]:
     """The PostgreSQL backends serving this benchmark's database (web, worker and this process)."""
     from django.db import connection
@@ -181,7 +187,7 @@ def wait(predicate, timeout_s: float, what: str, interval_s: float = 0.05):
 
 
 def one_activation(api: str, token: str, label: str, timeout_s: float, expect_results: bool,
-                   cpu=lambda: (0.0, 0.0, 0.0)) -> dict[str, float]:
+                   cpu=lambda: (0.0, 0.0, {}, 0.0)) -> dict[str, float]:
     """Signal -> caps answered -> async results -> cancel -> DELETEs answered; seconds from t0."""
     import requests
     from django.db.models import Max
@@ -231,7 +237,8 @@ def one_activation(api: str, token: str, label: str, timeout_s: float, expect_re
         "answered_s": (answered - t0).total_seconds(),
         "results_s": (results - t0).total_seconds() if results else float("nan"),
         "restore_s": (cleared - t1).total_seconds() if cleared else float("nan"),
-        "web_cpu_s": cpu1[0] - cpu0[0], "worker_cpu_s": cpu1[1] - cpu0[1], "pg_cpu_s": cpu1[2] - cpu0[2],
+        "web_cpu_s": cpu1[0] - cpu0[0], "worker_cpu_s": cpu1[1] - cpu0[1], "pg_cpu_s": _grown(cpu0[2], cpu1[2]),
+        "sim_cpu_s": cpu1[3] - cpu0[3],
     }
 
 
@@ -282,9 +289,9 @@ def main() -> int:
             from bench.common import cpu_seconds
             from flexibility.services import create_brp
 
-            def cpu() -> tuple[float, float, float]:
+            def cpu(simulator_pids: list[int]) -> tuple[float, float, dict[int, float], float]:
                 return (cpu_seconds(web.worker_pids()), cpu_seconds(_tree(worker.proc.pid)),
-                        cpu_seconds(_backends()))
+                        {pid: cpu_seconds([pid]) for pid in _backends()}, cpu_seconds(simulator_pids))
 
             for n in sizes:
                 rows += measure_size(n, args, repeat, web.base, create_brp, cpu, web.description)
@@ -297,7 +304,7 @@ def measure_size(n: int, args, repeat: int, api: str, create_brp, cpu, server: s
 
     points = int(n / OCCUPANCY * 1.25) + 400  # occupancy varies a little with the fleet size
     samples: dict[str, list[float]] = {"answered_s": [], "results_s": [], "restore_s": [], "web_cpu_s": [],
-                                       "worker_cpu_s": [], "pg_cpu_s": []}
+                                       "worker_cpu_s": [], "pg_cpu_s": [], "sim_cpu_s": []}
     raw: list[float] = []
     results_seen: list[int] = []
     with SimulatorShards(points, args.sim_processes, results=not args.no_async_results) as sim:
@@ -308,7 +315,8 @@ def measure_size(n: int, args, repeat: int, api: str, create_brp, cpu, server: s
         _, token = create_brp(f"bench BRP {n}", Brp.Policy.AUTO)
         for r in range(repeat):
             out = one_activation(api, token, f"bench-{n}-{r}-{time.time_ns()}", timeout_s=60 + n / 150,
-                                 expect_results=not args.no_async_results, cpu=cpu)
+                                 expect_results=not args.no_async_results,
+                                 cpu=lambda: cpu([proc.pid for proc, _ in sim.children]))
             if out["accepted"] != n:
                 raise RuntimeError(f"N={n}: only {out['accepted']} of {n} PUTs accepted ({out})")
             for key in samples:
@@ -347,6 +355,10 @@ def measure_size(n: int, args, repeat: int, api: str, create_brp, cpu, server: s
                note="CPU of the backends of this database over the same span / N (a backend that closed "
                     "meanwhile is not counted: a floor)"),
     ]
+    rows.append(Row.of(NAME, case, "simulator CPU per PUT + result", "ms",
+                       [c / n * 1000 for c in samples["sim_cpu_s"]],
+                       note="the simulator processes' user+system CPU over the same span / N (answering the PUTs, "
+                            "posting the results): the CPO's share of this box"))
     if lost:
         rows.append(Row.of(NAME, case, "async results lost", "count", lost, target="0", ok=lambda v: v == 0,
                            note="accepted PUTs whose result was never recorded (the simulator posts each once)"))
