@@ -170,7 +170,7 @@ LOAD_DB = """
 import pandas as pd, io
 from django.db import connection
 from flexibility.models import Activation, Brp, Signal
-from ocpi.models import OcpiParty, Session
+from ocpi.models import CURRENT_MEASURED, OcpiParty, Session
 states = pd.read_csv("{folder}/S.csv")
 acts = pd.read_csv("{folder}/A.csv", parse_dates=["t_signal", "t_clear"])
 party = OcpiParty.objects.create(name="bench", token_ours_hash="x" * 64, status="REGISTERED",
@@ -182,13 +182,14 @@ Session.objects.bulk_create([Session(party=party, country_code="NL", ocpi_party_
 ids = dict(Session.objects.values_list("session_id", "pk"))
 frame = pd.DataFrame({{"session_id": states["session_id"].map(ids), "timestamp": states["timestamp"],
     "kwh": states["kwh"], "l1": states["current_l1_a"], "l2": states["current_l2_a"], "l3": states["current_l3_a"],
-    "status": "ACTIVE", "received_at": states["timestamp"]}}).drop_duplicates(["session_id", "timestamp"])
+    "status": "ACTIVE", "received_at": states["timestamp"], "current_source": CURRENT_MEASURED}}).drop_duplicates(
+    ["session_id", "timestamp"])
 buf = io.StringIO()
 frame.to_csv(buf, index=False, header=False)
 buf.seek(0)
 with connection.cursor() as cur:
     cur.copy_expert("COPY ocpi_client_sessionstate (session_id, timestamp, kwh, current_l1_a, current_l2_a, "
-                    "current_l3_a, status, received_at) FROM STDIN WITH CSV", buf)
+                    "current_l3_a, status, received_at, current_source) FROM STDIN WITH CSV", buf)
 brp = Brp.objects.create(name="bench", token_hash="y" * 64, token_prefix="y")
 for row in acts.itertuples():
     sig = Signal.objects.create(brp=brp, external_id=str(row.activation_id), direction="reduce_consumption",

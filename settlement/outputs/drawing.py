@@ -1,10 +1,11 @@
 """Drawing the activation charts from small picklable descriptions, with nothing but numpy and matplotlib.
 
 `settlement.outputs.charts` describes each chart from a settlement result (the windowed series it
-draws, times as naive UTC datetime64); this module draws them. Drawing is ~60 ms of matplotlib per chart
-whatever its data, and a 16,000-point day with 30 activations has 60 of them, so `render_all` can hand
-them to other processes. Those come from a fork server that imports this module once: the charts need
-neither pandas nor the settlement code, and a process forked from it starts in milliseconds.
+draws, times as naive UTC datetime64); this module draws them. Drawing costs matplotlib about the same
+whatever the data (text and ticks, mostly), and a 16,000-point day with 30 activations has 60 charts,
+so `render_all` can hand them to other processes. Those come from a fork server that imports this
+module once: the charts need neither pandas nor the settlement code, and a process forked from it
+starts at once.
 """
 
 from __future__ import annotations
