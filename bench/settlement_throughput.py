@@ -113,6 +113,12 @@ def child(mode: str, folder: Path) -> dict:
         margin = 900
         states = loaders.states_frame(acts["t_signal"].min() - _td(margin), acts["t_clear"].max() + _td(margin))
     else:
+        try:  # as services.settle_files does first (a --root checkout from before it has no such step)
+            from settlement.outputs.drawing import start_fork_server
+
+            start_fork_server(exports.DEFAULT_CHART_PROCESSES)
+        except ImportError:
+            pass
         states, acts = files.read_states(folder / "S.csv"), files.read_activations(folder / "A.csv")
     out["load_s"] = time.perf_counter() - t0
     out["states"] = len(states)

@@ -28,7 +28,7 @@ from settlement.core.settle import SettlementResult, SettleParams, settle_frames
 from settlement.error_codes import SettlementError, SettlementErrorCode
 from settlement.io import db, files, prices
 from settlement.models import ActivationResult, ImbalancePrice, IspResult, SettlementRun
-from settlement.outputs import exports
+from settlement.outputs import drawing, exports
 from smatch import clock
 from smatch.celery import app, enqueue
 
@@ -54,6 +54,7 @@ def settle_files(states_path: str | Path, activations_path: str | Path, out_dir:
                  baseline: str = DEFAULT_BASELINE, grid_s: float = 60.0, shape: str = "step",
                  progress: Callable[[int], None] | None = None) -> FileSettlement:
     """Read S.csv / A.csv (/ prices / meters), settle, and write DIR atomically."""
+    drawing.start_fork_server(settings.SETTLEMENT_CHART_PROCESSES)
     try:
         states = files.read_states(states_path)
         activations = files.read_activations(activations_path)

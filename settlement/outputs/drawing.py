@@ -15,6 +15,7 @@ import multiprocessing
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from pathlib import Path
 
 import matplotlib
@@ -135,6 +136,15 @@ def render_all(jobs: Iterable[tuple[Chart, Path]], processes: int, meanwhile: Ca
     return [path for _chart, path in jobs]
 
 
+
+
+def start_fork_server(processes: int) -> None:
+    """Start the fork server now, if drawing processes may be used: it imports numpy and matplotlib
+    on another core while this process reads and computes, instead of after, when the charts wait
+    for it. Once started it serves every later settlement of this process."""
+    if drawing_processes(CHARTS_PER_PROCESS * processes, processes):
+        _fork_server()
+        forkserver.ensure_running()
 
 
 def _fork_server() -> multiprocessing.context.BaseContext:
