@@ -115,8 +115,8 @@ def drawing_processes(charts: int, wanted: int) -> int:
 
 def render_all(jobs: Iterable[tuple[Chart, Path]], processes: int, meanwhile: Callable[[], None] = lambda: None,
                done: Callable[[Path], None] | None = None) -> list[Path]:
-    """Draw every chart, by `processes` spawned processes (0: here), running `meanwhile` in this process
-    while they draw. A failure in any raises here, once every process has stopped."""
+    """Draw every chart, by `processes` processes forked from the fork server (0: here), running
+    `meanwhile` in this process while they draw. A failure in any raises here, once every process has stopped."""
     jobs = list(jobs)
     if processes <= 0:
         meanwhile()
@@ -136,13 +136,11 @@ def render_all(jobs: Iterable[tuple[Chart, Path]], processes: int, meanwhile: Ca
     return [path for _chart, path in jobs]
 
 
-
-
 def start_fork_server(processes: int) -> None:
     """Start the fork server now, if drawing processes may be used: it imports numpy and matplotlib
     on another core while this process reads and computes, instead of after, when the charts wait
     for it. Once started it serves every later settlement of this process."""
-    if drawing_processes(CHARTS_PER_PROCESS * processes, processes):
+    if processes > 0 and not multiprocessing.current_process().daemon:
         _fork_server()
         forkserver.ensure_running()
 
