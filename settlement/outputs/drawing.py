@@ -35,14 +35,20 @@ CHARTS_PER_PROCESS = 8
 
 
 @dataclass(frozen=True)
-class ShedChart:
-    """Power around the activation with its baseline and the shed area (the paper's figure 8)."""
+class _AroundActivation:
+    """What every activation chart has: its title, the activation and the fleet's power around it."""
 
     title: str
     t_signal: np.datetime64
     t_clear: np.datetime64
     power_t: np.ndarray  # datetime64, naive UTC
     power_kw: np.ndarray
+
+
+@dataclass(frozen=True)
+class ShedChart(_AroundActivation):
+    """Power around the activation with its baseline and the shed area (the paper's figure 8)."""
+
     baseline_t: np.ndarray
     baseline_kw: np.ndarray
     baseline_label: str
@@ -67,14 +73,9 @@ class ShedChart:
 
 
 @dataclass(frozen=True)
-class TheoreticalChart:
+class TheoreticalChart(_AroundActivation):
     """Historical vs theoretical minimum power (every session at most 8 A) around the event (figure 9)."""
 
-    title: str
-    t_signal: np.datetime64
-    t_clear: np.datetime64
-    power_t: np.ndarray  # datetime64, naive UTC
-    power_kw: np.ndarray
     floor_kw: np.ndarray  # on power_t
 
     def draw(self, ax) -> None:
