@@ -27,7 +27,9 @@ One rule, a pure function (no ORM), so the dispatcher and settlement judge alike
   FLAT_SHARE) from the session's states before the cap through the capped window, over two segments
   of FLAT_WINDOW at least FLAT_SPAN apart, rules out the counts on which it would be finishing; when
   the counts left (weighed by the fleet prior) put it above the cap by DECISIVE, `not_responded`
-  stands;
+  stands. A session's phase count does not change, so what one cap's flat draw ruled out stays ruled
+  out for its later caps (`flat_kw_before`), even once its own draw begins to taper: an EV at 13 A on
+  one phase nearing full falls slowly, and over a longer history it no longer reads as flat;
 - `responded` when the median judged reading is at or below the cap plus a tolerance,
   `not_responded` when above, `no_data` when no reading qualifies;
 - after the restore (grace, then a window): `resumed` when the median reading is above the cap plus
@@ -91,6 +93,9 @@ class Verdict:
     # Responded: the draw just before the cap minus the median draw under it, when powers (POWER or
     # kWh averages) tell both; None otherwise. A measurement, not part of the verdict.
     shed_kw: float | None = field(default=None, compare=False)
+    # The flat draw (kW) that ruled out the phase counts on which the session would be finishing its
+    # charge, this cap's or an earlier one's; None when none did. Kept for the session's later caps.
+    flat_kw: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -189,12 +194,16 @@ def _flat_kw(ordered: Sequence[Reading], since: datetime, until: datetime) -> fl
     return (a + b) / 2
 
 
-def _above_when_flat(power_kw: float, counts: Sequence[int], rule: Rule, max_current_a: float | None) -> bool:
-    """A flat draw is not an EV finishing its charge: leave out the counts on which it is below 6 A per
-    phase (or above the connector's maximum); True when the rest put it above the cap by DECISIVE."""
+def _not_finishing(flat_kw: float, counts: Sequence[int], max_current_a: float | None) -> dict[int, float]:
+    """The counts a flat draw leaves (a flat draw is not an EV finishing its charge: out go the counts
+    on which it is below 6 A per phase, and those above the connector's maximum), with their prior."""
     most = (max_current_a or DEFAULT_MAX_CURRENT_A) * (1 + MAX_CURRENT_TOLERANCE)
-    kept = {k: PHASE_PRIOR.get(k, 0.0) or 1e-3 for k in counts
-            if MIN_CHARGING_A * (1 - MAX_CURRENT_TOLERANCE) <= power_kw * 1000 / (VOLTS_PER_PHASE * k) <= most}
+    return {k: PHASE_PRIOR.get(k, 0.0) or 1e-3 for k in counts
+            if MIN_CHARGING_A * (1 - MAX_CURRENT_TOLERANCE) <= flat_kw * 1000 / (VOLTS_PER_PHASE * k) <= most}
+
+
+def _above(power_kw: float, kept: dict[int, float], rule: Rule) -> bool:
+    """True when the counts kept put the draw above the cap by DECISIVE of their weight."""
     if not kept:
         return False
     low = sum(w for k, w in kept.items() if power_kw <= _cap_kw(k, rule)) / sum(kept.values())
@@ -213,7 +222,8 @@ def _majority_low(levels: Sequence[_Level]) -> bool | None:
 
 def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime, session_start: datetime,
           phases: int | Sequence[int], restored_at: datetime | None = None, rule: Rule = Rule(),
-          before_a: float | None = None, max_current_a: float | None = None) -> Verdict:
+          before_a: float | None = None, max_current_a: float | None = None,
+          flat_kw_before: float | None = None) -> Verdict:
     """The verdict on one cap from the session's own readings (any order; those outside the windows
     only weigh the phase counts).
 
@@ -222,6 +232,7 @@ def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime
     the per-phase current measured when the cap was planned; already at the cap's level, the cap
     proves nothing (a session at 9 A ignoring it still reads "at 8 A"): no data either way; the same
     from the session's own readings just before the cap (`_before`, see the module's text).
+    `flat_kw_before`: the flat draw an earlier cap of this session was judged on (`Verdict.flat_kw`).
     """
     if before_a is not None and before_a <= rule.limit_a + rule.tolerance_a:
         return Verdict(NO_DATA, NO_DATA if restored_at is not None else "")
@@ -238,24 +249,29 @@ def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime
               and (lv.end < until if lv.start == lv.end else lv.end <= until)]
     low = _majority_low(during)
     delivery = NO_DATA if low is None else (RESPONDED if low else NOT_RESPONDED)
+    flat_kw = None
     if before is not None and before.some and delivery != NO_DATA:
         # The cap may not have bound (the draw fits it on some count): only a fall proves anything.
         powers = [lv.power_kw for lv in during if lv.power_kw is not None]
         fell = (delivery == RESPONDED and before.power_kw is not None and len(powers) == len(during)
                 and statistics.median(powers) <= before.power_kw - rule.tolerance_kw)
-        flat_kw = _flat_kw(ordered, max(session_start, cap_start - PHASE_EVIDENCE), until) \
-            if delivery == NOT_RESPONDED else None
-        ignored = flat_kw is not None and _above_when_flat(flat_kw, counts, rule, max_current_a)
-        if not (fell or ignored):
+        if delivery == NOT_RESPONDED:
+            flat_kw = _flat_kw(ordered, max(session_start, cap_start - PHASE_EVIDENCE), until)
+            if flat_kw is None or not _above(flat_kw, _not_finishing(flat_kw, counts, max_current_a), rule):
+                # What an earlier cap's flat draw ruled out, weighed on the draw under this cap.
+                earlier = flat_kw_before is not None and bool(powers) and _above(
+                    statistics.median(powers), _not_finishing(flat_kw_before, counts, max_current_a), rule)
+                flat_kw = flat_kw_before if earlier else None
+        if not (fell or flat_kw is not None):
             delivery = NO_DATA
     shed_kw = _measured_shed_kw(before, during) if delivery == RESPONDED else None
     if restored_at is None:
-        return Verdict(delivery, "", shed_kw)
+        return Verdict(delivery, "", shed_kw, flat_kw)
     after_from = restored_at + rule.grace
     after = [lv for lv in levels if lv.start >= after_from and lv.end <= after_from + rule.resume_window]
     still_low = _majority_low(after)
     resumption = NO_DATA if still_low is None else (NOT_RESUMED if still_low else RESUMED)
-    return Verdict(delivery, resumption, shed_kw)
+    return Verdict(delivery, resumption, shed_kw, flat_kw)
 
 
 def _measured_shed_kw(before: _Before | None, during: Sequence[_Level]) -> float | None:

@@ -202,6 +202,11 @@ class Curtailment(models.Model):
     due_at = models.DateTimeField(null=True, blank=True, db_index=True)
     delivery = models.CharField(max_length=14, choices=Delivery.choices, blank=True, default="")
     resumption = models.CharField(max_length=12, choices=Resumption.choices, blank=True, default="")
+    # A session's phases do not change, so its later caps are judged on this too (flexibility/delivery.py).
+    flat_kw = models.FloatField(
+        null=True, blank=True, verbose_name="flat draw (kW)",
+        help_text="kWh only: the flat draw that proved the EV is not finishing its charge on some phase counts "
+                  "(the cap's verdict, or an earlier cap's of this session, rests on it)")
 
     class Meta:
         constraints = [

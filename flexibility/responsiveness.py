@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Min
 
 from ocpi.models import ChargingProfileCall, SessionState
 from smatch import clock
@@ -78,22 +78,27 @@ def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
         readings[row[0]].append(reading(*row[1:]))
     # A cap acts from when the CSMS accepted its PUT, not from when it was planned (a busy dispatcher or a
     # retry after TOO_OFTEN sends it seconds or minutes later): the grace counts from then.
+    # What earlier caps' flat draws proved about each session (the lowest rules out the most counts).
+    flat_kw = dict(Curtailment.objects.filter(session_id__in={c[1] for c in caps}, flat_kw__isnull=False)
+                   .values_list("session_id").annotate(kw=Min("flat_kw")).values_list("session_id", "kw"))
     accepted = dict(ChargingProfileCall.objects.filter(
         kind=ChargingProfileCall.Kind.SET, purpose_id__in=[c[0] for c in caps], response_result="ACCEPTED",
     ).values_list("purpose_id").annotate(at=Max("answered_at")).values_list("purpose_id", "at"))
     verdicts, per_evse = [], defaultdict(list)
     for pk, session_pk, starts, ends, restored, limit_a, session_start, phases, source, party_pk, evse, before, \
-            max_a in caps:
+            max_a in sorted(caps, key=lambda c: c[2]):
         acting_from = max(starts, accepted.get(pk) or starts)
         v = delivery.judge(readings.get(session_pk, ()), cap_start=acting_from, cap_end=ends,
                            session_start=session_start,
                            phases=plausible_phases(phases, source), restored_at=restored,
                            rule=delivery.Rule(limit_a, r.tolerance_a, r.tolerance_kw, r.grace, r.resume_window),
-                           before_a=before, max_current_a=max_a)
-        verdicts.append({"pk": pk, "delivery": v.delivery, "resumption": v.resumption})
+                           before_a=before, max_current_a=max_a, flat_kw_before=flat_kw.get(session_pk))
+        if v.flat_kw is not None:
+            flat_kw[session_pk] = min(v.flat_kw, flat_kw.get(session_pk, v.flat_kw))
+        verdicts.append({"pk": pk, "delivery": v.delivery, "resumption": v.resumption, "flat_kw": v.flat_kw})
         per_evse[(party_pk, evse)].append(v)
     with transaction.atomic():
-        update_from_values(Curtailment, verdicts, ["delivery", "resumption"])
+        update_from_values(Curtailment, verdicts, ["delivery", "resumption", "flat_kw"])
         _record(per_evse, now)
     return len(verdicts)
 

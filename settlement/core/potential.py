@@ -80,7 +80,8 @@ def non_responders(rec: Reconstruction, caps: pd.DataFrame, rule: Rule | None = 
     stamps = states["timestamp"].array
     kwh = states["kwh"].to_numpy(float)
     rows = []
-    for i in worth_judging:
+    flat_kw: dict[int, float] = {}  # per session: what an earlier cap's flat draw proved (the judge's own carry)
+    for i in worth_judging[np.lexsort((caps["start_s"].to_numpy()[worth_judging], code[worth_judging]))]:
         lo, hi = first_row[i], end_row[i]
         lo_with_previous = lo - 1 if lo > 0 and state_code[lo - 1] == code[i] else lo
         readings = [Reading(stamps[j].to_pydatetime(), float(kwh[j]),
@@ -89,17 +90,20 @@ def non_responders(rec: Reconstruction, caps: pd.DataFrame, rule: Rule | None = 
         verdict = judge(readings, cap_start=caps["start"].iat[i].to_pydatetime(),
                         cap_end=caps["end"].iat[i].to_pydatetime(),
                         session_start=_at(rec, session_start_s[i]), phases=_phases(rec.phases[code[i]]),
-                        rule=rule, before_a=None if np.isnan(before_a[i]) else float(before_a[i]))
+                        rule=rule, before_a=None if np.isnan(before_a[i]) else float(before_a[i]),
+                        flat_kw_before=flat_kw.get(code[i]))
+        if verdict.flat_kw is not None:
+            flat_kw[code[i]] = min(verdict.flat_kw, flat_kw.get(code[i], verdict.flat_kw))
         if verdict.delivery != NOT_RESPONDED:
             continue
         judged = slice(lo, hi)
         above = np.flatnonzero(suspect[judged])
         measured = current_a[judged][~np.isnan(current_a[judged])]
-        rows.append({"activation_id": caps["activation_id"].iat[i], "evse_uid": rec.evse_uids[code[i]],
-                     "session_id": rec.session_ids[code[i]], "judged_from": _at(rec, from_s[i]),
-                     "state_at": stamps[lo + above[0]], "max_current_a": float(measured.max()) if len(measured)
-                     else float("nan")})
-    frame = pd.DataFrame(rows, columns=NON_RESPONDER_COLUMNS)
+        rows.append((i, {"activation_id": caps["activation_id"].iat[i], "evse_uid": rec.evse_uids[code[i]],
+                         "session_id": rec.session_ids[code[i]], "judged_from": _at(rec, from_s[i]),
+                         "state_at": stamps[lo + above[0]], "max_current_a": float(measured.max()) if len(measured)
+                         else float("nan")}))
+    frame = pd.DataFrame([row for _, row in sorted(rows, key=lambda pair: pair[0])], columns=NON_RESPONDER_COLUMNS)
     frame["judged_from"] = pd.to_datetime(frame["judged_from"], utc=True)
     frame["state_at"] = pd.to_datetime(frame["state_at"], utc=True)
     return frame

@@ -124,6 +124,39 @@ def test_a_flat_draw_needs_its_two_windows_45_s_apart():
     assert kwh_profile([3.68] * 22, start_s=-40, step_s=5, rule=short_grace) == "not_responded"
 
 
+def test_what_an_earlier_flat_draw_ruled_out_stays_ruled_out_for_the_session():
+    """3.09 kW falling 0.6 % a minute (a one-phase EV at 13.4 A nearing full): the first and last minute
+    are 3.6 % apart, not flat: alone, no data. An earlier cap of the session found it flat at 3.09 kW:
+    4.48 A on three phases, below the 5.4 A no EV draws unless finishing, so not three phases; its
+    phases have not changed since. Left: one phase at 12.5-13.4 A (prior 0.35, above 2.34 kW) and two
+    at 6.3-6.7 A (prior 0.03, at the cap: <= 4.18 kW): 0.03 / 0.38 = 0.08 of the weight at the cap:
+    did not respond, and the verdict carries the 3.09 kW on. An earlier flat 5.0 kW rules nothing out
+    (7.2 A on three phases): the three-phase count keeps 0.62 of the weight at the cap, no data."""
+    tapering = [3.09 * (1 - 0.006 * i) for i in range(7)]
+    assert kwh_profile(tapering) == "no_data"
+    assert kwh_profile(tapering, flat_kw_before=3.09) == "not_responded"
+    assert kwh_profile(tapering, flat_kw_before=5.0) == "no_data"
+    readings = [Reading(at(-120 + 60 * i), sum(tapering[:i]) / 60) for i in range(8)]
+    carried = judge(readings, cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
+                    phases=(1, 2, 3), rule=RULE, flat_kw_before=3.09)
+    assert (carried.delivery, carried.flat_kw) == ("not_responded", 3.09)
+
+
+def test_a_verdict_names_the_flat_draw_it_was_decided_on_and_only_then():
+    """3.7 kW flat decides (its flat draw is kept for the session's later caps); 12 kW is above the cap
+    on every count without it, and a fall to the cap is `responded`: neither names one."""
+    readings = [Reading(at(-120 + 60 * i), 3.7 * i / 60) for i in range(8)]
+    flat = judge(readings, cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
+                 phases=(1, 2, 3), rule=RULE)
+    assert flat.delivery == "not_responded" and abs(flat.flat_kw - 3.7) < 1e-9
+    assert verdict(kwh_states(12.0), phases=(1, 2, 3)).flat_kw is None
+    before = [Reading(at(-120 + 60 * i), 3.7 * i / 60) for i in range(3)]
+    fell = [Reading(at(60 * i), 3.7 * 2 / 60 + 1.5 * i / 60) for i in range(1, 6)]
+    judged = judge(before + fell, cap_start=T0, cap_end=CAP_END, session_start=T0 - timedelta(hours=1),
+                   phases=(1, 2, 3), rule=RULE, flat_kw_before=3.7)
+    assert (judged.delivery, judged.flat_kw) == ("responded", None)
+
+
 def test_a_flat_draw_a_three_phase_ev_could_hold_proves_nothing():
     """5.0 kW flat: 7.2 A on three phases is not a finishing EV (a charger balancing its load can hold
     it there) and the cap at 8 A does not bind it (5.0 <= 6.02 kW): the three-phase count stays with

@@ -202,6 +202,55 @@ def test_a_flat_draw_on_a_three_phase_connector_that_ignored_two_caps_is_flagged
     assert (record.recent, record.failures, record.flagged) == ([False, False], 2, True)
 
 
+def test_a_flat_draw_proved_at_one_cap_decides_the_sessions_later_cap_too(brp, party, clock, settings):
+    """One session on a three-phase connector, kWh only: 3.09 kW flat until 15 min after the first cap
+    started, then falling 0.6 % of it a minute (a one-phase EV at 13.4 A nearing full), its EVSE
+    ignoring both caps. The first cap (0-11 min) is judged on the flat draw: did not respond, 3.09 kW
+    kept on the cap. The second (25-36 min), judged later in its own sweep, sees a draw that fell 8 %
+    over the 15 min before it and its own 11 (not flat); alone it would be no data (the twin session
+    capped only then), but the first cap proved the EV is not on three phases at 4.5 A: did not
+    respond, and the EVSE, failing 2 of 2, is flagged."""
+    settings.DELIVERY_GRACE_S, settings.DELIVERY_RESUME_WINDOW_S = 120, 300
+    settings.RESPONSIVENESS_FAILURES_N, settings.RESPONSIVENESS_WINDOW_M = 2, 3
+
+    def session(name: str, evse: str) -> Session:
+        s = Session.objects.create(
+            party=party, country_code="NL", ocpi_party_id="ALI", session_id=name, location_id="L",
+            evse_uid=evse, connector_id="1", status="ACTIVE", start_date_time=T0 - timedelta(hours=1), kwh=5,
+            last_updated=T0, phases=3, phases_source="connector")
+        kwh = 5.0
+        for minute in range(-5, 50):
+            SessionState.objects.create(session=s, timestamp=T0 + timedelta(minutes=minute), kwh=kwh,
+                                        status="ACTIVE", current_source="kwh")
+            kwh += 3.09 * (1 - 0.006 * max(0, minute - 15)) / 60
+        return s
+
+    def cap(n: int, s: Session, start_min: int) -> Curtailment:
+        signal = services.receive_signal(brp, f"sig-{n}", "reduce_consumption").signal
+        starts, ends = T0 + timedelta(minutes=start_min), T0 + timedelta(minutes=start_min + 11)
+        activation = Activation.objects.create(signal=signal, relayed_at=starts, ends_at=ends, status="restored",
+                                               restored_at=ends)
+        return Curtailment.objects.create(activation=activation, session=s, starts_at=starts, ends_at=ends,
+                                          restored_at=ends, limit_a=8, expected_kw=1.0, status=S.RESTORED,
+                                          restored_from=S.IN_FORCE)
+
+    proved, twin = session("K1", "E-ignores"), session("K2", "E-twin")
+    first = cap(1, proved, 0)
+    clock.advance(18 * 60)
+    assert responsiveness.assess_due() == 1
+    first.refresh_from_db()
+    assert (first.delivery, first.flat_kw) == ("not_responded", pytest.approx(3.09))
+    later, alone = cap(2, proved, 25), cap(3, twin, 25)
+    clock.advance(25 * 60)
+    assert responsiveness.assess_due() == 2
+    later.refresh_from_db()
+    alone.refresh_from_db()
+    assert (later.delivery, later.flat_kw) == ("not_responded", pytest.approx(3.09))
+    assert (alone.delivery, alone.flat_kw) == ("no_data", None)
+    record = EvseResponsiveness.objects.get(evse_key="E-IGNORES")
+    assert (record.recent, record.flagged) == ([False, False], True)
+
+
 def test_a_states_power_is_an_instant_only_when_a_power_or_current_was_reported():
     """A kWh average with phases not known for sure ("assumed") is read from the kWh, as "kwh" is:
     taken as an instant at its timestamp, a 5-minute average ending 10 s after a cap started would

@@ -101,3 +101,27 @@ def test_no_states_in_the_judged_window_is_no_verdict():
     rows = state_rows("s-gap", "GAP", [at("23:00:00"), at("23:20:00")], [0.0, 3.68], [16.0, 16.0])
     result = settle_frames(frame(rows), activations())
     assert result.non_responders.empty
+
+
+def test_a_flat_draw_proved_at_one_cap_decides_the_sessions_later_cap_too():
+    """The dispatcher's carry, in settlement: kWh only, 3.09 kW (13.43 A on one phase) flat until 23:25,
+    then falling 0.6 % of it a minute (an EV nearing full), its EVSE ignoring both caps (23:04-23:15,
+    23:34-23:45). The first cap is judged on the flat draw (4.48 A on three phases would be an EV
+    finishing, whose draw falls): listed. Over the second cap's evidence (from 23:19) the draw fell
+    12 %, not flat: a twin session capped only then is not listed, but the proved one is, again."""
+    def one_phase(t: pd.Timestamp) -> float:
+        return 13.43 * (1 - 0.006 * max(0.0, (t - at("23:25:00")).total_seconds() / 60))
+
+    rows = kwh_only(sampled_session("s-proved", "PROVED", at("22:30:00"), at("23:55:00"), one_phase, phases=1,
+                                    period_s=60))
+    rows += kwh_only(sampled_session("s-twin", "TWIN", at("22:30:00"), at("23:55:00"), one_phase, phases=1,
+                                     period_s=60))
+    second = (at("23:34:00"), at("23:45:00"))
+    acts = pd.DataFrame({"activation_id": ["a1", "a2"], "t_signal": [SIGNAL, second[0]],
+                         "t_clear": [CLEAR, second[1]]})
+    caps = pd.DataFrame({"activation_id": ["a2", "a1", "a2"], "session_id": ["s-twin", "s-proved", "s-proved"],
+                         "start": [second[0], SIGNAL, second[0]], "end": [second[1], CLEAR, second[1]],
+                         "before_a": [None] * 3})
+    listed = settle_frames(frame(rows), acts, curtailments=caps).non_responders
+    assert sorted(zip(listed["activation_id"], listed["evse_uid"], strict=True)) == [("a1", "PROVED"),
+                                                                                      ("a2", "PROVED")]
