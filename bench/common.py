@@ -193,39 +193,24 @@ class WebTier:
         return [int(x) for x in path.read_text().split()] if path.exists() else []
 
     def __enter__(self) -> WebTier:
-        import subprocess
-        import time
-        import urllib.error
-        import urllib.request
-
         from smatch.web import command
+        from tests import webtier
 
-        self.proc = subprocess.Popen(
+        self.proc = webtier.start(
             [*(["nice", "-n", str(self.nice)] if self.nice else []),  # nice execs: the pid stays the server's
-             *command(f"127.0.0.1:{self.port}", self.workers, self.threads)], env=self.env, cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.base}/ocpi/versions", timeout=2)  # a 401 means it is up
-            except urllib.error.HTTPError:
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("the web tier exited at start") from None
-                time.sleep(0.3)
-            else:
-                return self
-        self.__exit__()
-        raise RuntimeError("the web tier did not answer within 60 s")
+             *command(f"127.0.0.1:{self.port}", self.workers, self.threads)], self.env)
+        try:
+            webtier.wait_answering(self.proc, f"{self.base}/ocpi/versions", 60)
+        except RuntimeError:
+            self.__exit__()
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
+        from tests import webtier
+
+        if self.proc:
+            webtier.stop(self.proc)
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:

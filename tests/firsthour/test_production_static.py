@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ import requests
 from django.db import connection
 
 from smatch import web
+from tests import webtier
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["'](/static/[^"']+)["']""")
@@ -66,25 +65,10 @@ def production_web(real_services, db, tmp_path):
     assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
 
     port = _free_port()
-    log = open(tmp_path / "web.log", "wb")
-    proc = subprocess.Popen(web.command(f"127.0.0.1:{port}", workers=1, threads=4),
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "web.log").read_text()[-3000:]
-            try:
-                requests.get(f"{url}/ocpi/versions", timeout=1)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline, "the web tier did not answer within 30 s"
-                time.sleep(0.2)
+    with webtier.serving(web.command(f"127.0.0.1:{port}", workers=1, threads=4), env, url,
+                         log_path=tmp_path / "web.log", timeout_s=30):
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-        log.close()
 
 
 def _assets(url: str, path: str) -> list[str]:

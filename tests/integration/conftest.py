@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from smatch import waiting, web
+from tests import webtier
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -186,28 +187,13 @@ class WebProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        import requests
-
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            web.command(f"127.0.0.1:{self.port}", workers=2, threads=8),
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-        def answers() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the web tier exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                return requests.get(f"{self.url}/ocpi/versions", timeout=1).status_code < 500
-            except requests.RequestException:
-                return False
-
-        wait_for(answers, 30, "the web tier to answer")
+        self.proc = webtier.start(web.command(f"127.0.0.1:{self.port}", workers=2, threads=8), self.env,
+                                  self.log_path)
+        webtier.wait_answering(self.proc, f"{self.url}/ocpi/versions", 30, self.log_path)
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.proc:
+            webtier.stop(self.proc, signal.SIGKILL, 10)
 
 
 @pytest.fixture

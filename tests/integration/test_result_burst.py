@@ -8,10 +8,7 @@ no deadlock between them.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
 import sys
 import threading
 import uuid
@@ -27,12 +24,13 @@ from flexibility.models import Curtailment
 from flexibility.services import activations
 from ocpi.models import ChargingProfileCall, OcpiParty, hash_token
 from ocpi.services import profiles
+from tests import webtier
 from tests.conftest import T0
 from tests.flexibility.test_lifecycle import _activation, _sessions
 from tests.ocpi.conftest import b64
 from tests.ocpi.loopback import LoopbackServer, ok
 
-from .conftest import ROOT, _database_url, _worker_env, free_port, wait_for
+from .conftest import _database_url, _worker_env, free_port
 
 S = Curtailment.Status
 TOKEN = "burst-cpo-token"
@@ -61,31 +59,12 @@ def _party(cpo) -> OcpiParty:
 def web_tier(real_services, transactional_db, tmp_path):
     """The product's web tier as deployed: `python -m smatch.web` with its defaults from the environment
     (2 processes, the default threads per process), on the test database."""
-    import requests
-
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**_worker_env(url), "DATABASE_URL": _database_url(), "WEB_CONCURRENCY": "2"}
-    log = tmp_path / "web.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smatch.web", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-
-    def answers() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the web tier exited:\n{log.read_text()[-3000:]}")
-        try:
-            return requests.get(f"{url}/ocpi/versions", timeout=1).status_code < 500
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(answers, 30, "the web tier to answer")
+    with webtier.serving([sys.executable, "-m", "smatch.web", "--bind", f"127.0.0.1:{port}"], env, url,
+                         log_path=tmp_path / "web.log", timeout_s=30):
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
 
 
 def _post_all(url: str, results: dict) -> list[tuple]:

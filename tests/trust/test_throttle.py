@@ -4,10 +4,7 @@ letting requests through when the cache is down, and on the settlement API as on
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -23,6 +20,7 @@ from hypothesis import strategies as st
 from flexibility.api.auth import BrpUser
 from smatch import web
 from smatch.rest.throttles import BrpRateThrottle, CallerRateThrottle
+from tests import webtier
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,12 +132,9 @@ def test_two_web_workers_share_one_limit(real_services, transactional_db, brp, t
         "formatters": {"access": {"()": "logging.Formatter", "fmt": "pid=<%(process)d> %(message)s"}},
         "handlers": {"access": {"formatter": "access", "class": "logging.FileHandler", "filename": str(log)}},
         "loggers": {"granian.access": {"handlers": ["access"], "level": "INFO", "propagate": False}}}))
-    proc = subprocess.Popen(
-        web.command(f"127.0.0.1:{port}", workers=2, threads=4, access_log=True,
-                    extra=["--log-config", str(log_config), "--access-log-fmt", "path=%(path)s status=%(status)d"]),
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for(lambda: _answers(f"{url}/api/schema/"), 30, "the web tier to answer")
+    access_format = ["--log-config", str(log_config), "--access-log-fmt", "path=%(path)s status=%(status)d"]
+    command = web.command(f"127.0.0.1:{port}", workers=2, threads=4, access_log=True, extra=access_format)
+    with webtier.serving(command, env, url, probe="/api/schema/", timeout_s=30, ok=lambda status: status == 200):
         # The second worker may still be importing when the first answers: the burst below must reach
         # both, so wait until each has answered a request of its own.
         wait_for(lambda: _both_workers_answer(f"{url}/api/schema/", log), 60, "both web workers to answer")
@@ -152,23 +147,11 @@ def test_two_web_workers_share_one_limit(real_services, transactional_db, brp, t
         assert Counter(codes) == {200: 5, 429: 15}
         served = wait_for(lambda: _signal_lines(log, 20), 10, "the access log")
         assert len({pid for pid, _ in served}) == 2, served  # both worker processes counted into one limit
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
-
-
-def _answers(url: str) -> bool:
-    import requests
-
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _both_workers_answer(url: str, log) -> bool:
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda _: _answers(url), range(8)))
+        list(pool.map(lambda _: webtier.answers(url), range(8)))
     pids = re.findall(r"pid=<(\d+)> path=/api/schema/", log.read_text()) if log.exists() else []
     return len(set(pids)) >= 2
 
