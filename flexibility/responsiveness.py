@@ -76,11 +76,11 @@ def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
     for row in states.values_list("session_id", "timestamp", "kwh", "current_l1_a", "current_l2_a", "current_l3_a",
                                   "power_kw", "current_source").iterator(5000):
         readings[row[0]].append(reading(*row[1:]))
-    # A cap acts from when the CSMS accepted its PUT, not from when it was planned (a busy dispatcher or a
-    # retry after TOO_OFTEN sends it seconds or minutes later): the grace counts from then.
     # What earlier caps' flat draws proved about each session (the lowest rules out the most counts).
     flat_kw = dict(Curtailment.objects.filter(session_id__in={c[1] for c in caps}, flat_kw__isnull=False)
                    .values_list("session_id").annotate(kw=Min("flat_kw")).values_list("session_id", "kw"))
+    # A cap acts from when the CSMS accepted its PUT, not from when it was planned (a busy dispatcher or a
+    # retry after TOO_OFTEN sends it seconds or minutes later): the grace counts from then.
     accepted = dict(ChargingProfileCall.objects.filter(
         kind=ChargingProfileCall.Kind.SET, purpose_id__in=[c[0] for c in caps], response_result="ACCEPTED",
     ).values_list("purpose_id").annotate(at=Max("answered_at")).values_list("purpose_id", "at"))
