@@ -265,8 +265,9 @@ Written by `bench/realism.py` (issue #10, "Done means"); the summary is in docs/
 seed is one end-to-end run of `bench_standard_figures` (in bench/realism.py): real PostgreSQL, Redis,
 Celery worker and the simulator over HTTP, sending only `kwh` and ENERGY/TIME charging periods
 (states every 5 s unless said), 240 charge points, 5 % of EVSEs answering ACCEPTED and ignoring the
-limit, three activations of 30 s; the CPO's Locations pulled first (the steady state of a party
-registered a while ago). Everything is judged by the simulator's truth:
+limit, three activations of 30 s, the first 60 s after the CPO registered (`--warm-up-s`); the
+CPO's Locations pulled first (the steady state of a party registered a while ago). Everything is
+judged by the simulator's truth:
 
 - capped: sessions truly above 8 A per phase at the signal that were capped (target >= 98 %);
 - shed error: |expected - true| / true over the activations, where expected = the product's best
