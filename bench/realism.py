@@ -1,7 +1,7 @@
 """The product against the simulator's `standard` profile: the figures of issue #10's "Done means".
 
-    python bench/realism.py [--seeds 1,2,3] [--state-interval-s 5] [--warm-up-s 60] [--quick] [--json OUT]
-                            [--doc docs/realism.md]
+    python bench/realism.py [--seeds 1,2,3] [--state-interval-s 5] [--warm-up-s 60] [--knobs K,...] [--quick]
+                            [--json OUT] [--doc docs/realism.md]
 
 Each seed is one end-to-end run of `bench_standard_figures` below, which this script runs under pytest
 in a child process (pytest-django gives it a fresh database, the integration fixtures a Celery worker
@@ -171,7 +171,8 @@ def bench_standard_figures(celery_worker_process, live_server, settings):
     seed = int(os.environ.get("REALISM_SEED", "1"))
     interval_s = int(os.environ.get("REALISM_STATE_INTERVAL_S", "5"))  # a real CSMS: 60-900 s
     warm_up = timedelta(seconds=int(os.environ.get("REALISM_WARM_UP_S", str(WARM_UP_S))))
-    with simulator_for(live_server.url, settings, "standard", "non-responding=0.05", seed=seed, points=240,
+    knobs = ",".join(filter(None, ["non-responding=0.05", os.environ.get("REALISM_KNOBS", "")]))
+    with simulator_for(live_server.url, settings, "standard", knobs, seed=seed, points=240,
                        state_interval_s=interval_s) as sim:
         # The steady state of a CPO registered a while ago: its Locations pulled (the daily pull's first
         # run is one beat after registration), so the sessions have their connectors' bounds.
@@ -227,13 +228,14 @@ def _cap_dump(sim) -> list[dict]:
 
 
 def run_seed(seed: int, state_interval_s: int, db: str = DB, broker: str = BROKER,
-             warm_up_s: int = WARM_UP_S) -> dict:
+             warm_up_s: int = WARM_UP_S, knobs: str = "") -> dict:
     """One end-to-end run in a child pytest (a fresh test database `test_<db name>`), and its figures."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
         env = {**os.environ, "DATABASE_URL": db, "CELERY_BROKER_URL": broker, "CI": "true",
                "REALISM_SEED": str(seed), "REALISM_RUN": str(out),
                "REALISM_STATE_INTERVAL_S": str(state_interval_s), "REALISM_WARM_UP_S": str(warm_up_s),
+               "REALISM_KNOBS": knobs,
                "DB_CONN_MAX_AGE": "0",
                # Judging within seconds rather than minutes: states every few seconds, a short grace.
                "DELIVERY_GRACE_S": "8", "DELIVERY_RESUME_WINDOW_S": "15", "SWEEP_INTERVAL_S": "1"}
@@ -312,13 +314,15 @@ def main() -> None:
     p.add_argument("--state-interval-s", type=int, default=5, help="the simulator's state interval (s)")
     p.add_argument("--warm-up-s", type=int, default=WARM_UP_S,
                    help="seconds from the registration to the first signal (sessions watched before it)")
+    p.add_argument("--knobs", default="", help="more simulator behaviours beside the 5 %% ignoring EVSEs, e.g. "
+                   "lowercase-ids,no-async-result (docs/simulator.md)")
     p.add_argument("--doc", type=Path, help="write the per-seed table here (markdown)")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")][:1 if args.quick else None]
     found = []
     for seed in seeds:
         try:
-            found.append(run_seed(seed, args.state_interval_s, warm_up_s=args.warm_up_s))
+            found.append(run_seed(seed, args.state_interval_s, warm_up_s=args.warm_up_s, knobs=args.knobs))
         except RuntimeError as exc:  # a run that produced no figures is reported, the others still count
             print(exc, file=sys.stderr, flush=True)
             continue
