@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests import webtier  # noqa: E402 - importable once ROOT is on the path
+
 FIELDS = ("benchmark", "case", "metric", "unit", "median", "min", "max", "n", "target", "met", "note")
 
 
@@ -193,8 +195,7 @@ class WebTier:
         return [int(x) for x in path.read_text().split()] if path.exists() else []
 
     def __enter__(self) -> WebTier:
-        from smatch.web import command
-        from tests import webtier
+        from smatch.web import command  # imports the smatch package (its Celery app): only when serving
 
         self.proc = webtier.start(
             [*(["nice", "-n", str(self.nice)] if self.nice else []),  # nice execs: the pid stays the server's
@@ -207,8 +208,6 @@ class WebTier:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from tests import webtier
-
         if self.proc:
             webtier.stop(self.proc)
 

@@ -274,6 +274,14 @@ def judge(readings: Iterable[Reading], *, cap_start: datetime, cap_end: datetime
     return Verdict(delivery, resumption, shed_kw, flat_kw)
 
 
+def proven_flat_kw(known: float | None, verdict: Verdict) -> float | None:
+    """What a session's flat draws have proved so far, with this verdict's: the lowest draw rules out
+    the most phase counts (`judge(..., flat_kw_before=)` of its later caps)."""
+    if verdict.flat_kw is None:
+        return known
+    return verdict.flat_kw if known is None else min(known, verdict.flat_kw)
+
+
 def _measured_shed_kw(before: _Before | None, during: Sequence[_Level]) -> float | None:
     powers = [lv.power_kw for lv in during if lv.power_kw is not None]
     if before is None or before.power_kw is None or not powers or len(powers) < len(during):

@@ -93,8 +93,7 @@ def assess_due(now: datetime | None = None, batch: int = 2000) -> int:
                            phases=plausible_phases(phases, source), restored_at=restored,
                            rule=delivery.Rule(limit_a, r.tolerance_a, r.tolerance_kw, r.grace, r.resume_window),
                            before_a=before, max_current_a=max_a, flat_kw_before=flat_kw.get(session_pk))
-        if v.flat_kw is not None:
-            flat_kw[session_pk] = min(v.flat_kw, flat_kw.get(session_pk, v.flat_kw))
+        flat_kw[session_pk] = delivery.proven_flat_kw(flat_kw.get(session_pk), v)
         verdicts.append({"pk": pk, "delivery": v.delivery, "resumption": v.resumption, "flat_kw": v.flat_kw})
         per_evse[(party_pk, evse)].append(v)
     with transaction.atomic():

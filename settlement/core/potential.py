@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from flexibility.delivery import NOT_RESPONDED, PHASE_EVIDENCE, Reading, Rule, judge
+from flexibility.delivery import NOT_RESPONDED, PHASE_EVIDENCE, Reading, Rule, judge, proven_flat_kw
 from ocpi.schemas import PLAUSIBLE_PHASES
 from settlement.core.frames import max_phase_current_a
 from settlement.core.reconstruction import Reconstruction
@@ -80,7 +80,7 @@ def non_responders(rec: Reconstruction, caps: pd.DataFrame, rule: Rule | None = 
     stamps = states["timestamp"].array
     kwh = states["kwh"].to_numpy(float)
     rows = []
-    flat_kw: dict[int, float] = {}  # per session: what an earlier cap's flat draw proved (the judge's own carry)
+    flat_kw: dict[int, float | None] = {}  # per session: what an earlier cap's flat draw proved (the judge's own carry)
     for i in worth_judging[np.lexsort((caps["start_s"].to_numpy()[worth_judging], code[worth_judging]))]:
         lo, hi = first_row[i], end_row[i]
         lo_with_previous = lo - 1 if lo > 0 and state_code[lo - 1] == code[i] else lo
@@ -92,8 +92,7 @@ def non_responders(rec: Reconstruction, caps: pd.DataFrame, rule: Rule | None = 
                         session_start=_at(rec, session_start_s[i]), phases=_phases(rec.phases[code[i]]),
                         rule=rule, before_a=None if np.isnan(before_a[i]) else float(before_a[i]),
                         flat_kw_before=flat_kw.get(code[i]))
-        if verdict.flat_kw is not None:
-            flat_kw[code[i]] = min(verdict.flat_kw, flat_kw.get(code[i], verdict.flat_kw))
+        flat_kw[code[i]] = proven_flat_kw(flat_kw.get(code[i]), verdict)
         if verdict.delivery != NOT_RESPONDED:
             continue
         judged = slice(lo, hi)
